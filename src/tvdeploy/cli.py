@@ -1,0 +1,258 @@
+"""Command line: ``tvdeploy list|export|validate|inspect|predict|bench``.
+
+Thin by design: each command parses its arguments, calls the library, prints,
+and returns an exit code. Only the command being run is imported. One place
+(:func:`main`) maps the package's errors to a clear message and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tvdeploy import __version__
+from tvdeploy.errors import TvdeployError, UserInputError
+
+logger = logging.getLogger("tvdeploy")
+
+EXIT_OK = 0
+EXIT_PARITY_FAILED = 3
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _float_triple(text: str) -> tuple[float, float, float]:
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError("expected three comma-separated numbers, e.g. 0.485,0.456,0.406")
+    try:
+        return (float(parts[0]), float(parts[1]), float(parts[2]))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not numbers: {text}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
+    return value
+
+
+# ----------------------------------------------------------------------------- list
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """``tvdeploy list [PATTERN]``."""
+    from tvdeploy.models.catalog import list_catalog
+
+    models = list_catalog(args.pattern)
+    if not models and args.pattern:
+        raise UserInputError(f"no model matches {args.pattern!r}", hint="run `tvdeploy list` to see all models")
+    if args.json:
+        _print_json([m.to_dict() for m in models])
+        return EXIT_OK
+    header = f"{'model':<30} {'weights':<28} {'acc@1':>6} {'acc@5':>6} {'params':>8} {'GFLOPS':>7} {'MB':>7}  preprocess"
+    print(header)
+    print("-" * len(header))
+    for model in models:
+        entries = model.weights if args.all_weights else (model.default_weights,)
+        for w in entries:
+            p = w.preprocess
+            print(
+                f"{model.name:<30} {w.name + ('*' if w.is_default and args.all_weights else ''):<28} "
+                f"{_num(w.acc1):>6} {_num(w.acc5):>6} {w.num_params / 1e6:>7.1f}M {_num(w.gflops):>7} "
+                f"{_num(w.file_size_mb, 1):>7}  {p.resize_size[0]}->{p.crop_size[0]} {p.interpolation}"
+            )
+    total_weights = sum(len(m.weights) for m in models)
+    print(f"\n{len(models)} models, {total_weights} weights" + ("" if args.all_weights else " (--all-weights lists them)"))
+    return EXIT_OK
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------- export
+
+def _preprocess_override(args: argparse.Namespace) -> Any:
+    overrides = {
+        "resize_size": (args.resize_size,) if args.resize_size else None,
+        "crop_size": (args.crop_size,) if args.crop_size else None,
+        "interpolation": args.interpolation,
+        "mean": args.mean,
+        "std": args.std,
+    }
+    if all(v is None for v in overrides.values()):
+        return None
+    from tvdeploy.models.catalog import get_model_info
+    from tvdeploy.models.loader import with_preprocess_overrides
+
+    return with_preprocess_overrides(get_model_info(args.model).default_weights.preprocess, **overrides)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``tvdeploy export --model NAME --format ...``."""
+    from tvdeploy.export.formats import expand_formats
+    from tvdeploy.export.parity import format_report
+    from tvdeploy.export.pipeline import ExportRequest, export_model
+
+    request = ExportRequest(
+        model=args.model, formats=expand_formats(args.format), weights=args.weights,
+        labels_file=args.labels, output=args.output, opset=args.opset, force=args.force, name=args.name,
+        preprocess=_preprocess_override(args), seed=args.seed, progress=not args.json and sys.stderr.isatty(),
+    )
+    outcomes = export_model(request)
+    if args.json:
+        _print_json({"model": args.model, "passed": all(o.passed for o in outcomes),
+                     "artifacts": [o.to_dict() for o in outcomes]})
+    else:
+        for outcome in outcomes:
+            print(f"{outcome.artifact_dir}  [{outcome.format}, {outcome.manifest.exporter}, {outcome.export_seconds:.1f}s]")
+            print(format_report(outcome.parity))
+    return EXIT_OK if all(o.passed for o in outcomes) else EXIT_PARITY_FAILED
+
+
+# ----------------------------------------------------------------------------- validate / inspect
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """``tvdeploy validate ARTIFACT``."""
+    from tvdeploy.export.parity import format_report
+    from tvdeploy.export.validate import validate_artifact
+
+    results = [validate_artifact(path, provider=args.provider, weights=args.weights) for path in args.artifacts]
+    if args.json:
+        _print_json(results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results])
+    else:
+        for result in results:
+            print(f"{result.artifact_dir}  [{result.manifest.format}]")
+            print(format_report(result.parity))
+    return EXIT_OK if all(r.passed for r in results) else EXIT_PARITY_FAILED
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """``tvdeploy inspect ARTIFACT``: the manifest, summarised, with file hashes checked."""
+    from tvdeploy.runtime.hashing import sha256_file
+    from tvdeploy.runtime.manifest import read_manifest
+
+    manifest = read_manifest(args.artifact)
+    checks = {}
+    for entry in manifest.files:
+        path = args.artifact / entry.path
+        checks[entry.path] = "missing" if not path.is_file() else ("ok" if sha256_file(path) == entry.sha256 else "MODIFIED")
+    if args.json:
+        data = manifest.to_dict()
+        data["file_checks"] = checks
+        _print_json(data)
+    else:
+        parity = manifest.parity or {}
+        rows = [
+            ("name", manifest.name), ("architecture", manifest.architecture), ("weights", manifest.weights),
+            ("pretrained", manifest.pretrained), ("format", manifest.format), ("precision", manifest.precision),
+            ("exporter", manifest.exporter), ("opset", manifest.opset),
+            ("input", f"{manifest.input.name} {manifest.input.shape} {manifest.input.dtype} {manifest.input.layout}"),
+            ("output", f"{manifest.output.name} {manifest.output.shape} ({manifest.output.meaning})"),
+            ("preprocess", manifest.preprocess.describe()),
+            ("classes", f"{manifest.num_classes} ({', '.join(manifest.labels[:3])}, ...)"),
+            ("parity", "passed" if parity.get("passed") else ("FAILED" if parity else "not run")),
+            ("created", manifest.created), ("schema", manifest.schema_version),
+        ]
+        for key, value in rows:
+            print(f"{key:<13} {value}")
+        for entry in manifest.files:
+            print(f"{'file':<13} {entry.path} {entry.bytes / 1e6:.1f} MB sha256 {entry.sha256[:16]}... {checks[entry.path]}")
+        print(f"{'versions':<13} " + ", ".join(f"{k} {v}" for k, v in manifest.versions.items()))
+    return EXIT_OK if all(v == "ok" for v in checks.values()) else 1
+
+
+# ----------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="tvdeploy", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"tvdeploy {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug output on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("list", help="list torchvision classifiers and their weights")
+    p.add_argument("pattern", nargs="?", help="substring or glob (resnet*)")
+    p.add_argument("--all-weights", action="store_true", help="one row per weights entry (default: DEFAULT only)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("export", help="export a model to ONNX / TorchScript / .pt2 with a parity check")
+    p.add_argument("--model", required=True, help="torchvision model name (see `tvdeploy list`)")
+    p.add_argument("--format", default="onnx", help="onnx, torchscript, pt2 or all (default: onnx)")
+    p.add_argument("--weights", default="DEFAULT",
+                   help="DEFAULT, a weights name (IMAGENET1K_V2), none (seeded random init) or a checkpoint PATH")
+    p.add_argument("--labels", type=Path, help="class labels, one per line (for checkpoints)")
+    p.add_argument("--output", type=Path,
+                   help="artifact directory (default ./artifacts/<name>-<format>); with --format all, the parent")
+    p.add_argument("--name", help="artifact name (default: the model name)")
+    p.add_argument("--opset", type=_positive_int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random init and parity noise (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    g = p.add_argument_group("preprocessing overrides (default: the weights' own transforms)")
+    g.add_argument("--resize-size", type=_positive_int)
+    g.add_argument("--crop-size", type=_positive_int)
+    g.add_argument("--interpolation", choices=("nearest", "bilinear", "bicubic"))
+    g.add_argument("--mean", type=_float_triple, help="R,G,B")
+    g.add_argument("--std", type=_float_triple, help="R,G,B")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("validate", help="re-check an artifact against the eager model on photos and noise")
+    p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT")
+    p.add_argument("--weights", help="weights of the reference (default: as recorded in the manifest)")
+    p.add_argument("--provider", default="cpu", help="execution provider for ONNX artifacts (default cpu)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("inspect", help="show an artifact's manifest and check its files")
+    p.add_argument("artifact", type=Path, metavar="ARTIFACT")
+    p.add_argument("--json", action="store_true", help="the whole manifest as JSON")
+    p.set_defaults(handler=cmd_inspect)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+#: Registration hooks of commands that live in their own modules (predict, bench).
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tvdeploy: %(message)s" if level > logging.DEBUG
+                                           else "%(levelname)s %(name)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tvdeploy`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    try:
+        return int(args.handler(args))
+    except TvdeployError as exc:
+        if getattr(args, "json", False) is True:
+            _print_json({"error": exc.message, "hint": exc.hint, "type": type(exc).__name__})
+        sys.stderr.write(f"tvdeploy: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("tvdeploy: interrupted\n")
+        return 130

@@ -1,0 +1,1 @@
+"""Torch side: one exporter per format, parity against eager PyTorch, artifact writing."""

@@ -1,0 +1,177 @@
+"""Parity: compare a candidate runner with a reference runner on the same inputs.
+
+Reports, per input set, what Polygraphy-style comparisons report: max abs and
+rel diff, cosine similarity, top-1 and top-5 agreement and the smallest
+tolerance that would have passed, not just pass/fail. Criteria depend on the
+artifact's precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from tvdeploy.export.inputs import InputSet
+from tvdeploy.runtime.runners.base import Runner
+
+
+@dataclass(frozen=True)
+class ParityCriteria:
+    """Pass criteria: ``max|diff| <= atol_scale * (1 + max|reference logit|)`` on every set,
+    and top-1 agreement of at least ``min_top1`` on the sets that require it (real photos).
+
+    A top-1 disagreement where the reference's own two logits lie within the
+    tolerance of each other is a tie, not a disagreement; ties are reported.
+    """
+
+    atol_scale: float = 1e-3
+    min_top1: float = 1.0
+
+
+#: Criteria per precision.
+CRITERIA = {"fp32": ParityCriteria(atol_scale=1e-3, min_top1=1.0)}
+
+
+@dataclass
+class SetReport:
+    """Comparison figures for one input set."""
+
+    name: str
+    batch_sizes: list[int]
+    samples: int
+    max_abs_diff: float
+    max_rel_diff: float
+    min_cosine: float
+    top1_agreement: float
+    top5_agreement: float
+    top1_ties: int
+    max_abs_logit: float
+    atol_limit: float
+    min_passing_atol: float
+    passed: bool
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ParityReport:
+    """The result of comparing a candidate with a reference."""
+
+    reference: str
+    candidate: str
+    precision: str
+    criteria: ParityCriteria
+    sets: list[SetReport]
+
+    @property
+    def passed(self) -> bool:
+        """All sets passed."""
+        return all(s.passed for s in self.sets)
+
+    @property
+    def failures(self) -> list[str]:
+        """Why it failed, one line per failed criterion."""
+        return [f"{s.name}: {reason}" for s in self.sets for reason in s.failures]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, as recorded in the manifest."""
+        return {
+            "passed": self.passed,
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "precision": self.precision,
+            "criteria": asdict(self.criteria),
+            "sets": [asdict(s) for s in self.sets],
+        }
+
+
+def _run(runner: Runner, input_name: str, batches: Sequence[np.ndarray]) -> np.ndarray:
+    outputs = []
+    for batch in batches:
+        result = runner.infer({input_name: batch})
+        outputs.append(np.asarray(next(iter(result.values())), dtype=np.float32))
+    return np.concatenate(outputs)
+
+
+def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, batch_sizes: list[int],
+                    criteria: ParityCriteria, require_top1: bool) -> SetReport:
+    """Figures and verdict for two (N, C) output arrays."""
+    failures: list[str] = []
+    if reference.shape != candidate.shape:
+        failures.append(f"output shapes differ: reference {reference.shape}, candidate {candidate.shape}")
+        nan = float("nan")
+        return SetReport(name, batch_sizes, int(reference.shape[0]), nan, nan, nan, 0.0, 0.0, 0, nan, nan, nan, False, failures)
+    ref = reference.astype(np.float64)
+    cand = candidate.astype(np.float64)
+    finite = bool(np.isfinite(ref).all() and np.isfinite(cand).all())
+    if not finite:
+        failures.append("non-finite values (NaN/inf) in the outputs")
+    diff = np.abs(ref - cand)
+    max_abs = float(np.nanmax(diff))
+    max_rel = float(np.nanmax(diff / np.maximum(np.abs(ref), 1e-6)))
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    cosine = np.sum(ref * cand, axis=1) / np.maximum(norms, 1e-30)
+    max_logit = float(np.nanmax(np.abs(ref)))
+    limit = criteria.atol_scale * (1.0 + max_logit)
+
+    ref_top1 = ref.argmax(axis=1)
+    cand_top1 = cand.argmax(axis=1)
+    agree = ref_top1 == cand_top1
+    rows = np.arange(ref.shape[0])
+    # A flip between two classes the reference scores within tolerance of each other is a tie.
+    ties = ~agree & (ref[rows, cand_top1] >= ref[rows, ref_top1] - limit)
+    ref_top5 = np.sort(np.argsort(-ref, axis=1, kind="stable")[:, :5], axis=1)
+    cand_top5 = np.sort(np.argsort(-cand, axis=1, kind="stable")[:, :5], axis=1)
+    top1 = float(agree.mean())
+    top5 = float((ref_top5 == cand_top5).all(axis=1).mean())
+
+    if max_abs > limit:
+        failures.append(f"max |diff| {max_abs:.3g} > {limit:.3g} ({criteria.atol_scale:g} * (1 + max|logit| {max_logit:.3g}))")
+    effective_top1 = float((agree | ties).mean())
+    if require_top1 and effective_top1 < criteria.min_top1:
+        failures.append(f"top-1 agreement {effective_top1:.1%} < {criteria.min_top1:.0%}")
+    return SetReport(
+        name=name, batch_sizes=batch_sizes, samples=int(ref.shape[0]),
+        max_abs_diff=max_abs, max_rel_diff=max_rel, min_cosine=float(np.nanmin(cosine)),
+        top1_agreement=top1, top5_agreement=top5, top1_ties=int(ties.sum()),
+        max_abs_logit=max_logit, atol_limit=limit, min_passing_atol=max_abs,
+        passed=not failures, failures=failures,
+    )
+
+
+def run_sets(runner: Runner, input_sets: Sequence[InputSet], input_name: str | None = None) -> list[np.ndarray]:
+    """A runner's outputs for every set (batches concatenated), e.g. to reuse a reference across formats."""
+    name = input_name or runner.inputs[0].name
+    return [_run(runner, name, input_set.batches) for input_set in input_sets]
+
+
+def compare_runners(reference: Runner | list[np.ndarray], candidate: Runner, input_sets: Sequence[InputSet],
+                    precision: str = "fp32", criteria: ParityCriteria | None = None,
+                    reference_name: str = "eager") -> ParityReport:
+    """Run the candidate (and the reference, unless its outputs are given) on every set and compare."""
+    criteria = criteria or CRITERIA[precision]
+    if isinstance(reference, Runner):
+        reference_name = reference.backend
+        reference = run_sets(reference, input_sets)
+    candidate_outputs = run_sets(candidate, input_sets)
+    reports = [
+        compare_outputs(s.name, ref_out, cand_out, s.batch_sizes, criteria, s.require_top1)
+        for s, ref_out, cand_out in zip(input_sets, reference, candidate_outputs)
+    ]
+    return ParityReport(reference=reference_name, candidate=candidate.backend, precision=precision,
+                        criteria=criteria, sets=reports)
+
+
+def format_report(report: ParityReport) -> str:
+    """A short human-readable table."""
+    lines = [f"parity {report.candidate} vs {report.reference} ({report.precision}): "
+             f"{'PASS' if report.passed else 'FAIL'}"]
+    for s in report.sets:
+        lines.append(
+            f"  {s.name:<7} batches {s.batch_sizes}: max|diff| {s.max_abs_diff:.2e} (limit {s.atol_limit:.2e}), "
+            f"max rel {s.max_rel_diff:.2e}, cos {s.min_cosine:.6f}, top-1 {s.top1_agreement:.0%}"
+            f"{f' ({s.top1_ties} ties)' if s.top1_ties else ''}, top-5 {s.top5_agreement:.0%}"
+        )
+        lines.extend(f"    FAIL {reason}" for reason in s.failures)
+    return "\n".join(lines)

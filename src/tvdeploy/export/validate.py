@@ -1,0 +1,93 @@
+"""``tvdeploy validate``: re-prove an artifact's parity against the eager model it came from."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tvdeploy.errors import ArtifactError
+from tvdeploy.export.eager import EagerRunner
+from tvdeploy.export.inputs import default_input_sets
+from tvdeploy.export.parity import ParityReport, compare_runners
+from tvdeploy.models.loader import LoadedModel, load_model
+from tvdeploy.runtime.hashing import sha256_file
+from tvdeploy.runtime.manifest import Manifest, read_manifest
+from tvdeploy.runtime.runners import runner_for_artifact
+
+logger = logging.getLogger(__name__)
+
+
+def verify_files(artifact_dir: Path, manifest: Manifest) -> None:
+    """Check every file the manifest lists against its sha256."""
+    for entry in manifest.files:
+        path = artifact_dir / entry.path
+        if not path.is_file():
+            raise ArtifactError(f"{path} is listed in the manifest but missing")
+        if sha256_file(path) != entry.sha256:
+            raise ArtifactError(f"{path} does not match the sha256 in the manifest (modified or corrupt)",
+                                hint="re-export the artifact")
+
+
+def _weights_for(manifest: Manifest, weights_override: str | None) -> tuple[str, int]:
+    source = manifest.source
+    seed = int(source.get("seed", 0))
+    if weights_override:
+        return weights_override, seed
+    kind = source.get("kind")
+    if kind == "pretrained":
+        return str(source["weights"]), seed
+    if kind == "random":
+        return "none", seed
+    if kind == "checkpoint":
+        path = Path(source.get("path", ""))
+        if not path.is_file():
+            raise ArtifactError(f"the checkpoint this artifact was exported from is not at {path}",
+                                hint="pass it with --weights PATH")
+        if sha256_file(path) != source.get("sha256"):
+            raise ArtifactError(f"the checkpoint at {path} changed since the export (sha256 differs)",
+                                hint="pass the original with --weights PATH")
+        return str(path), seed
+    raise ArtifactError("the manifest does not say where the model came from (source)",
+                        hint="pass the weights with --weights")
+
+
+def reference_model(manifest: Manifest, weights_override: str | None = None) -> LoadedModel:
+    """Rebuild the eager model an artifact was exported from."""
+    weights, seed = _weights_for(manifest, weights_override)
+    return load_model(manifest.architecture, weights, preprocess=manifest.preprocess, seed=seed)
+
+
+@dataclass
+class ValidationResult:
+    """An artifact's manifest and its fresh parity report."""
+
+    artifact_dir: Path
+    manifest: Manifest
+    parity: ParityReport
+
+    @property
+    def passed(self) -> bool:
+        """Parity passed."""
+        return self.parity.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {"artifact": str(self.artifact_dir), "format": self.manifest.format, "passed": self.passed,
+                "parity": self.parity.to_dict()}
+
+
+def validate_artifact(artifact_dir: str | Path, provider: str = "cpu", weights: str | None = None) -> ValidationResult:
+    """Verify the files of an artifact, rebuild its eager reference, and compare on photos and noise."""
+    directory = Path(artifact_dir)
+    manifest = read_manifest(directory)
+    verify_files(directory, manifest)
+    model = reference_model(manifest, weights)
+    if model.num_classes != manifest.num_classes:
+        raise ArtifactError(f"the reference model has {model.num_classes} classes, the artifact {manifest.num_classes}")
+    input_sets = default_input_sets(manifest.preprocess, seed=int(manifest.source.get("seed", 0)))
+    reference = EagerRunner(model.module, manifest.input.name, manifest.output.name, tuple(manifest.input.shape))
+    with runner_for_artifact(directory, manifest, provider=provider) as candidate:
+        report = compare_runners(reference, candidate, input_sets, precision=manifest.precision)
+    return ValidationResult(directory, manifest, report)

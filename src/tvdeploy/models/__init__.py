@@ -1,0 +1,1 @@
+"""Torch side: the catalog of torchvision classifiers, weights resolution and checkpoint loading."""

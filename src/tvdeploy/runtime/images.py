@@ -1,0 +1,190 @@
+"""Decoding images as they come from real users into RGB PIL images.
+
+Accepts paths, bytes, binary file objects, PIL images and ``HxWx3`` (or ``HxW``,
+``HxWx4``) uint8 arrays. Applies the EXIF orientation (phone photos), brings
+every Pillow mode to RGB without clipping (16-bit images are scaled, alpha is
+composited over a background), takes the first frame of animations, refuses
+decompression bombs, and turns every decoding failure into an
+:class:`~tvdeploy.errors.ImageError` that names the input.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import IO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from tvdeploy.errors import ImageError
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]
+
+#: Default limit on decoded pixels (Pillow's own default bomb threshold, ~89.5 Mpx).
+DEFAULT_MAX_PIXELS = 89_478_485
+#: Colour that transparent pixels are composited over.
+DEFAULT_BACKGROUND = (255, 255, 255)
+
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def describe_source(source: ImageSource) -> str:
+    """A short name for an input, used in error messages."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, Image.Image):
+        return f"<PIL image {source.mode} {source.width}x{source.height}>"
+    if isinstance(source, np.ndarray):
+        return f"<array {source.shape} {source.dtype}>"
+    return str(getattr(source, "name", "<file object>"))
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    exif_transpose: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    background: tuple[int, int, int] = DEFAULT_BACKGROUND,
+) -> Image.Image:
+    """Decode ``source`` into an RGB PIL image.
+
+    Args:
+        source: a path, encoded bytes, a binary file object, a PIL image or a uint8 array.
+        exif_transpose: apply the EXIF orientation tag.
+        max_pixels: refuse images with more pixels than this (``None``: no limit).
+        background: RGB colour that transparent pixels are composited over.
+
+    Raises:
+        ImageError: the input is missing, empty, truncated, not an image, too large
+            or of an unsupported kind. The message names the input.
+    """
+    name = describe_source(source)
+    if isinstance(source, np.ndarray):
+        return to_rgb(_from_array(source, name), background=background)
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        image = _open(source, name, max_pixels)
+    _check_pixels(image, name, max_pixels)
+    try:
+        if getattr(image, "is_animated", False):
+            image.seek(0)
+        if exif_transpose:
+            image = ImageOps.exif_transpose(image) or image
+        image.load()
+        return to_rgb(image, background=background)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{name}: truncated or corrupt image ({exc})", hint="re-export or re-download the file") from None
+
+
+def _open(source: ImageSource, name: str, max_pixels: int | None) -> Image.Image:
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"{name}: no such file")
+        if path.is_dir():
+            raise ImageError(f"{name}: is a directory, not an image")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name}: empty file")
+        stream: str | IO[bytes] = os.fspath(path)  # Pillow owns (and closes) files it opens by name
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError(f"{name}: empty input")
+        stream = io.BytesIO(bytes(source))
+    elif hasattr(source, "read"):
+        stream = source  # type: ignore[assignment]
+    else:
+        raise ImageError(f"unsupported image input of type {type(source).__name__}",
+                         hint="pass a path, bytes, a binary file object, a PIL image or an HxWx3 uint8 array")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(stream)
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image Pillow can decode") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: refused as a decompression bomb ({exc})",
+                         hint="raise the pixel limit (max_pixels / --max-pixels) if you trust the file") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read ({exc})") from None
+    _check_pixels(image, name, max_pixels)
+    return image
+
+
+def _check_pixels(image: Image.Image, name: str, max_pixels: int | None) -> None:
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        raise ImageError(
+            f"{name}: {image.width}x{image.height} = {image.width * image.height:,} pixels exceeds the limit of "
+            f"{max_pixels:,} (possible decompression bomb)",
+            hint="raise the pixel limit (max_pixels / --max-pixels) if you trust the file",
+        )
+
+
+def _from_array(array: np.ndarray, name: str) -> Image.Image:
+    if array.dtype != np.uint8:
+        raise ImageError(f"{name}: arrays must be uint8", hint="convert with array.astype(np.uint8) after scaling to 0..255")
+    if array.ndim == 2:
+        return Image.fromarray(array, mode="L")
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return Image.fromarray(np.ascontiguousarray(array), mode="RGB" if array.shape[2] == 3 else "RGBA")
+    raise ImageError(f"{name}: expected an HxWx3 (RGB), HxWx4 (RGBA) or HxW array")
+
+
+def _scale_to_uint8(values: np.ndarray, full_scale: float) -> np.ndarray:
+    return np.clip(np.rint(values.astype(np.float64) * (255.0 / full_scale)), 0, 255).astype(np.uint8)
+
+
+def _integer_to_l(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit integer images to 8-bit grey, scaled by their bit depth."""
+    values = np.asarray(image)
+    if image.mode in _SIXTEEN_BIT_MODES:
+        full_scale = 65535.0
+    else:  # "I": 32-bit ints; most are 16-bit data (PNG) or 8-bit data
+        peak = float(values.max()) if values.size else 0.0
+        low = float(values.min()) if values.size else 0.0
+        if low >= 0 and peak <= 255:
+            return Image.fromarray(values.astype(np.uint8), mode="L")
+        if low >= 0 and peak <= 65535:
+            full_scale = 65535.0
+        else:
+            span = (peak - low) or 1.0
+            return Image.fromarray(_scale_to_uint8(values - low, span), mode="L")
+    return Image.fromarray(_scale_to_uint8(values, full_scale), mode="L")
+
+
+def _float_to_l(image: Image.Image) -> Image.Image:
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+    low, peak = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if low >= 0 and peak <= 1.0:
+        return Image.fromarray(_scale_to_uint8(values, 1.0), mode="L")
+    if low >= 0 and peak <= 255:
+        return Image.fromarray(_scale_to_uint8(values, 255.0), mode="L")
+    return Image.fromarray(_scale_to_uint8(values - low, (peak - low) or 1.0), mode="L")
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = DEFAULT_BACKGROUND) -> Image.Image:
+    """Bring any Pillow mode to RGB.
+
+    Transparency (RGBA, LA, PA, P with a transparency key) is composited over
+    ``background``; 16-bit images are scaled to 8 bits rather than clipped.
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _SIXTEEN_BIT_MODES or mode == "I":
+        return _integer_to_l(image).convert("RGB")
+    if mode == "F":
+        return _float_to_l(image).convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")

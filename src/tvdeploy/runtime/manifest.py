@@ -1,0 +1,237 @@
+"""The artifact manifest ``tvdeploy.json``: the contract between export and runtime.
+
+The runtime reads only this file and the model file(s) it lists. The schema is
+versioned: a reader refuses a manifest written by a newer schema rather than
+guessing at fields it does not know.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tvdeploy.errors import ArtifactError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "tvdeploy.json"
+FORMATS = ("onnx", "torchscript", "pt2")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Preprocessing as data, with the values torchvision's ``weights.transforms()`` gives.
+
+    ``resize_size``: the shorter side is resized to this (one value), or the
+    image to exactly (h, w) (two values). ``crop_size``: center crop, one value
+    for a square or (h, w).
+    """
+
+    resize_size: tuple[int, ...]
+    crop_size: tuple[int, ...]
+    interpolation: str
+    antialias: bool
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ArtifactError(
+                f"unknown interpolation {self.interpolation!r} in preprocess block",
+                hint=f"use one of {', '.join(INTERPOLATIONS)}",
+            )
+        if len(self.crop_size) not in (1, 2) or len(self.resize_size) not in (1, 2):
+            raise ArtifactError("resize_size and crop_size take one value (square) or two (h, w)")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ArtifactError("mean and std take three values (R, G, B)")
+        if any(s <= 0 for s in self.std):
+            raise ArtifactError("std values must be positive")
+
+    @property
+    def crop_hw(self) -> tuple[int, int]:
+        """The (height, width) of the network input."""
+        if len(self.crop_size) == 1:
+            return (self.crop_size[0], self.crop_size[0])
+        return (self.crop_size[0], self.crop_size[1])
+
+    def describe(self) -> str:
+        """One line, like torchvision's transforms repr."""
+        return (
+            f"resize {list(self.resize_size)} ({self.interpolation}, antialias={self.antialias}) -> "
+            f"center crop {list(self.crop_size)} -> /255 -> normalize mean={list(self.mean)} std={list(self.std)}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's ``preprocess`` block."""
+        return {
+            "resize_size": list(self.resize_size),
+            "crop_size": list(self.crop_size),
+            "interpolation": self.interpolation,
+            "antialias": self.antialias,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessSpec":
+        """Parse a ``preprocess`` block; a missing key is an :class:`ArtifactError`."""
+        try:
+            return cls(
+                resize_size=tuple(int(v) for v in _as_list(data["resize_size"])),
+                crop_size=tuple(int(v) for v in _as_list(data["crop_size"])),
+                interpolation=str(data["interpolation"]).lower(),
+                antialias=bool(data.get("antialias", True)),
+                mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
+            )
+        except KeyError as exc:
+            raise ArtifactError(f"preprocess block lacks the key {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"malformed preprocess block: {exc}") from None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input: name, shape (a string names a dynamic axis), dtype and layout."""
+
+    name: str
+    shape: list[int | str]
+    dtype: str = "float32"
+    layout: str = "NCHW"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """A model output and what its values mean."""
+
+    name: str
+    meaning: str = "logits"
+    shape: list[int | str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file of the artifact, relative to its directory, with its sha256."""
+
+    path: str
+    sha256: str
+    bytes: int
+
+
+@dataclass
+class Manifest:
+    """Everything a consumer needs to run an artifact, and nothing it has to guess."""
+
+    name: str
+    architecture: str
+    weights: str
+    pretrained: bool
+    format: str
+    precision: str
+    opset: int | None
+    exporter: str
+    input: TensorSpec
+    output: OutputSpec
+    preprocess: PreprocessSpec
+    labels: list[str]
+    files: list[FileEntry]
+    versions: dict[str, str]
+    source: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] | None = None
+    export_info: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (the length of ``labels``)."""
+        return len(self.labels)
+
+    @property
+    def model_file(self) -> FileEntry:
+        """The main model file (the first listed)."""
+        return self.files[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, keys in a stable, readable order."""
+        data = asdict(self)
+        data["preprocess"] = self.preprocess.to_dict()
+        ordered = {"schema_version": data.pop("schema_version")}
+        ordered.update(data)
+        return ordered
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+        """Parse and check a manifest dict."""
+        version = data.get("schema_version")
+        if not isinstance(version, int):
+            raise ArtifactError("manifest has no integer schema_version")
+        if version > SCHEMA_VERSION:
+            raise ArtifactError(
+                f"manifest schema version {version} is newer than this tvdeploy understands ({SCHEMA_VERSION})",
+                hint="upgrade tvdeploy (pip install -U tvdeploy)",
+            )
+        try:
+            fmt = data["format"]
+            if fmt not in FORMATS:
+                raise ArtifactError(f"unknown artifact format {fmt!r}", hint=f"known formats: {', '.join(FORMATS)}")
+            return cls(
+                name=data["name"],
+                architecture=data["architecture"],
+                weights=data["weights"],
+                pretrained=bool(data["pretrained"]),
+                format=fmt,
+                precision=data["precision"],
+                opset=data.get("opset"),
+                exporter=data["exporter"],
+                input=TensorSpec(**data["input"]),
+                output=OutputSpec(**data["output"]),
+                preprocess=PreprocessSpec.from_dict(data["preprocess"]),
+                labels=list(data["labels"]),
+                files=[FileEntry(**entry) for entry in data["files"]],
+                versions=dict(data.get("versions", {})),
+                source=dict(data.get("source", {})),
+                parity=data.get("parity"),
+                export_info=dict(data.get("export_info", {})),
+                created=data.get("created", ""),
+                schema_version=version,
+            )
+        except KeyError as exc:
+            raise ArtifactError(f"manifest lacks the key {exc.args[0]!r}") from None
+        except TypeError as exc:
+            raise ArtifactError(f"malformed manifest: {exc}") from None
+
+
+def read_manifest(artifact_dir: str | Path) -> Manifest:
+    """Read ``tvdeploy.json`` from an artifact directory."""
+    path = Path(artifact_dir) / MANIFEST_NAME
+    if not Path(artifact_dir).is_dir():
+        raise ArtifactError(
+            f"{artifact_dir} is not a directory",
+            hint="pass the directory `tvdeploy export` wrote (it holds tvdeploy.json)",
+        )
+    if not path.is_file():
+        raise ArtifactError(
+            f"no {MANIFEST_NAME} in {artifact_dir}",
+            hint="pass the directory `tvdeploy export` wrote, not the model file",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} does not hold a JSON object")
+    return Manifest.from_dict(data)
+
+
+def write_manifest(manifest: Manifest, artifact_dir: str | Path) -> Path:
+    """Write ``tvdeploy.json`` into ``artifact_dir`` (the caller makes the directory atomic)."""
+    path = Path(artifact_dir) / MANIFEST_NAME
+    path.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return path

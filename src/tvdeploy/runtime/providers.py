@@ -1,0 +1,150 @@
+"""Execution providers: user-facing names to ONNX Runtime providers, and session options.
+
+An explicit request for a provider that is not available is an error that lists
+the available ones; ``auto`` picks the best available and logs the choice.
+Nothing falls back silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from tvdeploy.errors import ProviderError
+
+logger = logging.getLogger(__name__)
+
+#: User-facing provider names and the ONNX Runtime providers they mean.
+ORT_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+PROVIDER_CHOICES = (*ORT_PROVIDERS, "auto")
+#: What ``auto`` tries, best first. TensorRT is left to explicit requests: its
+#: engine build takes minutes on the first run, which a default must not cost.
+AUTO_ORDER = ("cuda", "openvino", "cpu")
+
+_INSTALL_HINTS = {
+    "cuda": "pip uninstall onnxruntime && pip install onnxruntime-gpu (needs an NVIDIA driver and CUDA/cuDNN libraries)",
+    "tensorrt": "install onnxruntime-gpu and TensorRT (pip install tensorrt), see docs/deployment.md",
+    "openvino": "pip uninstall onnxruntime && pip install onnxruntime-openvino",
+}
+
+GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """ONNX Runtime session settings; ``None`` leaves ONNX Runtime's default."""
+
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+    graph_optimization: str = "all"
+    parallel_execution: bool = False
+    provider_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+            raise ProviderError(f"unknown graph optimization level {self.graph_optimization!r}",
+                                hint=f"use one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}")
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ProviderError(f"{name} must be >= 0 (0 lets ONNX Runtime choose), got {value}")
+
+    def session_options(self) -> Any:
+        """An ``onnxruntime.SessionOptions`` with these settings."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if self.intra_op_threads is not None:
+            options.intra_op_num_threads = self.intra_op_threads
+        if self.inter_op_threads is not None:
+            options.inter_op_num_threads = self.inter_op_threads
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.graph_optimization]
+        options.execution_mode = (
+            ort.ExecutionMode.ORT_PARALLEL if self.parallel_execution else ort.ExecutionMode.ORT_SEQUENTIAL
+        )
+        return options
+
+
+def available_providers() -> list[str]:
+    """User-facing names of the providers this onnxruntime build offers."""
+    import onnxruntime as ort
+
+    offered = set(ort.get_available_providers())
+    return [name for name, ort_name in ORT_PROVIDERS.items() if ort_name in offered]
+
+
+def resolve_provider(requested: str) -> str:
+    """Turn ``cpu``/``cuda``/``tensorrt``/``openvino``/``auto`` into an available provider name."""
+    requested = requested.lower()
+    if requested not in PROVIDER_CHOICES:
+        raise ProviderError(f"unknown provider {requested!r}", hint=f"choose one of {', '.join(PROVIDER_CHOICES)}")
+    available = available_providers()
+    if requested == "auto":
+        chosen = next(name for name in AUTO_ORDER if name in available or name == "cpu")
+        logger.info("provider auto: chose %s (available: %s)", chosen, ", ".join(available))
+        return chosen
+    if requested not in available:
+        raise ProviderError(
+            f"execution provider {requested!r} is not available in this onnxruntime build "
+            f"(available: {', '.join(available)})",
+            hint=_INSTALL_HINTS.get(requested),
+        )
+    return requested
+
+
+def ort_provider_list(provider: str, options: dict[str, Any] | None = None) -> list[Any]:
+    """The ``providers`` argument of ``InferenceSession`` for a resolved provider.
+
+    Accelerated providers are followed by the CPU provider, which ONNX Runtime
+    uses for the nodes they do not implement (graph partitioning, not a fallback
+    of the whole session: :func:`check_session_providers` verifies that).
+    """
+    primary = (ORT_PROVIDERS[provider], dict(options or {}))
+    if provider == "cpu":
+        return [primary]
+    if provider == "tensorrt":
+        return [primary, (ORT_PROVIDERS["cuda"], {}), ORT_PROVIDERS["cpu"]]
+    return [primary, ORT_PROVIDERS["cpu"]]
+
+
+def check_session_providers(session: Any, provider: str) -> None:
+    """Fail if ONNX Runtime quietly dropped the requested provider when creating the session."""
+    active = session.get_providers()
+    if ORT_PROVIDERS[provider] not in active:
+        raise ProviderError(
+            f"onnxruntime could not start the {provider} provider for this model (active: {', '.join(active)})",
+            hint=_INSTALL_HINTS.get(provider, "check onnxruntime's log for why the provider failed"),
+        )
+
+
+def torch_device(provider: str) -> str:
+    """The torch device for torch-backed artifacts (TorchScript, .pt2)."""
+    import torch
+
+    provider = provider.lower()
+    if provider == "cpu":
+        return "cpu"
+    if provider in ("cuda", "auto"):
+        if torch.cuda.is_available():
+            if provider == "auto":
+                logger.info("provider auto: chose cuda for a torch-backed artifact")
+            return "cuda"
+        if provider == "auto":
+            logger.info("provider auto: chose cpu for a torch-backed artifact (no CUDA device)")
+            return "cpu"
+        raise ProviderError("CUDA was requested but torch sees no CUDA device", hint="use --provider cpu")
+    raise ProviderError(
+        f"provider {provider!r} applies to ONNX artifacts only; TorchScript and .pt2 run on cpu or cuda",
+        hint="use --provider cpu|cuda|auto",
+    )

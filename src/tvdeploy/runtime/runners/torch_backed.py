@@ -1,0 +1,100 @@
+"""Runners for torch-backed artifacts (TorchScript and torch.export ``.pt2``).
+
+torch is imported only when such a runner is activated, so the ONNX runtime
+path never needs it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tvdeploy.errors import ArtifactError, MissingDependencyError
+from tvdeploy.runtime.runners.base import Runner, TensorInfo
+
+
+def import_torch() -> Any:
+    """Import torch, or explain which extra installs it."""
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError(
+            "this artifact needs torch (TorchScript and .pt2 run through torch)",
+            hint='pip install "tvdeploy[export]", or export to ONNX for a torch-free deployment',
+        ) from None
+    return torch
+
+
+class TorchModuleRunner(Runner):
+    """Shared logic: a callable torch module on a device, one input, one output."""
+
+    backend = "torch"
+
+    def __init__(self, input_name: str, output_name: str, input_shape: list[Any], device: str = "cpu") -> None:
+        super().__init__()
+        self.input_name = input_name
+        self.output_name = output_name
+        self.input_shape = tuple(input_shape)
+        self.device = device
+        self.module: Any = None
+        self._torch: Any = None
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return [TensorInfo(self.input_name, self.input_shape, "float32")]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return [TensorInfo(self.output_name, (self.input_shape[0], None), "float32")]
+
+    def _unload(self) -> None:
+        self.module = None
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        tensor = torch.from_numpy(np.ascontiguousarray(feeds[self.input_name])).to(self.device)
+        with torch.inference_mode():
+            out = self.module(tensor)
+        if self.device != "cpu":
+            torch.cuda.synchronize()
+        return {self.output_name: out.detach().float().cpu().numpy()}
+
+
+class TorchScriptRunner(TorchModuleRunner):
+    """Runs ``model.torchscript.pt`` with ``torch.jit.load``."""
+
+    backend = "torchscript"
+
+    def __init__(self, model_path: str | Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_path = Path(model_path)
+
+    def _load(self) -> None:
+        torch = self._torch = import_torch()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch 2.9+ flags torch.jit as deprecated
+                self.module = torch.jit.load(str(self.model_path), map_location=self.device).eval()
+        except Exception as exc:  # torch raises RuntimeError subclasses of many kinds
+            raise ArtifactError(f"torch.jit.load cannot load {self.model_path}: {exc}") from None
+
+
+class ExportedProgramRunner(TorchModuleRunner):
+    """Runs ``model.pt2`` with ``torch.export.load``."""
+
+    backend = "pt2"
+
+    def __init__(self, model_path: str | Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_path = Path(model_path)
+
+    def _load(self) -> None:
+        torch = self._torch = import_torch()
+        try:
+            program = torch.export.load(str(self.model_path))
+        except Exception as exc:  # torch raises RuntimeError subclasses of many kinds
+            raise ArtifactError(f"torch.export.load cannot load {self.model_path}: {exc}") from None
+        self.module = program.module().to(self.device)

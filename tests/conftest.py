@@ -1,0 +1,66 @@
+"""Shared fixtures. No test may reach the network: weights come from a temporary TORCH_HOME."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test runs offline with an empty torch hub cache of its own."""
+    monkeypatch.setenv("TVDEPLOY_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+
+
+def _sample_photos() -> dict[str, Image.Image]:
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    photos = {name: Image.fromarray(getattr(skimage.data, name)()) for name in ("astronaut", "chelsea", "coffee", "rocket")}
+    for name, array in zip(("china", "flower"), load_sample_images().images):
+        photos[name] = Image.fromarray(array)
+    return photos
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, Image.Image]:
+    """Real RGB photos from scikit-image and scikit-learn (not the ones tvdeploy ships)."""
+    return _sample_photos()
+
+
+@pytest.fixture(scope="session")
+def photo_files(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Image.Image]) -> list[Path]:
+    """The sample photos as JPEG files."""
+    root = tmp_path_factory.mktemp("photos")
+    paths = []
+    for name, image in photos.items():
+        path = root / f"{name}.jpg"
+        image.save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def ten_class_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 'fine-tuned' 10-class resnet18 saved with torch.save(state_dict), and its labels file."""
+    import torch
+    from torchvision import models
+
+    torch.manual_seed(1234)
+    model = models.resnet18(num_classes=10)
+    root = tmp_path_factory.mktemp("ckpt")
+    path = root / "resnet18_cifar10.pt"
+    torch.save(model.state_dict(), path)
+    labels = root / "labels.txt"
+    labels.write_text("\n".join(["airplane", "automobile", "bird", "cat", "deer",
+                                 "dog", "frog", "horse", "ship", "truck"]) + "\n")
+    return path, labels
+
+
+def random_uint8_image(seed: int, size: tuple[int, int]) -> np.ndarray:
+    """A reproducible HxWx3 uint8 array."""
+    return np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)

@@ -1,0 +1,57 @@
+"""The model-zoo sweep: every torchvision classifier to every format, with parity.
+
+Behind the ``zoo`` marker (hours on two cores): ``pytest -m zoo tests/export/test_zoo.py``.
+Each model appends its rows to ``$TVDEPLOY_ZOO_RESULTS`` (default
+``docs/coverage.jsonl``); ``python tools/render_coverage.py`` turns them into
+``docs/coverage.md``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tvdeploy.export.pipeline import ExportRequest, export_model
+from tvdeploy.models.catalog import list_catalog
+
+RESULTS = Path(os.environ.get("TVDEPLOY_ZOO_RESULTS", Path(__file__).parents[2] / "docs" / "coverage.jsonl"))
+MODELS = sorted(list_catalog(), key=lambda m: m.default_weights.num_params)
+FORMATS = ["onnx", "torchscript", "pt2"]
+
+
+def _row(model: str, outcome) -> dict:
+    sets = {s["name"]: s for s in outcome.parity.to_dict()["sets"]}
+    return {
+        "model": model, "format": outcome.format, "exporter": outcome.manifest.exporter,
+        "passed": outcome.passed, "export_seconds": round(outcome.export_seconds, 1),
+        "photos_max_abs_diff": sets["photos"]["max_abs_diff"], "photos_atol_limit": sets["photos"]["atol_limit"],
+        "photos_top1": sets["photos"]["top1_agreement"], "photos_top5": sets["photos"]["top5_agreement"],
+        "photos_min_cosine": sets["photos"]["min_cosine"], "random_max_abs_diff": sets["random"]["max_abs_diff"],
+        "attempts": outcome.attempts, "failures": outcome.parity.failures,
+    }
+
+
+@pytest.mark.zoo
+@pytest.mark.parametrize("model", [m.name for m in MODELS])
+def test_zoo_model_exports_to_every_format_with_parity(model: str, tmp_path: Path) -> None:
+    rows = []
+    try:
+        outcomes = export_model(ExportRequest(model, FORMATS, weights="none", output=tmp_path, progress=False))
+        rows = [_row(model, o) for o in outcomes]
+    except Exception as exc:  # recorded in the table, then the test fails
+        rows = [{"model": model, "format": "all", "passed": False, "error": f"{type(exc).__name__}: {exc}"[:500]}]
+        raise
+    finally:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with RESULTS.open("a", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+        shutil.rmtree(tmp_path, ignore_errors=True)
+        gc.collect()
+    failed = [r["format"] for r in rows if not r["passed"]]
+    assert not failed, f"{model}: parity failed for {failed}"
