@@ -114,3 +114,11 @@ def test_noise_set_is_seeded() -> None:
     np.testing.assert_array_equal(a.batches[1], b.batches[1])
     assert not np.array_equal(a.batches[1], c.batches[1])
     assert isinstance(a, InputSet) and not a.require_top1
+
+
+def test_tiny_logits_are_still_checked_by_cosine() -> None:
+    ref = _logits() * np.float32(1e-20)  # random-init EfficientNets really produce logits this small
+    scrambled = ref[:, ::-1].copy()
+    report = compare_outputs("photos", ref, scrambled, [6], FP32, require_top1=True)
+    assert report.max_abs_diff < report.atol_limit  # the absolute tolerance alone would pass it
+    assert not report.passed and any("cosine" in f for f in report.failures)

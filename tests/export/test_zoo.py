@@ -32,6 +32,7 @@ def _row(model: str, outcome) -> dict:
         "photos_max_abs_diff": sets["photos"]["max_abs_diff"], "photos_atol_limit": sets["photos"]["atol_limit"],
         "photos_top1": sets["photos"]["top1_agreement"], "photos_top5": sets["photos"]["top5_agreement"],
         "photos_min_cosine": sets["photos"]["min_cosine"], "random_max_abs_diff": sets["random"]["max_abs_diff"],
+        "random_min_cosine": sets["random"]["min_cosine"], "max_abs_logit": sets["photos"]["max_abs_logit"],
         "attempts": outcome.attempts, "failures": outcome.parity.failures,
     }
 

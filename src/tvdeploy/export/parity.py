@@ -24,14 +24,18 @@ class ParityCriteria:
 
     A top-1 disagreement where the reference's own two logits lie within the
     tolerance of each other is a tie, not a disagreement; ties are reported.
+    ``min_cosine`` is scale-free: it still bites where a model's logits are tiny
+    (random-init EfficientNets give logits near 1e-20, far below any absolute
+    tolerance, and every class looks tied).
     """
 
     atol_scale: float = 1e-3
     min_top1: float = 1.0
+    min_cosine: float = 0.9999
 
 
 #: Criteria per precision.
-CRITERIA = {"fp32": ParityCriteria(atol_scale=1e-3, min_top1=1.0)}
+CRITERIA = {"fp32": ParityCriteria(atol_scale=1e-3, min_top1=1.0, min_cosine=0.9999)}
 
 
 @dataclass
@@ -128,12 +132,15 @@ def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, bat
 
     if max_abs > limit:
         failures.append(f"max |diff| {max_abs:.3g} > {limit:.3g} ({criteria.atol_scale:g} * (1 + max|logit| {max_logit:.3g}))")
+    min_cosine = float(np.nanmin(cosine))
+    if not min_cosine >= criteria.min_cosine:
+        failures.append(f"cosine similarity {min_cosine:.6f} < {criteria.min_cosine}")
     effective_top1 = float((agree | ties).mean())
     if require_top1 and effective_top1 < criteria.min_top1:
         failures.append(f"top-1 agreement {effective_top1:.1%} < {criteria.min_top1:.0%}")
     return SetReport(
         name=name, batch_sizes=batch_sizes, samples=int(ref.shape[0]),
-        max_abs_diff=max_abs, max_rel_diff=max_rel, min_cosine=float(np.nanmin(cosine)),
+        max_abs_diff=max_abs, max_rel_diff=max_rel, min_cosine=min_cosine,
         top1_agreement=top1, top5_agreement=top5, top1_ties=int(ties.sum()),
         max_abs_logit=max_logit, atol_limit=limit, min_passing_atol=max_abs,
         passed=not failures, failures=failures,
