@@ -64,3 +64,15 @@ def ten_class_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
 def random_uint8_image(seed: int, size: tuple[int, int]) -> np.ndarray:
     """A reproducible HxWx3 uint8 array."""
     return np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def resnet18_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """resnet18 (seeded random init) exported to every format: format -> artifact directory."""
+    from tvdeploy.export.pipeline import ExportRequest, export_model
+
+    out = tmp_path_factory.mktemp("resnet18")
+    outcomes = export_model(ExportRequest("resnet18", ["onnx", "torchscript", "pt2"], weights="none", output=out,
+                                          progress=False))
+    assert all(o.passed for o in outcomes)
+    return {o.format: o.artifact_dir for o in outcomes}

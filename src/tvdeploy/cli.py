@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from tvdeploy import __version__
 from tvdeploy.errors import TvdeployError, UserInputError
@@ -172,6 +172,50 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK if all(v == "ok" for v in checks.values()) else 1
 
 
+# ----------------------------------------------------------------------------- predict
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``tvdeploy predict ARTIFACT PATH...``: exit 1 when any input failed."""
+    from tvdeploy.runtime.classifier import load
+    from tvdeploy.runtime.inputs import collect_inputs
+    from tvdeploy.runtime.providers import SessionConfig
+
+    inputs = collect_inputs(args.paths)
+    if not inputs.files:
+        raise UserInputError("no images found in " + ", ".join(args.paths),
+                             hint="pass image files or directories that hold images")
+    classifier = load(args.artifact, provider=args.provider, verify=not args.no_verify,
+                      session_config=SessionConfig(intra_op_threads=args.threads), batch_size=args.batch_size,
+                      exif_transpose=not args.no_exif, max_pixels=args.max_pixels, decode_workers=args.workers)
+    failed = 0
+    with classifier, _progress(len(inputs.files), enabled=not args.quiet) as bar:
+        for result in classifier.predict_stream(inputs.files, top_k=args.top_k):
+            failed += not result.ok
+            if args.json:
+                sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+                sys.stdout.flush()
+            else:
+                bar.write(_format_result(result))
+            bar.update(1)
+    if failed:
+        sys.stderr.write(f"tvdeploy: {failed} of {len(inputs.files)} input(s) failed\n")
+    return 1 if failed else EXIT_OK
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", file=sys.stderr, disable=not (enabled and sys.stderr.isatty()), leave=False)
+
+
+def _format_result(result: Any) -> str:
+    if not result.ok:
+        return f"{result.source}\n  error: {result.error}"
+    width = max(len(p.label) for p in result.predictions)
+    rows = [f"  {p.label:<{width}}  {p.probability * 100:6.2f}%" for p in result.predictions]
+    return "\n".join([result.source, *rows])
+
+
 # ----------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,13 +266,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the whole manifest as JSON")
     p.set_defaults(handler=cmd_inspect)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    p = sub.add_parser("predict", help="classify images with an artifact (no torch needed for ONNX)")
+    p.add_argument("artifact", type=Path, metavar="ARTIFACT")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and directories (walked recursively)")
+    p.add_argument("--top-k", type=_positive_int, default=5, help="predictions per image (default 5)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="images per model call (default 8)")
+    p.add_argument("--provider", default="cpu", help="cpu, cuda, tensorrt, openvino or auto (default cpu)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--workers", type=_positive_int, help="decoding threads (default: Python's choice)")
+    p.add_argument("--max-pixels", type=_positive_int, default=89_478_485,
+                   help="refuse larger images as decompression bombs (default 89478485)")
+    p.add_argument("--no-exif", action="store_true", help="ignore EXIF orientation")
+    p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model file")
+    p.add_argument("--json", action="store_true", help="one JSON line per input, as soon as it is done")
+    p.set_defaults(handler=cmd_predict)
+
     return parser
-
-
-#: Registration hooks of commands that live in their own modules (predict, bench).
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def _configure_logging(args: argparse.Namespace) -> None:

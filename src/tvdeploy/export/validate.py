@@ -13,21 +13,10 @@ from tvdeploy.export.inputs import default_input_sets
 from tvdeploy.export.parity import ParityReport, compare_runners
 from tvdeploy.models.loader import LoadedModel, load_model
 from tvdeploy.runtime.hashing import sha256_file
-from tvdeploy.runtime.manifest import Manifest, read_manifest
+from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
 from tvdeploy.runtime.runners import runner_for_artifact
 
 logger = logging.getLogger(__name__)
-
-
-def verify_files(artifact_dir: Path, manifest: Manifest) -> None:
-    """Check every file the manifest lists against its sha256."""
-    for entry in manifest.files:
-        path = artifact_dir / entry.path
-        if not path.is_file():
-            raise ArtifactError(f"{path} is listed in the manifest but missing")
-        if sha256_file(path) != entry.sha256:
-            raise ArtifactError(f"{path} does not match the sha256 in the manifest (modified or corrupt)",
-                                hint="re-export the artifact")
 
 
 def _weights_for(manifest: Manifest, weights_override: str | None) -> tuple[str, int]:
@@ -82,7 +71,7 @@ def validate_artifact(artifact_dir: str | Path, provider: str = "cpu", weights: 
     """Verify the files of an artifact, rebuild its eager reference, and compare on photos and noise."""
     directory = Path(artifact_dir)
     manifest = read_manifest(directory)
-    verify_files(directory, manifest)
+    verify_artifact_files(directory, manifest)
     model = reference_model(manifest, weights)
     if model.num_classes != manifest.num_classes:
         raise ArtifactError(f"the reference model has {model.num_classes} classes, the artifact {manifest.num_classes}")

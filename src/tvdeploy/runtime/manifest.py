@@ -235,3 +235,24 @@ def write_manifest(manifest: Manifest, artifact_dir: str | Path) -> Path:
     path = Path(artifact_dir) / MANIFEST_NAME
     path.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def verify_artifact_files(artifact_dir: str | Path, manifest: Manifest) -> dict[str, str]:
+    """Check every file the manifest lists against its sha256; raise on the first problem.
+
+    Returns ``{path: "ok"}`` for every file.
+    """
+    from tvdeploy.runtime.hashing import sha256_file
+
+    checks = {}
+    for entry in manifest.files:
+        path = Path(artifact_dir) / entry.path
+        if not path.is_file():
+            raise ArtifactError(f"{path} is listed in the manifest but missing", hint="re-export the artifact")
+        if sha256_file(path) != entry.sha256:
+            raise ArtifactError(
+                f"{path} does not match the sha256 in the manifest (modified or corrupt)",
+                hint="re-export the artifact, or load with verify=False / --no-verify if you changed it on purpose",
+            )
+        checks[entry.path] = "ok"
+    return checks

@@ -1,0 +1,183 @@
+"""The high-level runtime API: ``load(artifact_dir).predict(images)``.
+
+Needs only onnxruntime, NumPy and Pillow for ONNX artifacts; TorchScript and
+``.pt2`` artifacts import torch when loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from tvdeploy.errors import ImageError, UserInputError
+from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
+from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
+from tvdeploy.runtime.postprocess import Prediction, decode_predictions
+from tvdeploy.runtime.preprocess import ImagePreprocessor
+from tvdeploy.runtime.providers import SessionConfig
+from tvdeploy.runtime.runners import Runner, runner_for_artifact
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 8
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """The outcome for one input of a stream: its predictions, or the error that stopped it."""
+
+    source: str
+    predictions: list[Prediction] | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the input was predicted."""
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"path", "predictions": [...]}`` or ``{"path", "error"}``."""
+        if self.error is not None:
+            return {"path": self.source, "error": self.error}
+        return {"path": self.source, "predictions": [p.to_dict() for p in self.predictions or []]}
+
+
+class Classifier:
+    """An artifact ready to classify images: preprocessing, the model, softmax and top-k."""
+
+    def __init__(self, artifact_dir: Path, manifest: Manifest, runner: Runner, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 exif_transpose: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 decode_workers: int | None = None) -> None:
+        if batch_size < 1:
+            raise UserInputError(f"batch size must be >= 1, got {batch_size}")
+        self.artifact_dir = artifact_dir
+        self.manifest = manifest
+        self.runner = runner
+        self.batch_size = batch_size
+        self.exif_transpose = exif_transpose
+        self.max_pixels = max_pixels
+        self.decode_workers = decode_workers
+        self.preprocessor = ImagePreprocessor(manifest.preprocess)
+        self.input_name = manifest.input.name
+        self.output_name = manifest.output.name
+
+    @property
+    def labels(self) -> list[str]:
+        """Class labels, in output order."""
+        return self.manifest.labels
+
+    def __enter__(self) -> "Classifier":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the model."""
+        self.runner.deactivate()
+
+    def preprocess(self, image: ImageSource) -> np.ndarray:
+        """Decode and preprocess one image into the (3, H, W) float32 network input."""
+        return self.preprocessor(load_image(image, exif_transpose=self.exif_transpose, max_pixels=self.max_pixels))
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for an (N, 3, H, W) float32 batch."""
+        return self.runner.infer({self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[self.output_name]
+
+    def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 5) -> list[list[Prediction]]:
+        """Top-k predictions per image, best first, in input order; batches internally.
+
+        A single image is accepted too (one list in the result). A bad image raises
+        :class:`~tvdeploy.errors.ImageError`; use :meth:`predict_stream` to get
+        per-input errors instead.
+        """
+        if _is_single(images):
+            images = [images]  # type: ignore[list-item]
+        results: list[list[Prediction]] = []
+        for chunk in _chunks(list(images), self.batch_size):  # type: ignore[arg-type]
+            batch = np.stack([self.preprocess(image) for image in chunk])
+            results.extend(decode_predictions(self.infer(batch), self.labels, top_k))
+        return results
+
+    def predict_stream(self, sources: Iterable[ImageSource], top_k: int = 5,
+                       executor: Executor | None = None) -> Iterator[PredictionResult]:
+        """Predict a stream of inputs; yields one result per input, in order, as batches complete.
+
+        Decoding and preprocessing run in a thread pool ahead of the model so that it
+        is not starved. A bad input yields a result with ``error`` set and the others go on.
+        """
+        if not 1 <= top_k <= len(self.labels):
+            raise UserInputError(f"top-k of {top_k} is out of range for a model with {len(self.labels)} classes",
+                                 hint=f"choose k between 1 and {len(self.labels)}")
+        own_executor = executor is None
+        pool = executor or ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="tvdeploy-decode")
+        try:
+            iterator = iter(sources)
+            # keep two batches of decoding in flight ahead of the model
+            pending = [(s, pool.submit(self._decode, s)) for s in islice(iterator, 2 * self.batch_size)]
+            while pending:
+                chunk, pending = pending[: self.batch_size], pending[self.batch_size:]
+                pending.extend((s, pool.submit(self._decode, s)) for s in islice(iterator, self.batch_size))
+                decoded = [(source, future.result()) for source, future in chunk]
+                good = [(source, arr) for source, arr in decoded if isinstance(arr, np.ndarray)]
+                predictions = iter(decode_predictions(self.infer(np.stack([a for _, a in good])), self.labels, top_k)
+                                   if good else [])
+                for source, arr in decoded:
+                    if isinstance(arr, np.ndarray):
+                        yield PredictionResult(describe_source(source), predictions=next(predictions))
+                    else:
+                        yield PredictionResult(describe_source(source), error=arr)
+        finally:
+            if own_executor:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _decode(self, source: ImageSource) -> np.ndarray | str:
+        try:
+            return self.preprocess(source)
+        except ImageError as exc:
+            return exc.message
+        except Exception as exc:  # one unexpected decoder failure must not stop the stream
+            logger.debug("unexpected error decoding %s", describe_source(source), exc_info=True)
+            return f"{describe_source(source)}: {type(exc).__name__}: {exc}"
+
+
+def _is_single(images: Any) -> bool:
+    return isinstance(images, (str, bytes, bytearray, memoryview, Path, np.ndarray)) or hasattr(images, "read") \
+        or type(images).__module__.startswith("PIL.")
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def load(artifact_dir: str | Path, provider: str = "cpu", *, verify: bool = True,
+         session_config: SessionConfig | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+         exif_transpose: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+         decode_workers: int | None = None) -> Classifier:
+    """Load an artifact directory for inference.
+
+    Args:
+        artifact_dir: the directory ``tvdeploy export`` wrote.
+        provider: ``cpu``, ``cuda``, ``tensorrt``, ``openvino`` or ``auto`` (ONNX); ``cpu``/``cuda``/``auto`` (torch formats).
+        verify: check the model files against the manifest's sha256 first (refuse tampered files).
+        session_config: ONNX Runtime threads, graph optimization level and provider options.
+        batch_size: images per model call in :meth:`Classifier.predict` / ``predict_stream``.
+        exif_transpose: apply EXIF orientation when decoding.
+        max_pixels: refuse larger images (decompression bombs); ``None`` for no limit.
+        decode_workers: threads that decode and preprocess ahead of the model (default: Python's choice).
+    """
+    directory = Path(artifact_dir)
+    manifest = read_manifest(directory)
+    if verify:
+        verify_artifact_files(directory, manifest)
+    runner = runner_for_artifact(directory, manifest, provider=provider, config=session_config)
+    runner.activate()
+    return Classifier(directory, manifest, runner, batch_size=batch_size, exif_transpose=exif_transpose,
+                      max_pixels=max_pixels, decode_workers=decode_workers)
