@@ -216,6 +216,60 @@ def _format_result(result: Any) -> str:
     return "\n".join([result.source, *rows])
 
 
+# ----------------------------------------------------------------------------- bench
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 1,8: {text}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive: {text}")
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``tvdeploy bench``: backends side by side in one run."""
+    from tvdeploy.bench import report as output
+    from tvdeploy.bench.run import BenchConfig, run_benchmark
+    from tvdeploy.bench.targets import (
+        BACKENDS, artifact_target, default_cache_dir, eager_target_for, model_targets, parse_backends,
+    )
+    from tvdeploy.export.inputs import photo_paths
+
+    if bool(args.model) == bool(args.artifacts):
+        raise UserInputError("give either --model NAME or one or more ARTIFACT directories")
+    if args.model:
+        targets = model_targets(args.model, args.weights, parse_backends(args.backends),
+                                args.cache_dir or default_cache_dir())
+    else:
+        targets = [artifact_target(path) for path in args.artifacts]
+        if len({t.name for t in targets}) < len(targets):
+            for target, path in zip(targets, args.artifacts):
+                target.name = str(path)
+        wanted = parse_backends(args.backends, allowed=[t.backend for t in targets])
+        targets = [t for t in targets if t.backend in wanted]
+        if "eager" in wanted:
+            targets.insert(0, eager_target_for(artifact_target(args.artifacts[0]).manifest))
+        if not targets:
+            raise UserInputError(f"none of the artifacts is of the backends {', '.join(wanted)}",
+                                 hint=f"the artifacts are: {', '.join(BACKENDS)}")
+    images = [Path(p) for p in args.images] if args.images else photo_paths()
+    config = BenchConfig(batch_sizes=args.batch_sizes, warmup=args.warmup,
+                         iterations=None if args.time_budget else args.iterations, time_budget_s=args.time_budget,
+                         provider=args.provider, threads=args.threads, e2e=args.e2e, bare_ort=args.bare_ort,
+                         cold_start=not args.no_cold_start, images=images)
+    report = run_benchmark(targets, config)
+    print(output.format_table(report))
+    if args.json:
+        output.write_json(report, args.json)
+    if args.markdown:
+        args.markdown.write_text(output.format_markdown(report), encoding="utf-8")
+    if args.plot:
+        output.write_plot(report, args.plot)
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,6 +335,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON line per input, as soon as it is done")
     p.set_defaults(handler=cmd_predict)
 
+    p = sub.add_parser("bench", help="benchmark backends side by side (eager, torchscript, pt2, onnx)")
+    p.add_argument("artifacts", nargs="*", type=Path, metavar="ARTIFACT", help="artifact directories to compare")
+    p.add_argument("--model", help="benchmark a catalog model (exports what it needs into the cache first)")
+    p.add_argument("--weights", default="DEFAULT", help="weights for --model (default DEFAULT; none for random init)")
+    p.add_argument("--backends", help="comma-separated: eager, torchscript, pt2, onnx (default: all that apply)")
+    p.add_argument("--provider", default="cpu", help="cpu, cuda, tensorrt, openvino or auto (default cpu)")
+    p.add_argument("--batch-sizes", type=_int_list, default=[1], help="e.g. 1,8,32 (default 1)")
+    p.add_argument("--threads", type=int, help="intra-op threads for every backend (default: the libraries' own)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls per backend first (default 3)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--iterations", type=_positive_int, default=20, help="timed calls per backend (default 20)")
+    budget.add_argument("--time-budget", type=float, help="seconds per batch size instead of a fixed count")
+    p.add_argument("--e2e", action="store_true", help="also time the full predict path from image files")
+    p.add_argument("--images", nargs="+", help="image files for --e2e (default: the parity photos)")
+    p.add_argument("--bare-ort", action="store_true", help="also time a bare session.run loop (bench overhead check)")
+    p.add_argument("--no-cold-start", action="store_true", help="skip the cold-start / peak-RSS subprocesses")
+    p.add_argument("--cache-dir", type=Path, help="where --model keeps its exports (default ~/.cache/tvdeploy/bench)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown table")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="plot latency and throughput against batch size")
+    p.set_defaults(handler=cmd_bench)
+
     return parser
 
 
@@ -302,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except TvdeployError as exc:
-        if getattr(args, "json", False) is True:
+        if getattr(args, "json", None) is True:
             _print_json({"error": exc.message, "hint": exc.hint, "type": type(exc).__name__})
         sys.stderr.write(f"tvdeploy: error: {exc}\n")
         return exc.exit_code

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tvdeploy.export.eager import torchvision_transforms
 from tvdeploy.runtime.manifest import PreprocessSpec
 from tvdeploy.runtime.preprocess import ImagePreprocessor, center_crop_box, resized_size
 from tests.conftest import random_uint8_image
@@ -22,15 +23,6 @@ PRESETS = _distinct_presets()
 ODD_SIZES = [(1, 1), (2, 3), (512, 6), (6, 512), (223, 225), (257, 256)]  # (w, h): tiny, very wide, very tall, near-crop
 
 
-def _torchvision(spec: PreprocessSpec):
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms._presets import ImageClassification
-
-    return ImageClassification(crop_size=spec.crop_size[0], resize_size=spec.resize_size[0], mean=spec.mean,
-                               std=spec.std, interpolation=InterpolationMode(spec.interpolation),
-                               antialias=spec.antialias)
-
-
 def test_the_catalog_has_the_expected_distinct_presets() -> None:
     assert len(PRESETS) == 28
     assert {p.interpolation for p in PRESETS} == {"bilinear", "bicubic"}
@@ -38,7 +30,7 @@ def test_the_catalog_has_the_expected_distinct_presets() -> None:
 
 @pytest.mark.parametrize("spec", PRESETS, ids=lambda p: f"{p.resize_size[0]}-{p.crop_size[0]}-{p.interpolation}-{p.mean[0]}")
 def test_matches_torchvision_on_photos_and_odd_sizes(spec: PreprocessSpec, photos: dict[str, Image.Image]) -> None:
-    ours, theirs = ImagePreprocessor(spec), _torchvision(spec)
+    ours, theirs = ImagePreprocessor(spec), torchvision_transforms(spec)
     images = list(photos.values()) + [Image.fromarray(random_uint8_image(i, size)) for i, size in enumerate(ODD_SIZES)]
     for image in images:
         expected = theirs(image).numpy()

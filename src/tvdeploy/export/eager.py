@@ -6,7 +6,20 @@ from typing import Any
 
 import numpy as np
 
+from tvdeploy.runtime.manifest import PreprocessSpec
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
+
+
+def torchvision_transforms(spec: PreprocessSpec) -> Any:
+    """torchvision's own ``ImageClassification`` preset for a preprocess block (the seeds' transforms)."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms._presets import ImageClassification
+
+    if len(spec.crop_size) != 1 or len(spec.resize_size) != 1:
+        raise ValueError("torchvision's ImageClassification preset takes square crop and shorter-side resize sizes")
+    return ImageClassification(crop_size=spec.crop_size[0], resize_size=spec.resize_size[0], mean=spec.mean,
+                               std=spec.std, interpolation=InterpolationMode(spec.interpolation),
+                               antialias=spec.antialias)
 
 
 class EagerRunner(Runner):

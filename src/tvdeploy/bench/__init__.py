@@ -1,0 +1,1 @@
+"""Benchmarks: every backend side by side in one run (``tvdeploy bench``)."""

@@ -1,0 +1,83 @@
+"""Cold start and peak memory of one backend, measured in a fresh process.
+
+``python -m tvdeploy.bench.coldstart SPEC_JSON`` loads the model, runs one
+inference and prints ``{"import_ms", "cold_start_ms", "peak_rss_mb"}``: a fresh
+process is the only honest cold start, and the only way to give each backend
+its own peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def measure_in_subprocess(spec: dict[str, Any], timeout: float = 600) -> dict[str, float]:
+    """Run this module in a new interpreter for ``spec`` and return what it measured."""
+    proc = subprocess.run([sys.executable, "-m", "tvdeploy.bench.coldstart", json.dumps(spec)],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cold-start measurement failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _measure(spec: dict[str, Any]) -> dict[str, float]:
+    start = time.perf_counter()
+    from tvdeploy.runtime.manifest import read_manifest
+    from tvdeploy.runtime.providers import SessionConfig
+    from tvdeploy.runtime.runners import runner_for_artifact
+
+    backend = spec["backend"]
+    if backend == "eager":
+        import torch  # noqa: F401  (the import is part of eager's price, counted in import_ms)
+
+        from tvdeploy.export.eager import EagerRunner
+        from tvdeploy.models.loader import load_model
+    imported = time.perf_counter()
+    height, width = spec["crop_hw"]
+    batch = np.random.default_rng(0).standard_normal((spec["batch_size"], 3, height, width), dtype=np.float32)
+    if backend == "eager":
+        source = spec["source"]
+        weights = {"random": "none", "pretrained": source.get("weights"), "checkpoint": source.get("path")}[source["kind"]]
+        model = load_model(source["architecture"], weights, seed=int(source.get("seed", 0)), progress=False)
+        runner = EagerRunner(model.module, "input", "logits", ("batch", 3, height, width),
+                             device="cuda" if spec["provider"] == "cuda" else "cpu")
+    else:
+        artifact = Path(spec["artifact"])
+        runner = runner_for_artifact(artifact, read_manifest(artifact), provider=spec["provider"],
+                                     config=SessionConfig(intra_op_threads=spec.get("threads")))
+    with runner:
+        runner.infer({runner.inputs[0].name: batch})
+    done = time.perf_counter()
+    return {"import_ms": (imported - start) * 1000, "cold_start_ms": (done - imported) * 1000,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size.
+
+    Linux's ``ru_maxrss`` survives ``execve`` (a child reports at least its parent's
+    peak), so the per-process high-water mark ``VmHWM`` is read instead where it exists.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    """Entry point of the measuring subprocess."""
+    print(json.dumps(_measure(json.loads(sys.argv[1]))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Run a benchmark: every target interleaved (A B A B ...) per batch size, so drift hits all alike."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tvdeploy.bench.coldstart import measure_in_subprocess
+from tvdeploy.bench.machine import bench_versions, machine_info
+from tvdeploy.bench.stats import LatencyStats
+from tvdeploy.bench.targets import BenchTarget
+from tvdeploy.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+MODES = ("model", "e2e", "bare")
+
+
+@dataclass
+class BenchConfig:
+    """How to measure.
+
+    ``iterations`` timed calls per target and batch size, or, with
+    ``time_budget_s``, as many interleaved rounds as fit in that many seconds per
+    batch size (at least ``min_iterations``).
+    """
+
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    warmup: int = 3
+    iterations: int | None = 20
+    time_budget_s: float | None = None
+    min_iterations: int = 5
+    provider: str = "cpu"
+    threads: int | None = None
+    e2e: bool = False
+    bare_ort: bool = False
+    cold_start: bool = True
+    images: list[Path] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise UserInputError("batch sizes must be positive integers, e.g. --batch-sizes 1,8")
+        if self.iterations is None and self.time_budget_s is None:
+            raise UserInputError("give a number of iterations or a time budget")
+        if self.warmup < 0:
+            raise UserInputError("warm-up must be >= 0")
+
+
+@dataclass
+class BenchRow:
+    """One target at one batch size in one mode."""
+
+    backend: str
+    name: str
+    artifact: str | None
+    mode: str
+    batch_size: int
+    latency: LatencyStats
+    cold_start_ms: float | None
+    peak_rss_mb: float | None
+    file_mb: float | None
+    speedup_vs_eager: float | None = None
+
+    @property
+    def throughput_ips(self) -> float:
+        """Images per second at the mean latency."""
+        return self.batch_size / (self.latency.mean / 1000.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """One entry of the JSON report's ``results``."""
+        return {
+            "backend": self.backend, "name": self.name, "artifact": self.artifact, "mode": self.mode,
+            "batch_size": self.batch_size, "latency_ms": self.latency.to_dict(), "iterations": self.latency.samples,
+            "throughput_ips": round(self.throughput_ips, 3),
+            "cold_start_ms": None if self.cold_start_ms is None else round(self.cold_start_ms, 1),
+            "peak_rss_mb": None if self.peak_rss_mb is None else round(self.peak_rss_mb, 1),
+            "file_mb": None if self.file_mb is None else round(self.file_mb, 2),
+            "speedup_vs_eager": None if self.speedup_vs_eager is None else round(self.speedup_vs_eager, 3),
+        }
+
+
+@dataclass
+class BenchReport:
+    """All rows of a run plus where it ran."""
+
+    rows: list[BenchRow]
+    config: BenchConfig
+    machine: dict[str, Any]
+    versions: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report."""
+        return {
+            "results": [row.to_dict() for row in self.rows],
+            "machine": self.machine,
+            "versions": self.versions,
+            "config": {"batch_sizes": self.config.batch_sizes, "warmup": self.config.warmup,
+                       "iterations": self.config.iterations, "time_budget_s": self.config.time_budget_s,
+                       "provider": self.config.provider, "threads": self.config.threads, "e2e": self.config.e2e},
+        }
+
+    def find(self, name: str, batch_size: int, mode: str = "model") -> BenchRow | None:
+        """The row of a target by name."""
+        return next((r for r in self.rows if r.name == name and r.batch_size == batch_size and r.mode == mode), None)
+
+
+@dataclass
+class _Call:
+    target: BenchTarget
+    mode: str
+    fn: Callable[[], Any]
+    samples: list[float] = field(default_factory=list)
+
+
+def _calls_for(target: BenchTarget, runner: Any, batch_size: int, config: BenchConfig,
+               files: Sequence[bytes]) -> list[_Call]:
+    height, width = target.preprocess.crop_hw
+    feeds = {runner.inputs[0].name: np.random.default_rng(batch_size).standard_normal(
+        (batch_size, 3, height, width), dtype=np.float32)}
+    calls = [_Call(target, "model", lambda: runner.infer(feeds))]
+    if config.bare_ort and target.backend == "onnx":
+        session, name = runner.session, runner.inputs[0].name
+        calls.append(_Call(target, "bare", lambda: session.run(None, {name: feeds[name]})))
+    if config.e2e:
+        pipeline = target.end_to_end(runner)
+        batch_files = [files[i % len(files)] for i in range(batch_size)]
+        calls.append(_Call(target, "e2e", lambda: pipeline(batch_files)))
+    return calls
+
+
+def _time_interleaved(calls: list[_Call], config: BenchConfig) -> None:
+    for call in calls:
+        for _ in range(config.warmup):
+            call.fn()
+    deadline = None if config.time_budget_s is None else time.perf_counter() + config.time_budget_s
+    rounds = 0
+    while True:
+        order = calls if rounds % 2 == 0 else calls[::-1]  # alternate the order so no call always goes first
+        for call in order:
+            start = time.perf_counter()
+            call.fn()
+            call.samples.append(time.perf_counter() - start)
+        rounds += 1
+        if config.iterations is not None and rounds >= config.iterations and deadline is None:
+            break
+        if deadline is not None and time.perf_counter() >= deadline and rounds >= config.min_iterations:
+            break
+
+
+def _cold_start(target: BenchTarget, config: BenchConfig) -> dict[str, float]:
+    spec = {"backend": target.backend, "artifact": str(target.artifact) if target.artifact else None,
+            "provider": config.provider, "threads": config.threads, "batch_size": config.batch_sizes[0],
+            "crop_hw": list(target.preprocess.crop_hw), "source": target.source}
+    try:
+        return measure_in_subprocess(spec)
+    except (RuntimeError, OSError) as exc:
+        logger.warning("cold start of %s not measured: %s", target.name, exc)
+        return {}
+
+
+def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchReport:
+    """Measure every target at every batch size; returns the rows with speedups against eager."""
+    if config.threads is not None and any(t.backend != "onnx" for t in targets):
+        import torch
+
+        torch.set_num_threads(config.threads)
+    files = [path.read_bytes() for path in config.images]
+    if config.e2e and not files:
+        raise UserInputError("--e2e needs image files")
+    cold = {t.name: _cold_start(t, config) for t in targets} if config.cold_start else {}
+    runners = {t.name: t.runner(config.provider, config.threads).activate() for t in targets}
+    rows: list[BenchRow] = []
+    try:
+        for batch_size in config.batch_sizes:
+            logger.info("batch size %d: timing %s interleaved", batch_size, ", ".join(t.name for t in targets))
+            calls = [c for t in targets for c in _calls_for(t, runners[t.name], batch_size, config, files)]
+            _time_interleaved(calls, config)
+            for call in calls:
+                target = call.target
+                rows.append(BenchRow(
+                    backend=target.backend, name=target.name,
+                    artifact=str(target.artifact) if target.artifact else None, mode=call.mode, batch_size=batch_size,
+                    latency=LatencyStats.from_seconds(call.samples),
+                    cold_start_ms=cold.get(target.name, {}).get("cold_start_ms"),
+                    peak_rss_mb=cold.get(target.name, {}).get("peak_rss_mb"), file_mb=target.file_mb,
+                ))
+    finally:
+        for runner in runners.values():
+            runner.deactivate()
+    _add_speedups(rows)
+    return BenchReport(rows, config, machine_info(config.threads), bench_versions())
+
+
+def _add_speedups(rows: list[BenchRow]) -> None:
+    """Speedup against eager in the same mode and batch size, where eager was measured."""
+    for row in rows:
+        eager = next((r for r in rows if r.backend == "eager" and r.mode == row.mode and r.batch_size == row.batch_size),
+                     None)
+        if eager is not None:
+            row.speedup_vs_eager = eager.latency.mean / row.latency.mean
