@@ -131,7 +131,7 @@ def model_targets(model: str, weights: str, backends: Sequence[str], cache_dir: 
     if stale:
         logger.info("exporting %s to %s for the benchmark (cache: %s)", model, ", ".join(stale), cache_dir)
         export_model(ExportRequest(model, stale, weights=weights, output=cache_dir, name=slug, force=True,
-                                   seed=seed, progress=False))
+                                   seed=seed, progress=False, output_is_parent=True))
     targets: list[BenchTarget] = []
     if "eager" in backends:
         loaded = load_model(model, weights, seed=seed, progress=False)

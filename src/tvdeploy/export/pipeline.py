@@ -47,6 +47,8 @@ class ExportRequest:
     preprocess: PreprocessSpec | None = None
     seed: int = 0
     progress: bool = True
+    #: treat ``output`` as the parent of ``<name>-<format>`` directories even for a single format
+    output_is_parent: bool = False
 
 
 @dataclass
@@ -75,7 +77,7 @@ class ExportOutcome:
 def artifact_dir_for(request: ExportRequest, fmt: str) -> Path:
     """``--output`` for a single format; ``<output or ./artifacts>/<name>-<format>`` otherwise."""
     name = request.name or request.model
-    if request.output is not None and len(request.formats) == 1:
+    if request.output is not None and len(request.formats) == 1 and not request.output_is_parent:
         return request.output
     parent = request.output if request.output is not None else Path("artifacts")
     return parent / f"{name}-{fmt}"
