@@ -260,6 +260,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          provider=args.provider, threads=args.threads, e2e=args.e2e, bare_ort=args.bare_ort,
                          cold_start=not args.no_cold_start, images=images)
     report = run_benchmark(targets, config)
+    report.command = "tvdeploy " + " ".join(args.argv)
     print(output.format_table(report))
     if args.json:
         output.write_json(report, args.json)
@@ -367,13 +368,13 @@ def _configure_logging(args: argparse.Namespace) -> None:
                                            else "%(levelname)s %(name)s: %(message)s"))
     logger.handlers[:] = [handler]
     logger.setLevel(level)
-    logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tvdeploy`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _configure_logging(args)
     try:
         return int(args.handler(args))

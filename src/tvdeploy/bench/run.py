@@ -92,10 +92,12 @@ class BenchReport:
     config: BenchConfig
     machine: dict[str, Any]
     versions: dict[str, str]
+    command: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report."""
         return {
+            "command": self.command,
             "results": [row.to_dict() for row in self.rows],
             "machine": self.machine,
             "versions": self.versions,

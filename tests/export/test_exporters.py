@@ -1,0 +1,72 @@
+"""Exporter mechanics: external data for big models, fallbacks when an exporter raises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tvdeploy.errors import ExportError
+from tvdeploy.export import onnx_exporter, torchscript_exporter
+from tvdeploy.export.pipeline import ExportRequest, export_model
+from tvdeploy.runtime import load
+
+
+def _export(tmp_path: Path, fmt: str) -> Path:
+    outcome, = export_model(ExportRequest("squeezenet1_1", [fmt], weights="none", output=tmp_path / fmt, progress=False))
+    assert outcome.passed, outcome.parity.failures
+    return outcome.artifact_dir
+
+
+def test_big_models_get_external_data_and_it_is_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, photo_files) -> None:
+    monkeypatch.setattr(onnx_exporter, "EXTERNAL_DATA_THRESHOLD", 0)  # pretend squeezenet is over 2 GB
+    artifact = _export(tmp_path, "onnx")
+    manifest = json.loads((artifact / "tvdeploy.json").read_text())
+    paths = [f["path"] for f in manifest["files"]]
+    assert paths[0] == "model.onnx" and "model.onnx.data" in paths
+    data = next(f for f in manifest["files"] if f["path"] == "model.onnx.data")
+    assert data["bytes"] > (artifact / "model.onnx").stat().st_size
+    assert load(artifact).predict(photo_files[0])
+    (artifact / "model.onnx.data").write_bytes(b"\0" * data["bytes"])
+    with pytest.raises(Exception, match="does not match the sha256"):
+        load(artifact)
+
+
+def test_dynamo_failure_falls_back_to_the_torchscript_exporter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = onnx_exporter.OnnxExporter.export
+
+    def failing_dynamo(self, module, example, out_dir, strategy, opset):
+        if strategy == "dynamo":
+            raise RuntimeError("simulated dynamo failure")
+        return original(self, module, example, out_dir, strategy, opset)
+
+    monkeypatch.setattr(onnx_exporter.OnnxExporter, "export", failing_dynamo)
+    manifest = json.loads((_export(tmp_path, "onnx") / "tvdeploy.json").read_text())
+    assert manifest["exporter"] == "torch.onnx.export(dynamo=False)"
+    first, second = manifest["export_info"]["attempts"]
+    assert first == {"strategy": "dynamo", "exported": False, "error": "RuntimeError: simulated dynamo failure"}
+    assert second["strategy"] == "torchscript" and second["parity_passed"]
+
+
+def test_trace_failure_falls_back_to_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = torchscript_exporter.TorchScriptExporter.export
+
+    def failing_trace(self, module, example, out_dir, strategy, opset):
+        if strategy == "trace":
+            raise RuntimeError("simulated trace failure")
+        return original(self, module, example, out_dir, strategy, opset)
+
+    monkeypatch.setattr(torchscript_exporter.TorchScriptExporter, "export", failing_trace)
+    manifest = json.loads((_export(tmp_path, "torchscript") / "tvdeploy.json").read_text())
+    assert manifest["exporter"] == "torch.jit.script"
+
+
+def test_every_exporter_failing_is_an_export_error_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def always_fails(self, module, example, out_dir, strategy, opset):
+        raise RuntimeError(f"{strategy} broke")
+
+    monkeypatch.setattr(onnx_exporter.OnnxExporter, "export", always_fails)
+    with pytest.raises(ExportError, match="dynamo: RuntimeError: dynamo broke; torchscript: RuntimeError: torchscript broke"):
+        export_model(ExportRequest("squeezenet1_1", ["onnx"], weights="none", output=tmp_path / "x", progress=False))
+    assert list(tmp_path.iterdir()) == []
