@@ -117,7 +117,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         for outcome in outcomes:
             print(f"{outcome.artifact_dir}  [{outcome.format}, {outcome.manifest.exporter}, {outcome.export_seconds:.1f}s]")
             print(format_report(outcome.parity))
-    return EXIT_OK if all(o.passed for o in outcomes) else EXIT_PARITY_FAILED
+    return _parity_exit(o.passed for o in outcomes)
+
+
+def _parity_exit(passed: Any) -> int:
+    return EXIT_OK if all(passed) else EXIT_PARITY_FAILED
 
 
 # ----------------------------------------------------------------------------- validate / inspect
@@ -134,19 +138,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for result in results:
             print(f"{result.artifact_dir}  [{result.manifest.format}]")
             print(format_report(result.parity))
-    return EXIT_OK if all(r.passed for r in results) else EXIT_PARITY_FAILED
+    return _parity_exit(r.passed for r in results)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """``tvdeploy inspect ARTIFACT``: the manifest, summarised, with file hashes checked."""
-    from tvdeploy.runtime.hashing import sha256_file
-    from tvdeploy.runtime.manifest import read_manifest
+    from tvdeploy.runtime.manifest import check_artifact_files, read_manifest
 
     manifest = read_manifest(args.artifact)
-    checks = {}
-    for entry in manifest.files:
-        path = args.artifact / entry.path
-        checks[entry.path] = "missing" if not path.is_file() else ("ok" if sha256_file(path) == entry.sha256 else "MODIFIED")
+    checks = check_artifact_files(args.artifact, manifest)
     if args.json:
         data = manifest.to_dict()
         data["file_checks"] = checks

@@ -33,15 +33,19 @@ def test_big_models_get_external_data_and_it_is_hashed(tmp_path: Path, monkeypat
         load(artifact)
 
 
-def test_dynamo_failure_falls_back_to_the_torchscript_exporter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = onnx_exporter.OnnxExporter.export
+def _fail_strategy(monkeypatch: pytest.MonkeyPatch, exporter_class: type, failing: str) -> None:
+    original = exporter_class.export
 
-    def failing_dynamo(self, module, example, out_dir, strategy, opset):
-        if strategy == "dynamo":
-            raise RuntimeError("simulated dynamo failure")
+    def export(self, module, example, out_dir, strategy, opset):
+        if strategy == failing:
+            raise RuntimeError(f"simulated {failing} failure")
         return original(self, module, example, out_dir, strategy, opset)
 
-    monkeypatch.setattr(onnx_exporter.OnnxExporter, "export", failing_dynamo)
+    monkeypatch.setattr(exporter_class, "export", export)
+
+
+def test_dynamo_failure_falls_back_to_the_torchscript_exporter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fail_strategy(monkeypatch, onnx_exporter.OnnxExporter, "dynamo")
     manifest = json.loads((_export(tmp_path, "onnx") / "tvdeploy.json").read_text())
     assert manifest["exporter"] == "torch.onnx.export(dynamo=False)"
     first, second = manifest["export_info"]["attempts"]
@@ -50,14 +54,7 @@ def test_dynamo_failure_falls_back_to_the_torchscript_exporter(tmp_path: Path, m
 
 
 def test_trace_failure_falls_back_to_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = torchscript_exporter.TorchScriptExporter.export
-
-    def failing_trace(self, module, example, out_dir, strategy, opset):
-        if strategy == "trace":
-            raise RuntimeError("simulated trace failure")
-        return original(self, module, example, out_dir, strategy, opset)
-
-    monkeypatch.setattr(torchscript_exporter.TorchScriptExporter, "export", failing_trace)
+    _fail_strategy(monkeypatch, torchscript_exporter.TorchScriptExporter, "trace")
     manifest = json.loads((_export(tmp_path, "torchscript") / "tvdeploy.json").read_text())
     assert manifest["exporter"] == "torch.jit.script"
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from tvdeploy.runtime.manifest import PreprocessSpec
-from tvdeploy.runtime.runners.base import Runner, TensorInfo
+from tvdeploy.runtime.runners.torch_backed import TorchModuleRunner
 
 
 def torchvision_transforms(spec: PreprocessSpec) -> Any:
@@ -22,40 +20,21 @@ def torchvision_transforms(spec: PreprocessSpec) -> Any:
                                antialias=spec.antialias)
 
 
-class EagerRunner(Runner):
-    """Runs an ``nn.Module`` in eval mode under ``torch.inference_mode``."""
+class EagerRunner(TorchModuleRunner):
+    """Runs an in-memory ``nn.Module`` in eval mode under ``torch.inference_mode``: the parity reference."""
 
     backend = "eager"
 
     def __init__(self, module: Any, input_name: str = "input", output_name: str = "logits",
                  input_shape: tuple[Any, ...] = ("batch", 3, 224, 224), device: str = "cpu") -> None:
-        super().__init__()
+        super().__init__(input_name=input_name, output_name=output_name, input_shape=input_shape, device=device)
         self.module = module
-        self.input_name = input_name
-        self.output_name = output_name
-        self.input_shape = tuple(input_shape)
-        self.device = device
-
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return [TensorInfo(self.input_name, self.input_shape, "float32")]
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return [TensorInfo(self.output_name, (self.input_shape[0], None), "float32")]
 
     def _load(self) -> None:
+        import torch
+
+        self._torch = torch
         self.module = self.module.eval().to(self.device)
 
     def _unload(self) -> None:
-        pass
-
-    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        tensor = torch.from_numpy(np.ascontiguousarray(feeds[self.input_name])).to(self.device)
-        with torch.inference_mode():
-            out = self.module(tensor)
-        if self.device != "cpu":
-            torch.cuda.synchronize()
-        return {self.output_name: out.float().cpu().numpy()}
+        """The module belongs to the caller: keep it, so the runner can be activated again."""

@@ -66,6 +66,7 @@ class Classifier:
         self.preprocessor = ImagePreprocessor(manifest.preprocess)
         self.input_name = manifest.input.name
         self.output_name = manifest.output.name
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -79,8 +80,18 @@ class Classifier:
         self.close()
 
     def close(self) -> None:
-        """Release the model."""
+        """Release the model and the decoding threads."""
         self.runner.deactivate()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """The threads that decode and preprocess (created on first use)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="tvdeploy-decode")
+        return self._pool
 
     def preprocess(self, image: ImageSource) -> np.ndarray:
         """Decode and preprocess one image into the (3, H, W) float32 network input."""
@@ -101,7 +112,8 @@ class Classifier:
             images = [images]  # type: ignore[list-item]
         results: list[list[Prediction]] = []
         for chunk in _chunks(list(images), self.batch_size):  # type: ignore[arg-type]
-            batch = np.stack([self.preprocess(image) for image in chunk])
+            arrays = [self.preprocess(chunk[0])] if len(chunk) == 1 else list(self.pool.map(self.preprocess, chunk))
+            batch = np.stack(arrays)
             results.extend(decode_predictions(self.infer(batch), self.labels, top_k))
         return results
 
@@ -115,27 +127,21 @@ class Classifier:
         if not 1 <= top_k <= len(self.labels):
             raise UserInputError(f"top-k of {top_k} is out of range for a model with {len(self.labels)} classes",
                                  hint=f"choose k between 1 and {len(self.labels)}")
-        own_executor = executor is None
-        pool = executor or ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="tvdeploy-decode")
-        try:
-            iterator = iter(sources)
-            # keep two batches of decoding in flight ahead of the model
-            pending = [(s, pool.submit(self._decode, s)) for s in islice(iterator, 2 * self.batch_size)]
-            while pending:
-                chunk, pending = pending[: self.batch_size], pending[self.batch_size:]
-                pending.extend((s, pool.submit(self._decode, s)) for s in islice(iterator, self.batch_size))
-                decoded = [(source, future.result()) for source, future in chunk]
-                good = [(source, arr) for source, arr in decoded if isinstance(arr, np.ndarray)]
-                predictions = iter(decode_predictions(self.infer(np.stack([a for _, a in good])), self.labels, top_k)
-                                   if good else [])
-                for source, arr in decoded:
-                    if isinstance(arr, np.ndarray):
-                        yield PredictionResult(describe_source(source), predictions=next(predictions))
-                    else:
-                        yield PredictionResult(describe_source(source), error=arr)
-        finally:
-            if own_executor:
-                pool.shutdown(wait=True, cancel_futures=True)
+        pool = executor or self.pool
+        iterator = iter(sources)
+        # keep two batches of decoding in flight ahead of the model
+        pending = [(s, pool.submit(self._decode, s)) for s in islice(iterator, 2 * self.batch_size)]
+        while pending:
+            chunk, pending = pending[: self.batch_size], pending[self.batch_size:]
+            pending.extend((s, pool.submit(self._decode, s)) for s in islice(iterator, self.batch_size))
+            decoded = [(source, future.result()) for source, future in chunk]
+            good = [arr for _, arr in decoded if isinstance(arr, np.ndarray)]
+            predictions = iter(decode_predictions(self.infer(np.stack(good)), self.labels, top_k) if good else [])
+            for source, arr in decoded:
+                if isinstance(arr, np.ndarray):
+                    yield PredictionResult(describe_source(source), predictions=next(predictions))
+                else:
+                    yield PredictionResult(describe_source(source), error=arr)
 
     def _decode(self, source: ImageSource) -> np.ndarray | str:
         try:

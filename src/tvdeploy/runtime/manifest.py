@@ -237,22 +237,28 @@ def write_manifest(manifest: Manifest, artifact_dir: str | Path) -> Path:
     return path
 
 
-def verify_artifact_files(artifact_dir: str | Path, manifest: Manifest) -> dict[str, str]:
-    """Check every file the manifest lists against its sha256; raise on the first problem.
-
-    Returns ``{path: "ok"}`` for every file.
-    """
+def check_artifact_files(artifact_dir: str | Path, manifest: Manifest) -> dict[str, str]:
+    """``{path: "ok" | "missing" | "MODIFIED"}`` for every file the manifest lists (sha256 compared)."""
     from tvdeploy.runtime.hashing import sha256_file
 
     checks = {}
     for entry in manifest.files:
         path = Path(artifact_dir) / entry.path
         if not path.is_file():
+            checks[entry.path] = "missing"
+        else:
+            checks[entry.path] = "ok" if sha256_file(path) == entry.sha256 else "MODIFIED"
+    return checks
+
+
+def verify_artifact_files(artifact_dir: str | Path, manifest: Manifest) -> None:
+    """Raise :class:`ArtifactError` unless every file the manifest lists is present and matches its sha256."""
+    for name, state in check_artifact_files(artifact_dir, manifest).items():
+        path = Path(artifact_dir) / name
+        if state == "missing":
             raise ArtifactError(f"{path} is listed in the manifest but missing", hint="re-export the artifact")
-        if sha256_file(path) != entry.sha256:
+        if state != "ok":
             raise ArtifactError(
                 f"{path} does not match the sha256 in the manifest (modified or corrupt)",
                 hint="re-export the artifact, or load with verify=False / --no-verify if you changed it on purpose",
             )
-        checks[entry.path] = "ok"
-    return checks

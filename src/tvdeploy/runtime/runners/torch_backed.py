@@ -33,7 +33,8 @@ class TorchModuleRunner(Runner):
 
     backend = "torch"
 
-    def __init__(self, input_name: str, output_name: str, input_shape: list[Any], device: str = "cpu") -> None:
+    def __init__(self, input_name: str, output_name: str, input_shape: list[Any] | tuple[Any, ...],
+                 device: str = "cpu") -> None:
         super().__init__()
         self.input_name = input_name
         self.output_name = output_name
@@ -63,38 +64,43 @@ class TorchModuleRunner(Runner):
         return {self.output_name: out.detach().float().cpu().numpy()}
 
 
-class TorchScriptRunner(TorchModuleRunner):
+class _FileModuleRunner(TorchModuleRunner):
+    """A torch module loaded from a file; subclasses say how (``_open``) and with which loader (``loader``)."""
+
+    loader = ""
+
+    def __init__(self, model_path: str | Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_path = Path(model_path)
+
+    def _load(self) -> None:
+        self._torch = import_torch()
+        try:
+            self.module = self._open(self._torch)
+        except Exception as exc:  # torch raises RuntimeError subclasses of many kinds
+            raise ArtifactError(f"{self.loader} cannot load {self.model_path}: {exc}") from None
+
+    def _open(self, torch: Any) -> Any:
+        raise NotImplementedError
+
+
+class TorchScriptRunner(_FileModuleRunner):
     """Runs ``model.torchscript.pt`` with ``torch.jit.load``."""
 
     backend = "torchscript"
+    loader = "torch.jit.load"
 
-    def __init__(self, model_path: str | Path, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.model_path = Path(model_path)
-
-    def _load(self) -> None:
-        torch = self._torch = import_torch()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch 2.9+ flags torch.jit as deprecated
-                self.module = torch.jit.load(str(self.model_path), map_location=self.device).eval()
-        except Exception as exc:  # torch raises RuntimeError subclasses of many kinds
-            raise ArtifactError(f"torch.jit.load cannot load {self.model_path}: {exc}") from None
+    def _open(self, torch: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch 2.9+ flags torch.jit as deprecated
+            return torch.jit.load(str(self.model_path), map_location=self.device).eval()
 
 
-class ExportedProgramRunner(TorchModuleRunner):
+class ExportedProgramRunner(_FileModuleRunner):
     """Runs ``model.pt2`` with ``torch.export.load``."""
 
     backend = "pt2"
+    loader = "torch.export.load"
 
-    def __init__(self, model_path: str | Path, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.model_path = Path(model_path)
-
-    def _load(self) -> None:
-        torch = self._torch = import_torch()
-        try:
-            program = torch.export.load(str(self.model_path))
-        except Exception as exc:  # torch raises RuntimeError subclasses of many kinds
-            raise ArtifactError(f"torch.export.load cannot load {self.model_path}: {exc}") from None
-        self.module = program.module().to(self.device)
+    def _open(self, torch: Any) -> Any:
+        return torch.export.load(str(self.model_path)).module().to(self.device)
