@@ -79,6 +79,10 @@ def render(reports: dict[str, dict]) -> str:
 def main() -> None:
     paths = [Path(p) for p in sys.argv[1:]] or sorted(BENCH.glob("*.json"))
     reports = {p.stem: json.loads(p.read_text()) for p in paths}
+    from tvdeploy.bench.report import plot_results
+
+    for model, report in reports.items():
+        plot_results(report, BENCH / f"{model}.png")
     target = ROOT / "docs" / "benchmarks.md"
     notes = ROOT / "docs" / "bench" / "notes.md"
     text = render(reports) + (("\n" + notes.read_text()) if notes.exists() else "")

@@ -54,29 +54,38 @@ def write_json(report: BenchReport, path: Path) -> None:
 
 def write_plot(report: BenchReport, path: Path) -> None:
     """Latency and throughput against batch size, one line per target and mode (matplotlib)."""
+    plot_results(report.to_dict(), path)
+
+
+def plot_results(data: dict, path: Path) -> None:
+    """The plot of a JSON report (``BenchReport.to_dict()`` or a ``--json`` file)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+    results = data["results"]
     figure, (latency_ax, throughput_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    series: dict[tuple[str, str], list[BenchRow]] = {}
-    for row in report.rows:
-        series.setdefault((row.name, row.mode), []).append(row)
+    series: dict[tuple[str, str], list[dict]] = {}
+    for row in results:
+        series.setdefault((row["name"], row["mode"]), []).append(row)
     for (name, mode), rows in series.items():
-        rows.sort(key=lambda r: r.batch_size)
+        rows.sort(key=lambda r: r["batch_size"])
         label = name if mode == "model" else f"{name} ({mode})"
-        sizes = [r.batch_size for r in rows]
-        latency_ax.plot(sizes, [r.latency.p50 for r in rows], marker="o", label=label)
-        throughput_ax.plot(sizes, [r.throughput_ips for r in rows], marker="o", label=label)
-    latency_ax.set(xlabel="batch size", ylabel="p50 latency per batch (ms)", title="Latency", xscale="log", yscale="log")
+        sizes = [r["batch_size"] for r in rows]
+        latency_ax.plot(sizes, [r["latency_ms"]["p50"] for r in rows], marker="o", label=label)
+        throughput_ax.plot(sizes, [r["throughput_ips"] for r in rows], marker="o", label=label)
+    latency_ax.set(xlabel="batch size", ylabel="p50 latency per batch (ms)", title="Latency", xscale="log")
     throughput_ax.set(xlabel="batch size", ylabel="images / s", title="Throughput", xscale="log")
     for ax in (latency_ax, throughput_ax):
         ax.grid(True, alpha=0.3)
-        ax.set_xticks(sorted({r.batch_size for r in report.rows}))
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xticks(sorted({r["batch_size"] for r in results}))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     throughput_ax.legend(fontsize=8)
-    figure.suptitle(f"{report.machine['cpu_model']} ({report.machine['usable_cores']} cores)", fontsize=9)
+    machine = data["machine"]
+    figure.suptitle(f"{machine['cpu_model']} ({machine['usable_cores']} cores)", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
