@@ -233,7 +233,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tvdeploy.bench import report as output
     from tvdeploy.bench.run import BenchConfig, run_benchmark
     from tvdeploy.bench.targets import (
-        BACKENDS, artifact_target, default_cache_dir, eager_target_for, model_targets, parse_backends,
+        artifact_target, default_cache_dir, eager_target_for, model_targets, parse_backends,
     )
     from tvdeploy.export.inputs import photo_paths
 
@@ -243,17 +243,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         targets = model_targets(args.model, args.weights, parse_backends(args.backends),
                                 args.cache_dir or default_cache_dir())
     else:
-        targets = [artifact_target(path) for path in args.artifacts]
-        if len({t.name for t in targets}) < len(targets):
-            for target, path in zip(targets, args.artifacts):
+        artifacts = [artifact_target(path) for path in args.artifacts]
+        if len({t.name for t in artifacts}) < len(artifacts):
+            for target, path in zip(artifacts, args.artifacts):
                 target.name = str(path)
-        wanted = parse_backends(args.backends, allowed=[t.backend for t in targets])
-        targets = [t for t in targets if t.backend in wanted]
-        if "eager" in wanted:
-            targets.insert(0, eager_target_for(artifact_target(args.artifacts[0]).manifest))
+        wanted = parse_backends(args.backends, allowed=[t.backend for t in artifacts])
+        targets = [t for t in artifacts if t.backend in wanted]
         if not targets:
             raise UserInputError(f"none of the artifacts is of the backends {', '.join(wanted)}",
-                                 hint=f"the artifacts are: {', '.join(BACKENDS)}")
+                                 hint="the artifacts are " + ", ".join(f"{t.name} ({t.backend})" for t in artifacts))
+        if "eager" in wanted:
+            targets.insert(0, eager_target_for(artifacts[0].manifest))
     images = [Path(p) for p in args.images] if args.images else photo_paths()
     config = BenchConfig(batch_sizes=args.batch_sizes, warmup=args.warmup,
                          iterations=None if args.time_budget else args.iterations, time_budget_s=args.time_budget,

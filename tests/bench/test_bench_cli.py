@@ -71,6 +71,13 @@ def test_two_artifacts_are_compared_by_name(bench_run, tmp_path: Path, capsys) -
                                                           ("fp32-b", str(tmp_path / "fp32-b"))]
 
 
+def test_asking_for_a_backend_no_artifact_has(bench_run, capsys) -> None:
+    root, _ = bench_run
+    artifact = next((root / "cache").glob("*-onnx"))
+    code, _, err = run_cli(capsys, "bench", artifact, "--backends", "pt2", "--iterations", "1")
+    assert code == 2 and "none of the artifacts is of the backends pt2" in err and f"{artifact.name} (onnx)" in err
+
+
 def test_bench_argument_errors(capsys, tmp_path: Path) -> None:
     code, _, err = run_cli(capsys, "bench")
     assert code == 2 and "either --model NAME or one or more ARTIFACT" in err
