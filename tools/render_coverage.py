@@ -21,8 +21,10 @@ def _load(path: Path) -> dict[tuple[str, str], dict]:
     return rows
 
 
-def render(rows: dict[tuple[str, str], dict]) -> str:
+def render(rows: dict[tuple[str, str], dict], expected: list[str] | None = None) -> str:
+    """The Markdown page; ``expected`` (all catalog models) adds a 'not run' line for each model without rows."""
     models = sorted({model for model, _ in rows})
+    missing = sorted(set(expected or []) - set(models))
     formats = ["onnx", "torchscript", "pt2"]
     passed = sum(1 for r in rows.values() if r.get("passed"))
     lines = [
@@ -33,7 +35,7 @@ def render(rows: dict[tuple[str, str], dict]) -> str:
         "max |diff| <= 1e-3 * (1 + max |logit|) on photos and noise). Produced by",
         "`pytest -m zoo tests/export/test_zoo.py` and `python tools/render_coverage.py` on 2 CPU cores.",
         "",
-        f"**{passed} of {len(rows)} model x format exports pass** ({len(models)} models).",
+        f"**{passed} of {len(rows)} model x format results pass** ({len(models)} of {len(models) + len(missing)} models run).",
         "",
         "| model | format | exporter | photos max abs diff | limit | top-1 | top-5 | min cosine | noise max abs diff | pass | export + parity s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -53,6 +55,8 @@ def render(rows: dict[tuple[str, str], dict]) -> str:
                 f"| {row['photos_top1']:.0%} | {row['photos_top5']:.0%} | {row['photos_min_cosine']:.6f} "
                 f"| {row['random_max_abs_diff']:.1e} | {'yes' if row['passed'] else 'NO'} | {row['export_seconds']:.0f} |"
             )
+    for model in missing:
+        lines.append(f"| {model} | - | not run | | | | | | | | |")
     notes = [r for r in rows.values() if len(r.get("attempts", [])) > 1 or not r.get("passed")]
     if notes:
         lines += ["", "## Fallbacks and failures", ""]
@@ -68,7 +72,10 @@ def render(rows: dict[tuple[str, str], dict]) -> str:
 def main() -> None:
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "coverage.jsonl"
     target = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "docs" / "coverage.md"
-    target.write_text(render(_load(source)), encoding="utf-8")
+    sys.path.insert(0, str(ROOT / "src"))
+    from tvdeploy.models.catalog import list_catalog
+
+    target.write_text(render(_load(source), [m.name for m in list_catalog()]), encoding="utf-8")
     print(f"wrote {target}")
 
 

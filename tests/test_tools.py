@@ -1,0 +1,38 @@
+"""The docs generators in tools/."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(model: str, fmt: str, passed: bool = True, attempts: list | None = None) -> dict:
+    return {"model": model, "format": fmt, "exporter": "torch.jit.trace", "passed": passed, "export_seconds": 3.0,
+            "photos_max_abs_diff": 1e-5, "photos_atol_limit": 1e-2, "photos_top1": 1.0, "photos_top5": 1.0,
+            "photos_min_cosine": 1.0, "random_max_abs_diff": 2e-5, "attempts": attempts or [], "failures": []}
+
+
+def test_coverage_table_counts_passes_lists_missing_and_explains_fallbacks(tmp_path: Path) -> None:
+    render = _load("render_coverage")
+    fallback = [{"strategy": "dynamo", "exported": False, "error": "RuntimeError: boom"},
+                {"strategy": "torchscript", "exported": True, "parity_passed": True}]
+    rows = [_row("alexnet", "onnx", attempts=fallback), _row("alexnet", "torchscript"), _row("alexnet", "pt2", passed=False),
+            {"model": "vgg11", "format": "all", "passed": False, "error": "MemoryError: too big"}]
+    source = tmp_path / "rows.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    text = render.render(render._load(source), expected=["alexnet", "vgg11", "vit_h_14"])
+    assert "**2 of 4 model x format results pass** (2 of 3 models run)" in text
+    assert "| alexnet | pt2 | `torch.jit.trace` |" in text and "| NO |" in text
+    assert "| vgg11 | all |" in text and "MemoryError: too big" in text
+    assert "| vit_h_14 | - | not run" in text
+    assert "**alexnet / onnx**: dynamo: RuntimeError: boom; torchscript: parity passed" in text
