@@ -38,3 +38,14 @@ def test_existing_output_needs_force_and_is_kept_on_failure(tmp_path: Path) -> N
         (staging / "new.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["art"]
+
+
+def test_default_and_explicit_artifact_directories() -> None:
+    from tvdeploy.export.pipeline import ExportRequest, artifact_dir_for
+
+    assert artifact_dir_for(ExportRequest("resnet50", ["onnx"]), "onnx") == Path("artifacts/resnet50-onnx")
+    assert artifact_dir_for(ExportRequest("resnet50", ["onnx"], output=Path("out")), "onnx") == Path("out")
+    every = ExportRequest("resnet50", ["onnx", "pt2"], output=Path("out"), name="r50")
+    assert artifact_dir_for(every, "pt2") == Path("out/r50-pt2")
+    parent = ExportRequest("resnet50", ["onnx"], output=Path("cache"), output_is_parent=True)
+    assert artifact_dir_for(parent, "onnx") == Path("cache/resnet50-onnx")
