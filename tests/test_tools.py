@@ -36,3 +36,17 @@ def test_coverage_table_counts_passes_lists_missing_and_explains_fallbacks(tmp_p
     assert "| vgg11 | all |" in text and "MemoryError: too big" in text
     assert "| vit_h_14 | - | not run" in text
     assert "**alexnet / onnx**: dynamo: RuntimeError: boom; torchscript: parity passed" in text
+
+
+def test_a_later_run_of_a_model_replaces_all_its_earlier_rows(tmp_path: Path) -> None:
+    render = _load("render_coverage")
+    rows = [{"model": "vit_h_14", "format": "all", "passed": False, "error": "AssertionError: wrong height"},
+            _row("alexnet", "onnx", passed=False),
+            _row("vit_h_14", "onnx"), _row("vit_h_14", "torchscript"), _row("vit_h_14", "pt2"),
+            _row("alexnet", "onnx")]
+    source = tmp_path / "rows.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    loaded = render._load(source)
+    assert sorted(loaded) == [("alexnet", "onnx"), ("vit_h_14", "onnx"), ("vit_h_14", "pt2"), ("vit_h_14", "torchscript")]
+    assert all(row["passed"] for row in loaded.values())
+    assert "wrong height" not in render.render(loaded)

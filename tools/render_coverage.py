@@ -13,11 +13,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(path: Path) -> dict[tuple[str, str], dict]:
+    """Rows by (model, format); a later run of a model (a new block of its lines) replaces all its earlier rows."""
     rows: dict[tuple[str, str], dict] = {}
+    previous = None
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
-            rows[(row["model"], row["format"])] = row  # a later run of the same model wins
+            if row["model"] != previous:
+                rows = {key: value for key, value in rows.items() if key[0] != row["model"]}
+                previous = row["model"]
+            rows[(row["model"], row["format"])] = row
     return rows
 
 
@@ -30,7 +35,8 @@ def render(rows: dict[tuple[str, str], dict], expected: list[str] | None = None)
     lines = [
         "# Model coverage",
         "",
-        "Every torchvision classifier exported to every format with `--weights none` (seeded random init),",
+        "Every torchvision classifier exported to every format with `--weights none` (seeded random init;",
+        "weight matrices torchvision initialises to zero, the ViT heads, are redrawn so the logits carry signal),",
         "then checked for parity against eager PyTorch (fp32 criteria: top-1 agreement 100% on the six photos,",
         "max |diff| <= 1e-3 * (1 + max |logit|) on photos and noise). Produced by",
         "`pytest -m zoo tests/export/test_zoo.py` and `python tools/render_coverage.py` on 2 CPU cores.",

@@ -122,3 +122,20 @@ def test_tiny_logits_are_still_checked_by_cosine() -> None:
     report = compare_outputs("photos", ref, scrambled, [6], FP32, require_top1=True)
     assert report.max_abs_diff < report.atol_limit  # the absolute tolerance alone would pass it
     assert not report.passed and any("cosine" in f for f in report.failures)
+
+
+def test_all_zero_rows_on_both_sides_are_identical_not_orthogonal() -> None:
+    ref = _logits()
+    ref[2] = 0
+    report = compare_outputs("random", ref, ref.copy(), [6], FP32, require_top1=False)
+    assert report.passed and report.min_cosine == 1.0
+    cand = ref.copy()
+    cand[2] = 1e-3  # a zero reference row against a non-zero candidate row is not similar
+    assert compare_outputs("random", ref, cand, [6], FP32, require_top1=False).min_cosine == 0.0
+
+
+def test_a_reference_with_constant_scores_fails_on_photos_as_uninformative() -> None:
+    ref = np.zeros((6, 20), dtype=np.float32)
+    report = compare_outputs("photos", ref, ref.copy(), [6], FP32, require_top1=True)
+    assert not report.passed
+    assert "same score" in report.failures[0]

@@ -11,7 +11,7 @@ import torch
 from tvdeploy.errors import LabelsError, WeightsError
 from tvdeploy.models.catalog import get_model_info
 from tvdeploy.models.download import cache_path, ensure_cached
-from tvdeploy.models.loader import load_model, resolve_weights
+from tvdeploy.models.loader import builder_kwargs, load_model, resolve_weights
 
 
 def _place_in_cache(architecture: str, seed: int = 7) -> tuple[Path, dict]:
@@ -106,3 +106,25 @@ def test_labels_file_must_match_the_class_count(tmp_path: Path) -> None:
     labels.write_text("a\nb\n")
     with pytest.raises(LabelsError, match="2 labels but the model has 1000"):
         load_model("mobilenet_v3_small", "none", labels_file=labels)
+
+
+def test_random_vit_head_is_redrawn_so_outputs_carry_signal() -> None:
+    # torchvision zero-initialises ViT heads: every logit would be 0 and parity would prove nothing.
+    model = load_model("vit_b_32", "none")
+    head = model.module.heads.head.weight
+    assert model.source["redrawn_zero_init"] == ["heads.head.weight"]
+    assert float(head.detach().std()) == pytest.approx(0.02, rel=0.05)
+    with torch.no_grad():
+        logits = model.module(torch.randn(2, 3, 224, 224))
+    assert float(logits.std(dim=1).min()) > 0
+    again = load_model("vit_b_32", "none")
+    assert torch.equal(again.module.heads.head.weight, head)
+    # a model without zero-initialised matrices records nothing
+    assert "redrawn_zero_init" not in load_model("resnet18", "none").source
+
+
+def test_weightless_vit_is_built_for_its_default_preset_crop() -> None:
+    # vit_h_14's DEFAULT weights (SWAG E2E) crop 518; torchvision builds a weightless ViT for 224.
+    assert builder_kwargs(get_model_info("vit_h_14")) == {"image_size": 518}
+    assert builder_kwargs(get_model_info("vit_b_16")) == {}
+    assert builder_kwargs(get_model_info("resnet50")) == {}

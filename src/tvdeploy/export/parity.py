@@ -98,6 +98,15 @@ def _run(runner: Runner, input_name: str, batches: Sequence[np.ndarray]) -> np.n
     return np.concatenate(outputs)
 
 
+def _row_cosine(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Cosine similarity per row; two all-zero rows are identical (1.0), one all-zero row is 0.0."""
+    ref_norm = np.linalg.norm(ref, axis=1)
+    cand_norm = np.linalg.norm(cand, axis=1)
+    both_zero = (ref_norm == 0) & (cand_norm == 0)
+    cosine = np.sum(ref * cand, axis=1) / np.maximum(ref_norm * cand_norm, 1e-300)
+    return np.where(both_zero, 1.0, cosine)
+
+
 def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, batch_sizes: list[int],
                     criteria: ParityCriteria, require_top1: bool) -> SetReport:
     """Figures and verdict for two (N, C) output arrays."""
@@ -114,8 +123,7 @@ def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, bat
     diff = np.abs(ref - cand)
     max_abs = float(np.nanmax(diff))
     max_rel = float(np.nanmax(diff / np.maximum(np.abs(ref), 1e-6)))
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
-    cosine = np.sum(ref * cand, axis=1) / np.maximum(norms, 1e-30)
+    cosine = _row_cosine(ref, cand)
     max_logit = float(np.nanmax(np.abs(ref)))
     limit = criteria.atol_scale * (1.0 + max_logit)
 
@@ -132,6 +140,9 @@ def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, bat
 
     if max_abs > limit:
         failures.append(f"max |diff| {max_abs:.3g} > {limit:.3g} ({criteria.atol_scale:g} * (1 + max|logit| {max_logit:.3g}))")
+    if require_top1 and bool((np.ptp(ref, axis=1) == 0).all()):
+        failures.append("the reference gives every class the same score on every input: "
+                        "parity cannot tell a correct export from a broken one (check the model's head)")
     min_cosine = float(np.nanmin(cosine))
     if not min_cosine >= criteria.min_cosine:
         failures.append(f"cosine similarity {min_cosine:.6f} < {criteria.min_cosine}")

@@ -6,7 +6,7 @@ import datetime as _dt
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,11 @@ class ExportOutcome:
     manifest: Manifest
     parity: ParityReport
     export_seconds: float
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def attempts(self) -> list[dict[str, Any]]:
+        """Every exporter strategy tried, as recorded in the manifest's ``export_info``."""
+        return list(self.manifest.export_info.get("attempts", []))
 
     @property
     def passed(self) -> bool:
@@ -187,5 +191,5 @@ def export_model(request: ExportRequest) -> list[ExportOutcome]:
             manifest.export_info = {"seconds": round(seconds, 2), "attempts": attempts}
             write_manifest(manifest, staging)
         logger.info("wrote %s (%s)", output, "parity passed" if report.passed else "PARITY FAILED")
-        outcomes.append(ExportOutcome(fmt, output, manifest, report, seconds, attempts))
+        outcomes.append(ExportOutcome(fmt, output, manifest, report, seconds))
     return outcomes

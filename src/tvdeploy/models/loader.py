@@ -87,13 +87,49 @@ def read_labels(path: str | Path) -> list[str]:
     return labels
 
 
-def _build(architecture: str, seed: int, **kwargs: Any) -> Any:
+def builder_kwargs(info: ModelInfo) -> dict[str, Any]:
+    """Builder arguments that make a weightless model match its DEFAULT preset.
+
+    torchvision's ViT builders size the position embedding from the weights'
+    ``min_size`` only when weights are given; without them they build for 224,
+    while ``vit_h_14``'s DEFAULT (SWAG E2E) preprocessing crops 518.
+    """
+    crop = info.default_weights.preprocess.crop_size[0]
+    if info.name.startswith("vit_") and crop != 224:
+        return {"image_size": crop}
+    return {}
+
+
+def _build(info: ModelInfo, seed: int, **kwargs: Any) -> Any:
     import torch
     from torchvision import models
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return models.get_model(architecture, weights=None, **kwargs).eval()
+        return models.get_model(info.name, weights=None, **{**builder_kwargs(info), **kwargs}).eval()
+
+
+def _random_model(info: ModelInfo, seed: int) -> tuple[Any, list[str]]:
+    """Seeded random init; weight matrices torchvision initialises to zero are redrawn.
+
+    torchvision zero-initialises ViT classification heads, which makes every
+    logit 0 for every input: such a model answers nothing, and parity against
+    it could not tell a correct export from a broken one. Those parameters get a
+    seeded normal(0, 0.02) (timm's head init) and are named in the manifest.
+    """
+    import torch
+
+    module = _build(info, seed)
+    redrawn = []
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if name.endswith(".weight") and param.ndim >= 2 and not bool(param.any()):
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+                redrawn.append(name)
+    if redrawn:
+        logger.info("random init: redrew zero-initialised %s with normal(0, 0.02)", ", ".join(redrawn))
+    return module, redrawn
 
 
 def _pretrained(info: ModelInfo, entry: WeightsInfo, progress: bool) -> Any:
@@ -140,8 +176,11 @@ def load_model(
                              {"kind": "pretrained", "weights": entry.id})
         categories, num_classes = _categories(entry), entry.num_classes
     elif choice.kind == "random":
-        result = LoadedModel(_build(info.name, seed), info.name, "none", False, default.preprocess, [],
-                             {"kind": "random", "seed": seed})
+        module, redrawn = _random_model(info, seed)
+        source: dict[str, Any] = {"kind": "random", "seed": seed}
+        if redrawn:
+            source["redrawn_zero_init"] = redrawn
+        result = LoadedModel(module, info.name, "none", False, default.preprocess, [], source)
         categories, num_classes = _categories(default), default.num_classes
     else:
         assert choice.path is not None
@@ -166,7 +205,7 @@ def _from_checkpoint(info: ModelInfo, path: Path, seed: int) -> LoadedModel:
 
     state = read_checkpoint(path)
     default = info.default_weights
-    fitted = fit_checkpoint(info.name, state, default.num_classes, lambda **kw: _build(info.name, seed, **kw))
+    fitted = fit_checkpoint(info.name, state, default.num_classes, lambda **kw: _build(info, seed, **kw))
     return LoadedModel(
         fitted.module, info.name, f"checkpoint:{path.name}", True, default.preprocess, [],
         {"kind": "checkpoint", "path": str(path), "sha256": sha256_file(path), "num_classes": fitted.num_classes},

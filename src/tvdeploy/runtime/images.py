@@ -74,9 +74,12 @@ def load_image(
     try:
         if getattr(image, "is_animated", False):
             image.seek(0)
-        if exif_transpose:
-            image = ImageOps.exif_transpose(image) or image
         image.load()
+        if exif_transpose:
+            if image is source:  # never modify the caller's image
+                image = ImageOps.exif_transpose(image) or image
+            else:  # ours: rotate in place, no copy of an upright photo
+                ImageOps.exif_transpose(image, in_place=True)
         return to_rgb(image, background=background)
     except ImageError:
         raise
