@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
 from benchmarks.conftest import BATCH_SIZES, MODELS, random_batch
@@ -39,12 +41,44 @@ def test_end_to_end_predict(benchmark, bench_targets, photo_bytes, model: str, b
 
 
 def test_folder_stream(benchmark, bench_targets, photo_bytes) -> None:
-    """tvdeploy predict's streaming path (threads decode ahead of the model), 48 images, batch 8."""
+    """tvdeploy predict's streaming path (threads decode ahead of the model), 48 images, batch 8.
+
+    Also records, in ``extra_info``, the stream's throughput as a fraction of the
+    model's own batch-8 throughput on the same 48 images, timed interleaved in
+    this test (stream, model, stream, model, ...) so that drift hits both alike.
+    """
     target = bench_targets["resnet50" if "resnet50" in MODELS else MODELS[0]]["onnx"]
     benchmark.group = "folder stream"
+    images = photo_bytes * 8
     with target.runner("cpu", None) as runner:
         classifier = Classifier(target.artifact, target.manifest, runner, batch_size=8)
-        benchmark.pedantic(lambda: list(classifier.predict_stream(photo_bytes * 8)), rounds=3, warmup_rounds=1)
+        batch = np.stack([classifier.preprocess(data) for data in images[:8]])
+
+        def stream() -> None:
+            list(classifier.predict_stream(images))
+
+        def model_only() -> None:
+            for _ in range(len(images) // 8):
+                classifier.infer(batch)
+
+        stream_s, model_s = _interleaved_medians([stream, model_only], rounds=3)
+        benchmark.extra_info.update(images=len(images), model_only_s=model_s, stream_s=stream_s,
+                                    throughput_vs_model=model_s / stream_s)
+        benchmark.pedantic(stream, rounds=3, warmup_rounds=1)
+        classifier.close()
+
+
+def _interleaved_medians(functions: list, rounds: int) -> list[float]:
+    """Median seconds of each function, called in turn (A B A B ...) after one warm-up call each."""
+    timings: list[list[float]] = [[] for _ in functions]
+    for function in functions:
+        function()
+    for _ in range(rounds):
+        for function, times in zip(functions, timings):
+            start = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - start)
+    return [float(np.median(times)) for times in timings]
 
 
 def test_runtime_import_and_load(benchmark, bench_targets) -> None:

@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=8, help="images per model call (default 8)")
     p.add_argument("--provider", default="cpu", help="cpu, cuda, tensorrt, openvino or auto (default cpu)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
-    p.add_argument("--workers", type=_positive_int, help="decoding threads (default: Python's choice)")
+    p.add_argument("--workers", type=_positive_int, help="decoding threads (default: one per usable core)")
     p.add_argument("--max-pixels", type=_positive_int, default=89_478_485,
                    help="refuse larger images as decompression bombs (default 89478485)")
     p.add_argument("--no-exif", action="store_true", help="ignore EXIF orientation")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import tvdeploy
+from tvdeploy.runtime.classifier import usable_cores
 
 
 def cpu_model() -> str:
@@ -23,7 +24,7 @@ def cpu_model() -> str:
 
 def machine_info(threads: int | None) -> dict[str, Any]:
     """CPU model, logical cores, cores this process may use, threads requested, OS, Python, GPU."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cores()
     info: dict[str, Any] = {
         "cpu_model": cpu_model(),
         "logical_cores": os.cpu_count(),

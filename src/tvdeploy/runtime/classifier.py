@@ -7,6 +7,7 @@ Needs only onnxruntime, NumPy and Pillow for ONNX artifacts; TorchScript and
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -90,7 +91,8 @@ class Classifier:
     def pool(self) -> ThreadPoolExecutor:
         """The threads that decode and preprocess (created on first use)."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="tvdeploy-decode")
+            self._pool = ThreadPoolExecutor(max_workers=self.decode_workers or usable_cores(),
+                                            thread_name_prefix="tvdeploy-decode")
         return self._pool
 
     def preprocess(self, image: ImageSource) -> np.ndarray:
@@ -153,6 +155,11 @@ class Classifier:
             return f"{describe_source(source)}: {type(exc).__name__}: {exc}"
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _is_single(images: Any) -> bool:
     return isinstance(images, (str, bytes, bytearray, memoryview, Path, np.ndarray)) or hasattr(images, "read") \
         or type(images).__module__.startswith("PIL.")
@@ -177,7 +184,8 @@ def load(artifact_dir: str | Path, provider: str = "cpu", *, verify: bool = True
         batch_size: images per model call in :meth:`Classifier.predict` / ``predict_stream``.
         exif_transpose: apply EXIF orientation when decoding.
         max_pixels: refuse larger images (decompression bombs); ``None`` for no limit.
-        decode_workers: threads that decode and preprocess ahead of the model (default: Python's choice).
+        decode_workers: threads that decode and preprocess ahead of the model (default: one per usable
+            core; more only oversubscribe the cores the CPU provider already runs on).
     """
     directory = Path(artifact_dir)
     manifest = read_manifest(directory)
