@@ -50,3 +50,21 @@ def test_a_later_run_of_a_model_replaces_all_its_earlier_rows(tmp_path: Path) ->
     assert sorted(loaded) == [("alexnet", "onnx"), ("vit_h_14", "onnx"), ("vit_h_14", "pt2"), ("vit_h_14", "torchscript")]
     assert all(row["passed"] for row in loaded.values())
     assert "wrong height" not in render.render(loaded)
+
+
+def _bench_result(backend: str, mode: str, p50: float) -> dict:
+    return {"name": backend, "backend": backend, "mode": mode, "batch_size": 1, "latency_ms": {"p50": p50}}
+
+
+def test_benchmark_runs_section_gives_each_runs_ratios_and_their_medians() -> None:
+    render = _load("render_benchmarks")
+    runs = {
+        "a": {"results": [_bench_result("eager", "model", 100), _bench_result("onnx", "model", 50),
+                          _bench_result("onnx", "e2e", 55), _bench_result("eager", "e2e", 110)]},
+        "b": {"results": [_bench_result("eager", "model", 100), _bench_result("onnx", "model", 70)]},
+        "c": {"results": [_bench_result("eager", "model", 100), _bench_result("onnx", "model", 60)]},
+    }
+    text = "\n".join(render._runs_section(runs))
+    assert "| a | 0.500 | 1.100 | 0.500 | - |" in text
+    assert "| b | 0.700 | - | - | - |" in text
+    assert "| median | **0.600** (3 runs) | **1.100** (1 runs) | **0.500** (1 runs) | - |" in text

@@ -6,6 +6,7 @@ Usage: python tools/render_benchmarks.py [REPORT.json ...]
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -37,7 +38,33 @@ def _table(results: list[dict]) -> list[str]:
     return lines
 
 
-def render(reports: dict[str, dict]) -> str:
+def _runs_section(runs: dict[str, dict]) -> list[str]:
+    """resnet50 batch-1 ratios of every kept run (docs/bench/runs/*.json) and their medians."""
+    columns = [("ONNX Runtime / eager", ("onnx", "model"), ("eager", "model")),
+               ("end-to-end / model-only", ("onnx", "e2e"), ("onnx", "model")),
+               ("predict / seeds' eager pipeline", ("onnx", "e2e"), ("eager", "e2e")),
+               ("bench / bare session.run", ("onnx", "model"), ("onnx", "bare"))]
+    out = ["", "## resnet50, batch 1, across runs", "",
+           "Single runs swing by several percent on this shared machine; these are the ratios (p50) of every",
+           "run kept in `docs/bench/runs/` plus the resnet50 run above, and their medians.", "",
+           "| run | " + " | ".join(name for name, _, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    values: list[list[float]] = [[] for _ in columns]
+    for name, report in runs.items():
+        cells = []
+        for index, (_, top, bottom) in enumerate(columns):
+            a, b = _row(report["results"], *top, 1), _row(report["results"], *bottom, 1)
+            if a is None or b is None:
+                cells.append("-")
+                continue
+            values[index].append(a["latency_ms"]["p50"] / b["latency_ms"]["p50"])
+            cells.append(f"{values[index][-1]:.3f}")
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    medians = [f"**{statistics.median(v):.3f}** ({len(v)} runs)" if v else "-" for v in values]
+    out.append("| median | " + " | ".join(medians) + " |")
+    return out
+
+
+def render(reports: dict[str, dict], runs: dict[str, dict] | None = None) -> str:
     first = next(iter(reports.values()))
     machine = first["machine"]
     out = [
@@ -73,6 +100,8 @@ def render(reports: dict[str, dict]) -> str:
         plot = BENCH / f"{model}.png"
         if plot.exists():
             out += ["", f"![{model}: latency and throughput against batch size](bench/{plot.name})"]
+    if runs:
+        out += _runs_section(runs)
     return "\n".join(out) + "\n"
 
 
@@ -85,7 +114,10 @@ def main() -> None:
         plot_results(report, BENCH / f"{model}.png")
     target = ROOT / "docs" / "benchmarks.md"
     notes = ROOT / "docs" / "bench" / "notes.md"
-    text = render(reports) + (("\n" + notes.read_text()) if notes.exists() else "")
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted((BENCH / "runs").glob("*.json"))}
+    if "resnet50" in reports:
+        runs["resnet50 (above)"] = reports["resnet50"]
+    text = render(reports, runs) + (("\n" + notes.read_text()) if notes.exists() else "")
     target.write_text(text, encoding="utf-8")
     print(f"wrote {target}")
 
