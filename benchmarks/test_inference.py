@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from benchmarks.conftest import BATCH_SIZES, MODELS, random_batch
+from tvdeploy.bench.run import BenchConfig, interleaved_samples
 from tvdeploy.bench.targets import BACKENDS
 from tvdeploy.runtime.classifier import Classifier
 
@@ -45,7 +45,7 @@ def test_folder_stream(benchmark, bench_targets, photo_bytes) -> None:
 
     Also records, in ``extra_info``, the stream's throughput as a fraction of the
     model's own batch-8 throughput on the same 48 images, timed interleaved in
-    this test (stream, model, stream, model, ...) so that drift hits both alike.
+    this test the way ``tvdeploy bench`` interleaves backends, so drift hits both alike.
     """
     target = bench_targets["resnet50" if "resnet50" in MODELS else MODELS[0]]["onnx"]
     benchmark.group = "folder stream"
@@ -61,24 +61,12 @@ def test_folder_stream(benchmark, bench_targets, photo_bytes) -> None:
             for _ in range(len(images) // 8):
                 classifier.infer(batch)
 
-        stream_s, model_s = _interleaved_medians([stream, model_only], rounds=3)
+        stream_times, model_times = interleaved_samples([stream, model_only], BenchConfig(iterations=3, warmup=0))
+        stream_s, model_s = float(np.median(stream_times)), float(np.median(model_times))
         benchmark.extra_info.update(images=len(images), model_only_s=model_s, stream_s=stream_s,
                                     throughput_vs_model=model_s / stream_s)
         benchmark.pedantic(stream, rounds=3, warmup_rounds=1)
         classifier.close()
-
-
-def _interleaved_medians(functions: list, rounds: int) -> list[float]:
-    """Median seconds of each function, called in turn (A B A B ...) after one warm-up call each."""
-    timings: list[list[float]] = [[] for _ in functions]
-    for function in functions:
-        function()
-    for _ in range(rounds):
-        for function, times in zip(functions, timings):
-            start = time.perf_counter()
-            function()
-            times.append(time.perf_counter() - start)
-    return [float(np.median(times)) for times in timings]
 
 
 def test_runtime_import_and_load(benchmark, bench_targets) -> None:

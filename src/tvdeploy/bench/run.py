@@ -170,6 +170,13 @@ def _time_interleaved(calls: list[_Call], config: BenchConfig) -> None:
             break
 
 
+def interleaved_samples(functions: Sequence[Callable[[], Any]], config: BenchConfig) -> list[list[float]]:
+    """Seconds per call of each function, timed the way ``tvdeploy bench`` times backends (interleaved, settled)."""
+    calls = [_Call(None, "model", function) for function in functions]  # type: ignore[arg-type]  # no target: not a report row
+    _time_interleaved(calls, config)
+    return [call.samples for call in calls]
+
+
 def _cold_start(target: BenchTarget, config: BenchConfig) -> dict[str, float]:
     spec = {"backend": target.backend, "artifact": str(target.artifact) if target.artifact else None,
             "provider": config.provider, "threads": config.threads, "batch_size": config.batch_sizes[0],
