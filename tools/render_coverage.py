@@ -40,6 +40,8 @@ def render(rows: dict[tuple[str, str], dict], expected: list[str] | None = None)
         "then checked for parity against eager PyTorch (fp32 criteria: top-1 agreement 100% on the six photos,",
         "max |diff| <= 1e-3 * (1 + max |logit|) on photos and noise). Produced by",
         "`pytest -m zoo tests/export/test_zoo.py` and `python tools/render_coverage.py` on 2 CPU cores.",
+        "Each model's rows are from its latest sweep (`docs/coverage.jsonl` keeps every run, in order); export",
+        "times depend on the host of that run.",
         "",
         f"**{passed} of {len(rows)} model x format results pass** ({len(models)} of {len(models) + len(missing)} models run).",
         "",
