@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -14,6 +16,17 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     """Every test runs offline with an empty torch hub cache of its own."""
     monkeypatch.setenv("TVDEPLOY_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+
+
+@pytest.fixture(autouse=True)
+def _reset_cli_logging() -> Iterator[None]:
+    """The CLI gives the ``tvdeploy`` logger its own handler and stops propagation; undo that after each test
+    so that ``caplog`` (which listens on the root logger) sees tvdeploy's records in later tests."""
+    yield
+    logger = logging.getLogger("tvdeploy")
+    logger.handlers.clear()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
 
 
 def _sample_photos() -> dict[str, Image.Image]:

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -82,32 +83,42 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 # ----------------------------------------------------------------------------- export
 
-def _preprocess_override(args: argparse.Namespace) -> Any:
-    overrides = {
-        "resize_size": (args.resize_size,) if args.resize_size else None,
-        "crop_size": (args.crop_size,) if args.crop_size else None,
-        "interpolation": args.interpolation,
-        "mean": args.mean,
-        "std": args.std,
-    }
-    if all(v is None for v in overrides.values()):
-        return None
-    from tvdeploy.models.catalog import get_model_info
-    from tvdeploy.models.loader import with_preprocess_overrides
+def _preprocess_overrides(args: argparse.Namespace) -> Any:
+    from tvdeploy.models.loader import PreprocessOverrides
 
-    return with_preprocess_overrides(get_model_info(args.model).default_weights.preprocess, **overrides)
+    overrides = PreprocessOverrides(
+        resize_size=(args.resize_size,) if args.resize_size else None,
+        crop_size=(args.crop_size,) if args.crop_size else None,
+        interpolation=args.interpolation, mean=args.mean, std=args.std,
+    )
+    return None if overrides == PreprocessOverrides() else overrides
+
+
+def _export_formats(requested: str) -> list[str]:
+    """``all``: every format whose extra is installed (the others are named in the log); else one known format."""
+    from tvdeploy.runtime.formats import ALL, FORMATS, exportable_formats, get_format
+
+    if requested.lower() != ALL:
+        return [get_format(requested).name]
+    available = exportable_formats()
+    skipped = [f"{name} ({FORMATS[name].install_hint()})" for name in FORMATS if name not in available]
+    if skipped:
+        logger.info("--format all: skipping formats whose extras are not installed: %s", "; ".join(skipped))
+    return available
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``tvdeploy export --model NAME --format ...``."""
-    from tvdeploy.export.formats import expand_formats
+    from tvdeploy.export.options import ExportOptions
     from tvdeploy.export.parity import format_report
     from tvdeploy.export.pipeline import ExportRequest, export_model
 
+    options = ExportOptions(opset=args.opset, precision=args.precision, dynamic_batch=args.static_batch is None,
+                            batch_size=args.static_batch or 1, max_batch=args.max_batch)
     request = ExportRequest(
-        model=args.model, formats=expand_formats(args.format), weights=args.weights,
-        labels_file=args.labels, output=args.output, opset=args.opset, force=args.force, name=args.name,
-        preprocess=_preprocess_override(args), seed=args.seed, progress=not args.json and sys.stderr.isatty(),
+        model=args.model, formats=_export_formats(args.format), weights=args.weights,
+        labels_file=args.labels, output=args.output, options=options, force=args.force, name=args.name,
+        preprocess=_preprocess_overrides(args), seed=args.seed, progress=not args.json and sys.stderr.isatty(),
     )
     outcomes = export_model(request)
     if args.json:
@@ -252,12 +263,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not targets:
             raise UserInputError(f"none of the artifacts is of the backends {', '.join(wanted)}",
                                  hint="the artifacts are " + ", ".join(f"{t.name} ({t.backend})" for t in artifacts))
-        if "eager" in wanted:
+        if "eager" in wanted and artifacts[0].manifest is not None:
             targets.insert(0, eager_target_for(artifacts[0].manifest))
     images = [Path(p) for p in args.images] if args.images else photo_paths()
     config = BenchConfig(batch_sizes=args.batch_sizes, warmup=args.warmup,
                          iterations=None if args.time_budget else args.iterations, time_budget_s=args.time_budget,
-                         provider=args.provider, threads=args.threads, e2e=args.e2e, bare_ort=args.bare_ort,
+                         provider=args.provider, threads=args.threads, e2e=args.e2e, bare=args.bare,
                          cold_start=not args.no_cold_start, images=images)
     report = run_benchmark(targets, config)
     report.command = "tvdeploy " + " ".join(args.argv)
@@ -274,7 +285,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command."""
+    """The argument parser of every command (choices and help read the format registry)."""
+    from tvdeploy.export.options import DEFAULT_MAX_BATCH, DEFAULT_OPSET
+    from tvdeploy.runtime.formats import ALL, FORMATS, PRECISIONS, backend_names
+    from tvdeploy.runtime.manifest import INTERPOLATIONS
+    from tvdeploy.runtime.providers import PROVIDER_CHOICES
+
     parser = argparse.ArgumentParser(prog="tvdeploy", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tvdeploy {__version__}")
     verbosity = parser.add_mutually_exclusive_group()
@@ -288,23 +304,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_list)
 
-    p = sub.add_parser("export", help="export a model to ONNX / TorchScript / .pt2 with a parity check")
+    p = sub.add_parser("export", help="export a model to " + ", ".join(FORMATS) + " with a parity check",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="formats:\n" + "\n".join(f"  {name:<12} {spec.summary} [{spec.extra} extra]"
+                                                         for name, spec in FORMATS.items())
+                       + f"\n  {ALL:<12} every format whose extra is installed")
     p.add_argument("--model", required=True, help="torchvision model name (see `tvdeploy list`)")
-    p.add_argument("--format", default="onnx", help="onnx, torchscript, pt2 or all (default: onnx)")
+    p.add_argument("--format", default="onnx", help=f"{', '.join(FORMATS)} or {ALL} (default: onnx)")
     p.add_argument("--weights", default="DEFAULT",
                    help="DEFAULT, a weights name (IMAGENET1K_V2), none (seeded random init) or a checkpoint PATH")
     p.add_argument("--labels", type=Path, help="class labels, one per line (for checkpoints)")
     p.add_argument("--output", type=Path,
                    help="artifact directory (default ./artifacts/<name>-<format>); with --format all, the parent")
     p.add_argument("--name", help="artifact name (default: the model name)")
-    p.add_argument("--opset", type=_positive_int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--opset", type=_positive_int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="numeric precision (default fp32)")
+    p.add_argument("--static-batch", type=_positive_int, metavar="N",
+                   help="fix the batch axis to N (default: a dynamic batch axis)")
+    p.add_argument("--max-batch", type=_positive_int, default=DEFAULT_MAX_BATCH,
+                   help="largest batch of formats that plan memory for one, i.e. executorch "
+                        f"(default {DEFAULT_MAX_BATCH})")
     p.add_argument("--seed", type=int, default=0, help="seed of random init and parity noise (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     g = p.add_argument_group("preprocessing overrides (default: the weights' own transforms)")
     g.add_argument("--resize-size", type=_positive_int)
     g.add_argument("--crop-size", type=_positive_int)
-    g.add_argument("--interpolation", choices=("nearest", "bilinear", "bicubic"))
+    g.add_argument("--interpolation", choices=INTERPOLATIONS)
     g.add_argument("--mean", type=_float_triple, help="R,G,B")
     g.add_argument("--std", type=_float_triple, help="R,G,B")
     p.set_defaults(handler=cmd_export)
@@ -312,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="re-check an artifact against the eager model on photos and noise")
     p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT")
     p.add_argument("--weights", help="weights of the reference (default: as recorded in the manifest)")
-    p.add_argument("--provider", default="cpu", help="execution provider for ONNX artifacts (default cpu)")
+    p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_validate)
 
@@ -321,12 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the whole manifest as JSON")
     p.set_defaults(handler=cmd_inspect)
 
-    p = sub.add_parser("predict", help="classify images with an artifact (no torch needed for ONNX)")
+    p = sub.add_parser("predict", help="classify images with an artifact (no torch needed for "
+                       + " or ".join(n for n, f in FORMATS.items() if not f.torch_runtime) + ")")
     p.add_argument("artifact", type=Path, metavar="ARTIFACT")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and directories (walked recursively)")
     p.add_argument("--top-k", type=_positive_int, default=5, help="predictions per image (default 5)")
     p.add_argument("--batch-size", type=_positive_int, default=8, help="images per model call (default 8)")
-    p.add_argument("--provider", default="cpu", help="cpu, cuda, tensorrt, openvino or auto (default cpu)")
+    p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument("--workers", type=_positive_int, help="decoding threads (default: one per usable core)")
     p.add_argument("--max-pixels", type=_positive_int, default=89_478_485,
@@ -336,12 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON line per input, as soon as it is done")
     p.set_defaults(handler=cmd_predict)
 
-    p = sub.add_parser("bench", help="benchmark backends side by side (eager, torchscript, pt2, onnx)")
+    p = sub.add_parser("bench", help="benchmark backends side by side (" + ", ".join(backend_names()) + ")")
     p.add_argument("artifacts", nargs="*", type=Path, metavar="ARTIFACT", help="artifact directories to compare")
     p.add_argument("--model", help="benchmark a catalog model (exports what it needs into the cache first)")
     p.add_argument("--weights", default="DEFAULT", help="weights for --model (default DEFAULT; none for random init)")
-    p.add_argument("--backends", help="comma-separated: eager, torchscript, pt2, onnx (default: all that apply)")
-    p.add_argument("--provider", default="cpu", help="cpu, cuda, tensorrt, openvino or auto (default cpu)")
+    p.add_argument("--backends", help=f"comma-separated: {', '.join(backend_names())} "
+                                      "(default with --model: eager and every format whose extra is installed)")
+    p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
     p.add_argument("--batch-sizes", type=_int_list, default=[1], help="e.g. 1,8,32 (default 1)")
     p.add_argument("--threads", type=int, help="intra-op threads for every backend (default: the libraries' own)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per backend first (default 3)")
@@ -350,7 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--time-budget", type=float, help="seconds per batch size instead of a fixed count")
     p.add_argument("--e2e", action="store_true", help="also time the full predict path from image files")
     p.add_argument("--images", nargs="+", help="image files for --e2e (default: the parity photos)")
-    p.add_argument("--bare-ort", action="store_true", help="also time a bare session.run loop (bench overhead check)")
+    p.add_argument("--bare", "--bare-ort", dest="bare", action="store_true",
+                   help="also time the backends' own call (session.run, infer_request.infer, ...) without tvdeploy's "
+                        "runner around it (bench overhead check)")
     p.add_argument("--no-cold-start", action="store_true", help="skip the cold-start / peak-RSS subprocesses")
     p.add_argument("--cache-dir", type=Path, help="where --model keeps its exports (default ~/.cache/tvdeploy/bench)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report")
@@ -368,6 +398,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
                                            else "%(levelname)s %(name)s: %(message)s"))
     logger.handlers[:] = [handler]
     logger.setLevel(level)
+    logger.propagate = False  # some backends (executorch) configure the root logger on import
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -381,6 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TvdeployError as exc:
         if getattr(args, "json", None) is True:
             _print_json({"error": exc.message, "hint": exc.hint, "type": type(exc).__name__})
+        if args.verbose and (exc.__cause__ or exc.__context__):
+            sys.stderr.write("".join(traceback.format_exception(exc)))  # the whole cause chain
         sys.stderr.write(f"tvdeploy: error: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:

@@ -72,9 +72,3 @@ class ExportError(TvdeployError):
     """Every exporter available for a format failed."""
 
     exit_code = 4
-
-
-class ParityError(TvdeployError):
-    """An artifact does not answer like the eager model."""
-
-    exit_code = 3

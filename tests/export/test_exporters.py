@@ -34,14 +34,14 @@ def test_big_models_get_external_data_and_it_is_hashed(tmp_path: Path, monkeypat
 
 
 def _fail_strategy(monkeypatch: pytest.MonkeyPatch, exporter_class: type, failing: str) -> None:
-    original = exporter_class.export
+    original = exporter_class.produce
 
-    def export(self, module, example, out_dir, strategy, opset):
+    def produce(self, job, out_dir, strategy):
         if strategy == failing:
             raise RuntimeError(f"simulated {failing} failure")
-        return original(self, module, example, out_dir, strategy, opset)
+        return original(self, job, out_dir, strategy)
 
-    monkeypatch.setattr(exporter_class, "export", export)
+    monkeypatch.setattr(exporter_class, "produce", produce)
 
 
 def test_dynamo_failure_falls_back_to_the_torchscript_exporter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,10 +60,10 @@ def test_trace_failure_falls_back_to_script(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_every_exporter_failing_is_an_export_error_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def always_fails(self, module, example, out_dir, strategy, opset):
+    def always_fails(self, job, out_dir, strategy):
         raise RuntimeError(f"{strategy} broke")
 
-    monkeypatch.setattr(onnx_exporter.OnnxExporter, "export", always_fails)
+    monkeypatch.setattr(onnx_exporter.OnnxExporter, "produce", always_fails)
     with pytest.raises(ExportError, match="dynamo: RuntimeError: dynamo broke; torchscript: RuntimeError: torchscript broke"):
         export_model(ExportRequest("squeezenet1_1", ["onnx"], weights="none", output=tmp_path / "x", progress=False))
     assert list(tmp_path.iterdir()) == []

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from tvdeploy.export.inputs import InputSet, noise_set, photo_set
-from tvdeploy.export.parity import CRITERIA, compare_outputs, compare_runners
-from tvdeploy.runtime.manifest import PreprocessSpec
+from tvdeploy.export.parity import compare_outputs, compare_runners
+from tvdeploy.runtime.formats import FP32_CRITERIA
+from tvdeploy.runtime.manifest import OutputSpec, PreprocessSpec, TensorSpec
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
 
 SPEC = PreprocessSpec((256,), (224,), "bilinear", True, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-FP32 = CRITERIA["fp32"]
+FP32 = FP32_CRITERIA
 
 
 def _logits(seed: int = 0, n: int = 6, classes: int = 20) -> np.ndarray:
@@ -27,7 +28,7 @@ def test_small_noise_passes_and_reports_the_smallest_passing_atol() -> None:
     cand = ref + np.float32(1e-5)
     report = compare_outputs("photos", ref, cand, [6], FP32, require_top1=True)
     assert report.passed
-    assert report.min_passing_atol == pytest.approx(1e-5, rel=1e-2)
+    assert report.min_passing_atol_scale == pytest.approx(1e-5 / (1 + np.abs(ref).max()), rel=1e-2)
     assert report.atol_limit == pytest.approx(1e-3 * (1 + np.abs(ref).max()), rel=1e-6)
 
 
@@ -68,14 +69,15 @@ class _LinearRunner(Runner):
 
     backend = "toy"
 
-    def __init__(self, scramble: bool = False) -> None:
+    def __init__(self, scramble: bool = False, input_name: str = "input") -> None:
         super().__init__()
         self.scramble = scramble
+        self.input_name = input_name
         self.weights = np.random.default_rng(3).normal(size=(3 * 4, 10)).astype(np.float32)
 
     @property
     def inputs(self) -> list[TensorInfo]:
-        return [TensorInfo("input", ("batch", 3, 224, 224), "float32")]
+        return [TensorInfo(self.input_name, ("batch", 3, 224, 224), "float32")]
 
     @property
     def outputs(self) -> list[TensorInfo]:
@@ -86,7 +88,7 @@ class _LinearRunner(Runner):
     def _unload(self) -> None: ...
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        x = feeds["input"]
+        x = feeds[self.input_name]
         if self.scramble:  # e.g. an exporter that mixes up H and W
             x = x.transpose(0, 1, 3, 2)
         quadrants = [x[:, :, :112, :112], x[:, :, :112, 112:], x[:, :, 112:, :112], x[:, :, 112:, 112:]]
@@ -139,3 +141,36 @@ def test_a_reference_with_constant_scores_fails_on_photos_as_uninformative() -> 
     report = compare_outputs("photos", ref, ref.copy(), [6], FP32, require_top1=True)
     assert not report.passed
     assert "same score" in report.failures[0]
+
+
+def test_an_artifact_whose_tensor_names_differ_from_the_manifest_fails() -> None:
+    sets = [photo_set(SPEC), noise_set(SPEC)]
+    expected = (TensorSpec("input", ["batch", 3, 224, 224]), OutputSpec("logits", "logits", ["batch", 10]))
+    assert compare_runners(_LinearRunner(), _LinearRunner(), sets, expected=expected).passed
+    report = compare_runners(_LinearRunner(), _LinearRunner(input_name="x.1"), sets, expected=expected)
+    assert not report.passed and report.interface and "'x.1'" in report.interface[0]
+    assert report.failures[0].startswith("interface:")
+    assert report.to_dict()["interface"] == report.interface
+
+
+def test_batches_are_cut_to_what_the_artifact_admits() -> None:
+    from tvdeploy.runtime.runners.base import infer_in_batches
+
+    class Recording(_LinearRunner):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: list[int] = []
+
+        def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            self.sizes.append(len(feeds["input"]))
+            return super()._infer(feeds)
+
+    batch = np.random.default_rng(0).standard_normal((7, 3, 224, 224), dtype=np.float32)
+    whole = _LinearRunner().infer({"input": batch})["logits"]
+    for spec, sizes in ((TensorSpec("input", ["batch", 3, 224, 224]), [7]),
+                        (TensorSpec("input", ["batch", 3, 224, 224], max_batch=3), [3, 3, 1]),
+                        (TensorSpec("input", [4, 3, 224, 224]), [4, 4])):
+        runner = Recording()
+        out = infer_in_batches(runner, spec, "logits", batch)
+        assert runner.sizes == sizes and out.shape == (7, 10)
+        np.testing.assert_allclose(out, whole, rtol=1e-6, atol=1e-6)

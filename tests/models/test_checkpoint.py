@@ -17,7 +17,8 @@ def test_ten_class_state_dict_infers_the_head_and_takes_the_labels(ten_class_che
     assert model.num_classes == 10 and model.labels[3] == "cat"
     assert model.module.fc.out_features == 10
     assert torch.equal(model.module.state_dict()["fc.weight"], torch.load(path)["fc.weight"])
-    assert model.source["kind"] == "checkpoint" and len(model.source["sha256"]) == 64
+    assert model.source.kind == "checkpoint" and len(model.source.sha256 or "") == 64
+    assert model.source.weights_argument == str(path.resolve()) and model.source.num_classes == 10
     # a checkpoint gets the architecture's DEFAULT preprocessing
     assert model.preprocess.resize_size == (256,) and model.preprocess.crop_size == (224,)
 

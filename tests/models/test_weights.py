@@ -50,7 +50,8 @@ def test_pretrained_weights_load_offline_from_the_torch_hub_cache() -> None:
     assert model.pretrained and model.weights_id == "ResNet18_Weights.IMAGENET1K_V1"
     assert model.labels[:2] == ["tench", "goldfish"] and len(model.labels) == 1000
     assert torch.equal(model.module.state_dict()["fc.weight"], state["fc.weight"])
-    assert model.source == {"kind": "pretrained", "weights": "ResNet18_Weights.IMAGENET1K_V1"}
+    assert model.source.to_dict() == {"kind": "pretrained", "seed": 0, "weights": "ResNet18_Weights.IMAGENET1K_V1"}
+    assert model.source.weights_argument == "ResNet18_Weights.IMAGENET1K_V1"
 
 
 def test_pretrained_googlenet_keeps_torchvision_builder_semantics() -> None:
@@ -112,7 +113,8 @@ def test_random_vit_head_is_redrawn_so_outputs_carry_signal() -> None:
     # torchvision zero-initialises ViT heads: every logit would be 0 and parity would prove nothing.
     model = load_model("vit_b_32", "none")
     head = model.module.heads.head.weight
-    assert model.source["redrawn_zero_init"] == ["heads.head.weight"]
+    assert model.source.redrawn_zero_init == ("heads.head.weight",)
+    assert model.source.to_dict()["redrawn_zero_init"] == ["heads.head.weight"]
     assert float(head.detach().std()) == pytest.approx(0.02, rel=0.05)
     with torch.no_grad():
         logits = model.module(torch.randn(2, 3, 224, 224))
@@ -120,7 +122,8 @@ def test_random_vit_head_is_redrawn_so_outputs_carry_signal() -> None:
     again = load_model("vit_b_32", "none")
     assert torch.equal(again.module.heads.head.weight, head)
     # a model without zero-initialised matrices records nothing
-    assert "redrawn_zero_init" not in load_model("resnet18", "none").source
+    assert load_model("resnet18", "none").source.redrawn_zero_init == ()
+    assert "redrawn_zero_init" not in load_model("resnet18", "none").source.to_dict()
 
 
 def test_weightless_vit_is_built_for_its_default_preset_crop() -> None:

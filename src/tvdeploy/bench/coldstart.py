@@ -30,9 +30,9 @@ def measure_in_subprocess(spec: dict[str, Any], timeout: float = 600) -> dict[st
 
 def _measure(spec: dict[str, Any]) -> dict[str, float]:
     start = time.perf_counter()
-    from tvdeploy.runtime.manifest import read_manifest
+    from tvdeploy.runtime.manifest import Source, read_manifest
     from tvdeploy.runtime.providers import SessionConfig
-    from tvdeploy.runtime.runners import runner_for_artifact
+    from tvdeploy.runtime.runners import Runner, runner_for_artifact
 
     backend = spec["backend"]
     if backend == "eager":
@@ -41,20 +41,25 @@ def _measure(spec: dict[str, Any]) -> dict[str, float]:
         from tvdeploy.export.eager import EagerRunner
         from tvdeploy.models.loader import load_model
     imported = time.perf_counter()
-    height, width = spec["crop_hw"]
-    batch = np.random.default_rng(0).standard_normal((spec["batch_size"], 3, height, width), dtype=np.float32)
     if backend == "eager":
-        source = spec["source"]
-        weights = {"random": "none", "pretrained": source.get("weights"), "checkpoint": source.get("path")}[source["kind"]]
-        model = load_model(source["architecture"], weights, seed=int(source.get("seed", 0)), progress=False)
-        runner = EagerRunner(model.module, "input", "logits", ("batch", 3, height, width),
-                             device="cuda" if spec["provider"] == "cuda" else "cpu")
+        from tvdeploy.export.options import ExportOptions
+        from tvdeploy.export.pipeline import tensor_specs
+
+        source = Source.from_dict(spec["source"])
+        model = load_model(spec["source"]["architecture"], source.weights_argument, seed=source.seed, progress=False)
+        input_spec, output_spec = tensor_specs(model, ExportOptions())
+        runner: Runner = EagerRunner(model.module, input_spec, output_spec.name, device=spec["provider"])
     else:
         artifact = Path(spec["artifact"])
-        runner = runner_for_artifact(artifact, read_manifest(artifact), provider=spec["provider"],
+        manifest = read_manifest(artifact)
+        input_spec = manifest.input
+        runner = runner_for_artifact(artifact, manifest, provider=spec["provider"],
                                      config=SessionConfig(intra_op_threads=spec.get("threads")))
+    height, width = input_spec.shape[2:4]
+    batch = np.random.default_rng(0).standard_normal((spec["batch_size"], 3, int(height), int(width)),
+                                                     dtype=np.float32)
     with runner:
-        runner.infer({runner.inputs[0].name: batch})
+        runner.infer({input_spec.name: batch})
     done = time.perf_counter()
     return {"import_ms": (imported - start) * 1000, "cold_start_ms": (done - imported) * 1000,
             "peak_rss_mb": peak_rss_mb()}

@@ -15,10 +15,10 @@ from tvdeploy.bench.machine import bench_versions, machine_info
 from tvdeploy.bench.stats import LatencyStats
 from tvdeploy.bench.targets import BenchTarget
 from tvdeploy.errors import UserInputError
+from tvdeploy.runtime.formats import runs_on_torch
+from tvdeploy.runtime.providers import resolve_provider
 
 logger = logging.getLogger(__name__)
-
-MODES = ("model", "e2e", "bare")
 
 
 @dataclass
@@ -40,7 +40,7 @@ class BenchConfig:
     provider: str = "cpu"
     threads: int | None = None
     e2e: bool = False
-    bare_ort: bool = False
+    bare: bool = False
     cold_start: bool = True
     images: list[Path] = field(default_factory=list)
 
@@ -97,6 +97,8 @@ class BenchReport:
     machine: dict[str, Any]
     versions: dict[str, str]
     command: str = ""
+    #: the provider every backend ran on (``config.provider`` resolved)
+    provider: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report."""
@@ -107,12 +109,9 @@ class BenchReport:
             "versions": self.versions,
             "config": {"batch_sizes": self.config.batch_sizes, "warmup": self.config.warmup,
                        "iterations": self.config.iterations, "time_budget_s": self.config.time_budget_s,
-                       "provider": self.config.provider, "threads": self.config.threads, "e2e": self.config.e2e},
+                       "provider": self.config.provider, "resolved_provider": self.provider,
+                       "threads": self.config.threads, "e2e": self.config.e2e},
         }
-
-    def find(self, name: str, batch_size: int, mode: str = "model") -> BenchRow | None:
-        """The row of a target by name."""
-        return next((r for r in self.rows if r.name == name and r.batch_size == batch_size and r.mode == mode), None)
 
 
 @dataclass
@@ -126,12 +125,12 @@ class _Call:
 def _calls_for(target: BenchTarget, runner: Any, batch_size: int, config: BenchConfig,
                files: Sequence[bytes]) -> list[_Call]:
     height, width = target.preprocess.crop_hw
-    feeds = {runner.inputs[0].name: np.random.default_rng(batch_size).standard_normal(
+    feeds = {target.input_spec.name: np.random.default_rng(batch_size).standard_normal(
         (batch_size, 3, height, width), dtype=np.float32)}
     calls = [_Call(target, "model", lambda: runner.infer(feeds))]
-    if config.bare_ort and target.backend == "onnx":
-        session, name = runner.session, runner.inputs[0].name
-        calls.append(_Call(target, "bare", lambda: session.run(None, {name: feeds[name]})))
+    bare = runner.bare_call(feeds) if config.bare else None
+    if bare is not None:
+        calls.append(_Call(target, "bare", bare))
     if config.e2e:
         pipeline = target.end_to_end(runner)
         batch_files = [files[i % len(files)] for i in range(batch_size)]
@@ -177,10 +176,10 @@ def interleaved_samples(functions: Sequence[Callable[[], Any]], config: BenchCon
     return [call.samples for call in calls]
 
 
-def _cold_start(target: BenchTarget, config: BenchConfig) -> dict[str, float]:
+def _cold_start(target: BenchTarget, config: BenchConfig, provider: str) -> dict[str, float]:
     spec = {"backend": target.backend, "artifact": str(target.artifact) if target.artifact else None,
-            "provider": config.provider, "threads": config.threads, "batch_size": config.batch_sizes[0],
-            "crop_hw": list(target.preprocess.crop_hw), "source": target.source}
+            "provider": provider, "threads": config.threads, "batch_size": config.batch_sizes[0],
+            "source": target.source}
     try:
         return measure_in_subprocess(spec)
     except (RuntimeError, OSError) as exc:
@@ -189,21 +188,30 @@ def _cold_start(target: BenchTarget, config: BenchConfig) -> dict[str, float]:
 
 
 def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchReport:
-    """Measure every target at every batch size; returns the rows with speedups against eager."""
-    if config.threads is not None and any(t.backend != "onnx" for t in targets):
+    """Measure every target at every batch size; returns the rows with speedups against eager.
+
+    Every target runs on the same provider, resolved once for all of them.
+    """
+    provider = resolve_provider(config.provider, [t.backend for t in targets])
+    if config.threads is not None and any(runs_on_torch(t.backend) for t in targets):
         import torch
 
         torch.set_num_threads(config.threads)
     files = [path.read_bytes() for path in config.images]
     if config.e2e and not files:
         raise UserInputError("--e2e needs image files")
-    cold = {t.name: _cold_start(t, config) for t in targets} if config.cold_start else {}
-    runners = {t.name: t.runner(config.provider, config.threads).activate() for t in targets}
+    cold = {t.name: _cold_start(t, config, provider) for t in targets} if config.cold_start else {}
+    runners = {t.name: t.runner(provider, config.threads).activate() for t in targets}
     rows: list[BenchRow] = []
     try:
         for batch_size in config.batch_sizes:
-            logger.info("batch size %d: timing %s interleaved", batch_size, ", ".join(t.name for t in targets))
-            calls = [c for t in targets for c in _calls_for(t, runners[t.name], batch_size, config, files)]
+            fitting = [t for t in targets if t.runs_batch(batch_size)]
+            for target in targets:
+                if target not in fitting:
+                    logger.warning("%s: batch %d is over the artifact's largest batch (%s); not timed",
+                                   target.name, batch_size, target.input_spec.max_batch)
+            logger.info("batch size %d: timing %s interleaved", batch_size, ", ".join(t.name for t in fitting))
+            calls = [c for t in fitting for c in _calls_for(t, runners[t.name], batch_size, config, files)]
             _time_interleaved(calls, config)
             for call in calls:
                 target = call.target
@@ -218,7 +226,8 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
         for runner in runners.values():
             runner.deactivate()
     _add_speedups(rows)
-    return BenchReport(rows, config, machine_info(config.threads), bench_versions())
+    return BenchReport(rows, config, machine_info(config.threads), bench_versions(), provider=provider)
+
 
 
 def _add_speedups(rows: list[BenchRow]) -> None:

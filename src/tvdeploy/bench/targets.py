@@ -1,4 +1,4 @@
-"""What a benchmark measures: backends (eager, TorchScript, .pt2, ONNX) and how to run each."""
+"""What a benchmark measures: backends (the eager model and every registered format) and how to run each."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tvdeploy.errors import UserInputError
-from tvdeploy.runtime.manifest import Manifest, PreprocessSpec, read_manifest
+from tvdeploy.runtime.formats import EAGER, backend_names, exportable_formats
+from tvdeploy.runtime.manifest import Manifest, PreprocessSpec, TensorSpec, read_manifest
 from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners import Runner, runner_for_artifact
 
+if TYPE_CHECKING:
+    from tvdeploy.models.loader import LoadedModel
+
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("eager", "torchscript", "pt2", "onnx")
 CACHE_ENV = "TVDEPLOY_CACHE"
 
 
@@ -25,14 +28,20 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "tvdeploy")) / "bench"
 
 
-def parse_backends(text: str | None, allowed: Sequence[str] = BACKENDS) -> list[str]:
-    """``eager,onnx`` -> ["eager", "onnx"], checked against the known backends."""
+def default_backends() -> list[str]:
+    """Eager and every format whose extra is installed."""
+    return [EAGER, *exportable_formats()]
+
+
+def parse_backends(text: str | None, allowed: Sequence[str] | None = None) -> list[str]:
+    """``eager,onnx`` -> ["eager", "onnx"], checked against the registry's backends."""
     if not text:
-        return list(allowed)
+        return list(allowed) if allowed is not None else default_backends()
+    known = backend_names()
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [n for n in names if n not in BACKENDS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise UserInputError(f"unknown backend(s) {', '.join(unknown)}", hint=f"choose from {', '.join(BACKENDS)}")
+        raise UserInputError(f"unknown backend(s) {', '.join(unknown)}", hint=f"choose from {', '.join(known)}")
     return list(dict.fromkeys(names))
 
 
@@ -44,6 +53,8 @@ class BenchTarget:
     backend: str
     preprocess: PreprocessSpec
     labels: list[str]
+    input_spec: TensorSpec
+    output_name: str
     artifact: Path | None = None
     manifest: Manifest | None = None
     module: Any = None  # the eager nn.Module, for backend "eager"
@@ -56,15 +67,22 @@ class BenchTarget:
             return None
         return sum(entry.bytes for entry in self.manifest.files) / 1e6
 
+    def runs_batch(self, batch_size: int) -> bool:
+        """Whether the target's input admits this batch size (ExecuTorch programs have a largest batch)."""
+        try:
+            self.input_spec.check_batch(batch_size)
+        except UserInputError:
+            return False
+        return True
+
     def runner(self, provider: str, threads: int | None) -> Runner:
-        """A runner for model-only timing."""
-        if self.backend == "eager":
+        """A runner for model-only timing on a resolved provider."""
+        if self.backend == EAGER:
             from tvdeploy.export.eager import EagerRunner
 
-            height, width = self.preprocess.crop_hw
-            return EagerRunner(self.module, "input", "logits", ("batch", 3, height, width),
-                               device="cuda" if provider == "cuda" else "cpu")
-        assert self.artifact is not None and self.manifest is not None
+            return EagerRunner(self.module, self.input_spec, self.output_name, device=provider)
+        if self.artifact is None or self.manifest is None:
+            raise UserInputError(f"bench target {self.name} has no artifact")
         return runner_for_artifact(self.artifact, self.manifest, provider=provider,
                                    config=SessionConfig(intra_op_threads=threads))
 
@@ -72,14 +90,15 @@ class BenchTarget:
         """The whole predict path on encoded image files, for ``--e2e``.
 
         Artifacts run tvdeploy's own path (Pillow decode, runtime preprocessing, the
-        runner, softmax + top-k). The eager backend runs the seeds' pipeline: PIL,
-        torchvision's transforms, the eager model, ``softmax`` and ``topk``.
+        runner, softmax + top-k). The eager backend runs the torchvision tutorial
+        pipeline: PIL, torchvision's transforms, the eager model, ``softmax`` and ``topk``.
         """
-        if self.backend == "eager":
+        if self.backend == EAGER:
             return _eager_pipeline(self.module, self.preprocess, getattr(runner, "device", "cpu"), top_k)
         from tvdeploy.runtime.classifier import Classifier
 
-        assert self.manifest is not None and self.artifact is not None
+        if self.artifact is None or self.manifest is None:
+            raise UserInputError(f"bench target {self.name} has no artifact")
         classifier = Classifier(self.artifact, self.manifest, runner, batch_size=1 << 30)
         return lambda files: classifier.predict(list(files), top_k=top_k)
 
@@ -105,38 +124,48 @@ def artifact_target(path: Path) -> BenchTarget:
     """A target for an existing artifact directory, named after the directory."""
     manifest = read_manifest(path)
     return BenchTarget(name=path.name, backend=manifest.format, preprocess=manifest.preprocess,
-                       labels=manifest.labels, artifact=path, manifest=manifest, source=manifest.source)
+                       labels=manifest.labels, input_spec=manifest.input, output_name=manifest.output.name,
+                       artifact=path, manifest=manifest,
+                       source={"architecture": manifest.architecture, **manifest.source.to_dict()})
+
+
+def _eager_target(model: LoadedModel, input_spec: TensorSpec, output_name: str) -> BenchTarget:
+    return BenchTarget(name=EAGER, backend=EAGER, preprocess=model.preprocess, labels=model.labels,
+                       input_spec=input_spec, output_name=output_name, module=model.module,
+                       source={"architecture": model.architecture, **model.source.to_dict()})
 
 
 def eager_target_for(manifest: Manifest) -> BenchTarget:
     """The eager reference of an artifact, rebuilt from its manifest."""
     from tvdeploy.export.validate import reference_model
 
-    model = reference_model(manifest)
-    return BenchTarget(name="eager", backend="eager", preprocess=manifest.preprocess, labels=manifest.labels,
-                       module=model.module, source={"architecture": manifest.architecture, **manifest.source})
+    return _eager_target(reference_model(manifest), manifest.input, manifest.output.name)
 
 
 def model_targets(model: str, weights: str, backends: Sequence[str], cache_dir: Path, seed: int = 0) -> list[BenchTarget]:
-    """Targets for ``--model``: exports the formats it needs into ``cache_dir`` (reused when up to date)."""
-    from tvdeploy.export.pipeline import ExportRequest, export_model
+    """Targets for ``--model``: exports the formats it needs into ``cache_dir`` (reused when up to date).
+
+    The eager model is loaded once, for the export and the eager target alike.
+    """
+    from tvdeploy.export.options import ExportOptions
+    from tvdeploy.export.pipeline import ExportRequest, export_model, tensor_specs
     from tvdeploy.models.catalog import get_model_info
     from tvdeploy.models.loader import load_model, resolve_weights
 
     choice = resolve_weights(get_model_info(model), weights)
     expected = {"random": "none", "pretrained": choice.entry.id if choice.entry else None}.get(choice.kind)
-    formats = [b for b in backends if b != "eager"]
+    formats = [b for b in backends if b != EAGER]
     slug = f"{model}-{(expected or 'checkpoint').split('.')[-1].lower()}-seed{seed}"
     stale = [f for f in formats if expected is None or not _cached_ok(cache_dir / f"{slug}-{f}", expected)]
+    loaded = load_model(model, weights, seed=seed, progress=False) if stale or EAGER in backends else None
     if stale:
         logger.info("exporting %s to %s for the benchmark (cache: %s)", model, ", ".join(stale), cache_dir)
         export_model(ExportRequest(model, stale, weights=weights, output=cache_dir, name=slug, force=True,
-                                   seed=seed, progress=False, output_is_parent=True))
+                                   seed=seed, progress=False, output_is_parent=True), model=loaded)
     targets: list[BenchTarget] = []
-    if "eager" in backends:
-        loaded = load_model(model, weights, seed=seed, progress=False)
-        targets.append(BenchTarget(name="eager", backend="eager", preprocess=loaded.preprocess, labels=loaded.labels,
-                                   module=loaded.module, source={"architecture": model, **loaded.source}))
+    if loaded is not None and EAGER in backends:
+        input_spec, output_spec = tensor_specs(loaded, ExportOptions())
+        targets.append(_eager_target(loaded, input_spec, output_spec.name))
     for fmt in formats:
         target = artifact_target(cache_dir / f"{slug}-{fmt}")
         target.name = fmt

@@ -1,4 +1,4 @@
-"""What every format exporter shares: the result type and a quiet context for torch's chatter."""
+"""What every format producer shares: the job it gets, the result it returns, and a quiet context for torch's chatter."""
 
 from __future__ import annotations
 
@@ -10,29 +10,72 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
+from tvdeploy.export.options import ExportOptions
+from tvdeploy.runtime.formats import FormatSpec
+from tvdeploy.runtime.manifest import OutputSpec, TensorSpec
+
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class ExportResult:
-    """Files an exporter wrote (relative to the artifact directory) and how."""
+    """Files a producer wrote (relative to the artifact directory, the model file first) and how.
+
+    ``details`` go into the manifest's ``export_info`` (e.g. the delegate a program was lowered to).
+    """
 
     files: list[str]
     exporter: str
     opset: int | None = None
-    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
-class FormatExporter(Protocol):
-    """One exporter per format. ``strategies`` are tried in order until one succeeds (and passes parity)."""
+@dataclass(frozen=True)
+class ProduceJob:
+    """Everything a producer may need; each takes what applies to it.
 
-    format: str
-    filename: str
+    Exporters read ``module`` and ``example`` (an input batch for tracing);
+    converters read ``source_dir``, the artifact of the format they convert.
+    Tensor names and shapes come from ``input_spec`` / ``output_spec``, the
+    manifest's own specs, so the file and the manifest cannot disagree.
+    """
+
+    spec: FormatSpec
+    options: ExportOptions
+    input_spec: TensorSpec
+    output_spec: OutputSpec
+    module: Any = None
+    example: Any = None
+    source_dir: Path | None = None
+
+    @property
+    def model_path(self) -> str:
+        """The name of the main model file."""
+        return self.spec.model_file
+
+
+class FormatProducer(Protocol):
+    """One producer per format. ``strategies`` are tried in order until one succeeds (and passes parity)."""
+
     strategies: tuple[str, ...]
 
-    def export(self, module: Any, example: Any, out_dir: Path, strategy: str, opset: int) -> ExportResult:
+    def produce(self, job: ProduceJob, out_dir: Path, strategy: str) -> ExportResult:
         """Write the model file(s) into ``out_dir``."""
         ...
+
+
+def written_files(out_dir: Path, spec: FormatSpec) -> list[str]:
+    """The format's files present in ``out_dir``, the model file first."""
+    return [name for name in spec.files if (out_dir / name).is_file()]
+
+
+def torch_batch_dims(job: ProduceJob, bound: int) -> Any:
+    """``dynamic_shapes`` for ``torch.export`` of a one-input model: a batch dim up to ``bound``, or ``None``."""
+    import torch
+
+    if not job.options.dynamic_batch:
+        return None
+    return ({0: torch.export.Dim("batch", min=1, max=bound)},)
 
 
 @contextlib.contextmanager

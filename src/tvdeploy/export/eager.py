@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from tvdeploy.runtime.manifest import PreprocessSpec
+from tvdeploy.runtime.manifest import PreprocessSpec, TensorSpec
 from tvdeploy.runtime.runners.torch_backed import TorchModuleRunner
 
 
 def torchvision_transforms(spec: PreprocessSpec) -> Any:
-    """torchvision's own ``ImageClassification`` preset for a preprocess block (the seeds' transforms)."""
+    """The tutorial pipeline for a preprocess block, built from torchvision's public transforms:
+    ``Resize``, ``CenterCrop``, ``ToTensor``, ``Normalize`` (what ``weights.transforms()`` does to a PIL image)."""
+    from torchvision import transforms
     from torchvision.transforms import InterpolationMode
-    from torchvision.transforms._presets import ImageClassification
 
-    if len(spec.crop_size) != 1 or len(spec.resize_size) != 1:
-        raise ValueError("torchvision's ImageClassification preset takes square crop and shorter-side resize sizes")
-    return ImageClassification(crop_size=spec.crop_size[0], resize_size=spec.resize_size[0], mean=spec.mean,
-                               std=spec.std, interpolation=InterpolationMode(spec.interpolation),
-                               antialias=spec.antialias)
+    resize = spec.resize_size[0] if len(spec.resize_size) == 1 else list(spec.resize_size)
+    return transforms.Compose([
+        transforms.Resize(resize, interpolation=InterpolationMode(spec.interpolation), antialias=spec.antialias),
+        transforms.CenterCrop(list(spec.crop_size)),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=list(spec.mean), std=list(spec.std)),
+    ])
 
 
 class EagerRunner(TorchModuleRunner):
@@ -25,9 +28,9 @@ class EagerRunner(TorchModuleRunner):
 
     backend = "eager"
 
-    def __init__(self, module: Any, input_name: str = "input", output_name: str = "logits",
-                 input_shape: tuple[Any, ...] = ("batch", 3, 224, 224), device: str = "cpu") -> None:
-        super().__init__(input_name=input_name, output_name=output_name, input_shape=input_shape, device=device)
+    def __init__(self, module: Any, input_spec: TensorSpec, output_name: str, device: str = "cpu") -> None:
+        super().__init__(input_name=input_spec.name, output_name=output_name, input_shape=input_spec.shape,
+                         device=device)
         self.module = module
 
     def _load(self) -> None:

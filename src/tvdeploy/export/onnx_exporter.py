@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from tvdeploy.errors import ExportError
-from tvdeploy.export.base import ExportResult, quiet_torch
+from tvdeploy.export.base import ExportResult, ProduceJob, quiet_torch, torch_batch_dims, written_files
+from tvdeploy.export.options import EXPORT_BATCH_BOUND
 
 logger = logging.getLogger(__name__)
 
 #: Above this many bytes of parameters the weights go to an external data file (the protobuf limit is 2 GiB).
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
-DEFAULT_OPSET = 18
 
 
 def _parameter_bytes(module: Any) -> int:
@@ -21,43 +21,36 @@ def _parameter_bytes(module: Any) -> int:
 
 
 class OnnxExporter:
-    """Writes ``model.onnx`` (plus ``model.onnx.data`` for models over ~2 GB) with a dynamic batch axis."""
+    """Writes ``model.onnx`` (plus ``model.onnx.data`` for models over ~2 GB) with the manifest's tensor names."""
 
-    format = "onnx"
-    filename = "model.onnx"
     strategies = ("dynamo", "torchscript")
 
-    def __init__(self, input_name: str = "input", output_name: str = "logits") -> None:
-        self.input_name = input_name
-        self.output_name = output_name
-
-    def export(self, module: Any, example: Any, out_dir: Path, strategy: str, opset: int) -> ExportResult:
+    def produce(self, job: ProduceJob, out_dir: Path, strategy: str) -> ExportResult:
         import torch
 
-        path = out_dir / self.filename
-        large = _parameter_bytes(module) > EXTERNAL_DATA_THRESHOLD
+        path = out_dir / job.model_path
+        input_name, output_name = job.input_spec.name, job.output_spec.name
+        large = _parameter_bytes(job.module) > EXTERNAL_DATA_THRESHOLD
+        opset = job.options.opset
         with quiet_torch():
             if strategy == "dynamo":
-                batch = torch.export.Dim("batch", min=1, max=4096)
                 torch.onnx.export(
-                    module, (example,), str(path), dynamo=True, opset_version=opset,
-                    input_names=[self.input_name], output_names=[self.output_name],
-                    dynamic_shapes=({0: batch},), external_data=large,
+                    job.module, (job.example,), str(path), dynamo=True, opset_version=opset,
+                    input_names=[input_name], output_names=[output_name],
+                    dynamic_shapes=torch_batch_dims(job, EXPORT_BATCH_BOUND), external_data=large,
                 )
             elif strategy == "torchscript":
+                axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if job.options.dynamic_batch else None
                 torch.onnx.export(
-                    module, (example,), str(path), dynamo=False, opset_version=opset,
-                    input_names=[self.input_name], output_names=[self.output_name],
-                    dynamic_axes={self.input_name: {0: "batch"}, self.output_name: {0: "batch"}},
-                    do_constant_folding=True,
+                    job.module, (job.example,), str(path), dynamo=False, opset_version=opset,
+                    input_names=[input_name], output_names=[output_name],
+                    dynamic_axes=axes, do_constant_folding=True,
                 )
             else:
                 raise ValueError(f"unknown ONNX export strategy {strategy!r}")
         self._check(path)
-        files = sorted(p.name for p in out_dir.iterdir() if p.name.startswith(self.filename))
-        files.remove(self.filename)
-        return ExportResult(files=[self.filename, *files], exporter=f"torch.onnx.export(dynamo={strategy == 'dynamo'})",
-                            opset=opset)
+        return ExportResult(files=written_files(out_dir, job.spec),
+                            exporter=f"torch.onnx.export(dynamo={strategy == 'dynamo'})", opset=opset)
 
     def _check(self, path: Path) -> None:
         import onnx
@@ -65,4 +58,4 @@ class OnnxExporter:
         try:
             onnx.checker.check_model(str(path), full_check=True)
         except onnx.checker.ValidationError as exc:
-            raise ExportError(f"the exported ONNX model fails onnx.checker: {str(exc).splitlines()[0]}") from None
+            raise ExportError(f"the exported ONNX model fails onnx.checker: {str(exc).splitlines()[0]}") from exc

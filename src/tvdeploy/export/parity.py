@@ -2,8 +2,9 @@
 
 Reports, per input set, what Polygraphy-style comparisons report: max abs and
 rel diff, cosine similarity, top-1 and top-5 agreement and the smallest
-tolerance that would have passed, not just pass/fail. Criteria depend on the
-artifact's precision.
+tolerance that would have passed, not just pass/fail. The criteria come from
+the format registry (per format and precision); a candidate whose tensor names
+differ from the manifest's fails too.
 """
 
 from __future__ import annotations
@@ -14,28 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from tvdeploy.export.inputs import InputSet
-from tvdeploy.runtime.runners.base import Runner
-
-
-@dataclass(frozen=True)
-class ParityCriteria:
-    """Pass criteria: ``max|diff| <= atol_scale * (1 + max|reference logit|)`` on every set,
-    and top-1 agreement of at least ``min_top1`` on the sets that require it (real photos).
-
-    A top-1 disagreement where the reference's own two logits lie within the
-    tolerance of each other is a tie, not a disagreement; ties are reported.
-    ``min_cosine`` is scale-free: it still bites where a model's logits are tiny
-    (random-init EfficientNets give logits near 1e-20, far below any absolute
-    tolerance, and every class looks tied).
-    """
-
-    atol_scale: float = 1e-3
-    min_top1: float = 1.0
-    min_cosine: float = 0.9999
-
-
-#: Criteria per precision.
-CRITERIA = {"fp32": ParityCriteria(atol_scale=1e-3, min_top1=1.0, min_cosine=0.9999)}
+from tvdeploy.runtime.formats import FP32_CRITERIA, ParityCriteria
+from tvdeploy.runtime.manifest import OutputSpec, TensorSpec
+from tvdeploy.runtime.runners.base import Runner, infer_in_batches
 
 
 @dataclass
@@ -53,7 +35,8 @@ class SetReport:
     top1_ties: int
     max_abs_logit: float
     atol_limit: float
-    min_passing_atol: float
+    #: the smallest ``atol_scale`` that would have passed: max|diff| / (1 + max|logit|)
+    min_passing_atol_scale: float
     passed: bool
     failures: list[str] = field(default_factory=list)
 
@@ -67,16 +50,19 @@ class ParityReport:
     precision: str
     criteria: ParityCriteria
     sets: list[SetReport]
+    #: disagreements between the artifact's own tensor names and the manifest's
+    interface: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        """All sets passed."""
-        return all(s.passed for s in self.sets)
+        """All sets passed and the tensor names agree."""
+        return not self.interface and all(s.passed for s in self.sets)
 
     @property
     def failures(self) -> list[str]:
         """Why it failed, one line per failed criterion."""
-        return [f"{s.name}: {reason}" for s in self.sets for reason in s.failures]
+        return [f"interface: {reason}" for reason in self.interface] + [
+            f"{s.name}: {reason}" for s in self.sets for reason in s.failures]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, as recorded in the manifest."""
@@ -86,16 +72,9 @@ class ParityReport:
             "candidate": self.candidate,
             "precision": self.precision,
             "criteria": asdict(self.criteria),
+            "interface": list(self.interface),
             "sets": [asdict(s) for s in self.sets],
         }
-
-
-def _run(runner: Runner, input_name: str, batches: Sequence[np.ndarray]) -> np.ndarray:
-    outputs = []
-    for batch in batches:
-        result = runner.infer({input_name: batch})
-        outputs.append(np.asarray(next(iter(result.values())), dtype=np.float32))
-    return np.concatenate(outputs)
 
 
 def _row_cosine(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
@@ -153,26 +132,54 @@ def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, bat
         name=name, batch_sizes=batch_sizes, samples=int(ref.shape[0]),
         max_abs_diff=max_abs, max_rel_diff=max_rel, min_cosine=min_cosine,
         top1_agreement=top1, top5_agreement=top5, top1_ties=int(ties.sum()),
-        max_abs_logit=max_logit, atol_limit=limit, min_passing_atol=max_abs,
+        max_abs_logit=max_logit, atol_limit=limit, min_passing_atol_scale=max_abs / (1.0 + max_logit),
         passed=not failures, failures=failures,
     )
 
 
-def run_sets(runner: Runner, input_sets: Sequence[InputSet], input_name: str | None = None) -> list[np.ndarray]:
-    """A runner's outputs for every set (batches concatenated), e.g. to reuse a reference across formats."""
-    name = input_name or runner.inputs[0].name
-    return [_run(runner, name, input_set.batches) for input_set in input_sets]
+def run_sets(runner: Runner, input_sets: Sequence[InputSet],
+             specs: tuple[TensorSpec, OutputSpec] | None = None) -> list[np.ndarray]:
+    """A runner's outputs for every set (batches concatenated), e.g. to reuse a reference across formats.
+
+    ``specs`` (the manifest's input and output) name the tensors and say which batch sizes the artifact
+    admits; without them the runner's own first input and output are used.
+    """
+    input_spec = specs[0] if specs else TensorSpec(runner.inputs[0].name, list(runner.inputs[0].shape))
+    output_name = specs[1].name if specs else runner.outputs[0].name
+    return [np.concatenate([np.asarray(infer_in_batches(runner, input_spec, output_name, batch), dtype=np.float32)
+                            for batch in input_set.batches])
+            for input_set in input_sets]
+
+
+def interface_mismatches(runner: Runner, input_spec: TensorSpec, output_spec: OutputSpec) -> list[str]:
+    """How the candidate's own input and output names differ from the manifest's (empty when they agree)."""
+    problems = []
+    inputs = [t.name for t in runner.inputs]
+    outputs = [t.name for t in runner.outputs]
+    if inputs != [input_spec.name]:
+        problems.append(f"the artifact's inputs are {inputs}, the manifest says [{input_spec.name!r}]")
+    if outputs[:1] != [output_spec.name]:
+        problems.append(f"the artifact's first output is {outputs[:1]}, the manifest says [{output_spec.name!r}]")
+    return problems
 
 
 def compare_runners(reference: Runner | list[np.ndarray], candidate: Runner, input_sets: Sequence[InputSet],
-                    precision: str = "fp32", criteria: ParityCriteria | None = None,
-                    reference_name: str = "eager") -> ParityReport:
-    """Run the candidate (and the reference, unless its outputs are given) on every set and compare."""
-    criteria = criteria or CRITERIA[precision]
+                    criteria: ParityCriteria = FP32_CRITERIA, precision: str = "fp32",
+                    reference_name: str = "eager",
+                    expected: tuple[TensorSpec, OutputSpec] | None = None) -> ParityReport:
+    """Run the candidate (and the reference, unless its outputs are given) on every set and compare.
+
+    ``expected``: the manifest's input and output specs; the candidate's own tensor
+    names must match them (the candidate is fed by the manifest's input name).
+    """
     if isinstance(reference, Runner):
         reference_name = reference.backend
         reference = run_sets(reference, input_sets)
-    candidate_outputs = run_sets(candidate, input_sets)
+    interface = interface_mismatches(candidate, *expected) if expected is not None else []
+    if interface:
+        return ParityReport(reference=reference_name, candidate=candidate.backend, precision=precision,
+                            criteria=criteria, sets=[], interface=interface)
+    candidate_outputs = run_sets(candidate, input_sets, expected)
     reports = [
         compare_outputs(s.name, ref_out, cand_out, s.batch_sizes, criteria, s.require_top1)
         for s, ref_out, cand_out in zip(input_sets, reference, candidate_outputs)
@@ -185,6 +192,7 @@ def format_report(report: ParityReport) -> str:
     """A short human-readable table."""
     lines = [f"parity {report.candidate} vs {report.reference} ({report.precision}): "
              f"{'PASS' if report.passed else 'FAIL'}"]
+    lines.extend(f"  FAIL interface: {reason}" for reason in report.interface)
     for s in report.sets:
         lines.append(
             f"  {s.name:<7} batches {s.batch_sizes}: max|diff| {s.max_abs_diff:.2e} (limit {s.atol_limit:.2e}), "

@@ -6,31 +6,37 @@ import datetime as _dt
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tvdeploy.errors import ExportError
+from tvdeploy.errors import ExportError, MissingDependencyError
 from tvdeploy.export.artifact import check_output, staged_directory
+from tvdeploy.export.base import ExportResult, ProduceJob
 from tvdeploy.export.eager import EagerRunner
-from tvdeploy.export.formats import exporter_for
 from tvdeploy.export.inputs import InputSet, default_input_sets
-from tvdeploy.export.onnx_exporter import DEFAULT_OPSET
+from tvdeploy.export.options import ExportOptions
 from tvdeploy.export.parity import ParityReport, compare_runners, format_report, run_sets
 from tvdeploy.export.versions import tool_versions
 from tvdeploy.models.catalog import get_model_info
-from tvdeploy.models.loader import LoadedModel, load_model
+from tvdeploy.models.loader import LoadedModel, PreprocessOverrides, load_model
+from tvdeploy.runtime.formats import FormatSpec, get_format
 from tvdeploy.runtime.hashing import sha256_file
-from tvdeploy.runtime.manifest import FileEntry, Manifest, OutputSpec, PreprocessSpec, TensorSpec, write_manifest
+from tvdeploy.runtime.manifest import (
+    DEFAULT_INPUT_NAME,
+    DEFAULT_OUTPUT_NAME,
+    FileEntry,
+    Manifest,
+    OutputSpec,
+    TensorSpec,
+    write_manifest,
+)
 from tvdeploy.runtime.runners import runner_for_artifact
 
 logger = logging.getLogger(__name__)
-
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-
 
 @dataclass
 class ExportRequest:
@@ -41,10 +47,10 @@ class ExportRequest:
     weights: str = "DEFAULT"
     labels_file: Path | None = None
     output: Path | None = None
-    opset: int = DEFAULT_OPSET
+    options: ExportOptions = field(default_factory=ExportOptions)
     force: bool = False
     name: str | None = None
-    preprocess: PreprocessSpec | None = None
+    preprocess: PreprocessOverrides | None = None
     seed: int = 0
     progress: bool = True
     #: treat ``output`` as the parent of ``<name>-<format>`` directories even for a single format
@@ -63,7 +69,7 @@ class ExportOutcome:
 
     @property
     def attempts(self) -> list[dict[str, Any]]:
-        """Every exporter strategy tried, as recorded in the manifest's ``export_info``."""
+        """Every producer strategy tried, as recorded in the manifest's ``export_info``."""
         return list(self.manifest.export_info.get("attempts", []))
 
     @property
@@ -103,17 +109,22 @@ class _Step:
             logger.info("%s: done in %.1fs", self.message, time.perf_counter() - self.start)
 
 
-def build_manifest(model: LoadedModel, fmt: str, result_files: list[str], exporter: str, opset: int | None,
-                   directory: Path, name: str) -> Manifest:
-    """The manifest of a freshly exported model file set."""
+def tensor_specs(model: LoadedModel, options: ExportOptions, spec: FormatSpec | None = None) -> tuple[TensorSpec, OutputSpec]:
+    """The manifest's input and output specs of a new export: the only source of tensor names and shapes."""
     height, width = model.preprocess.crop_hw
+    batch = options.batch_axis()
+    max_batch = options.max_batch if options.dynamic_batch and spec is not None and spec.bounded_batch else None
+    return (TensorSpec(DEFAULT_INPUT_NAME, [batch, 3, height, width], max_batch=max_batch),
+            OutputSpec(DEFAULT_OUTPUT_NAME, "logits", [batch, model.num_classes]))
+
+
+def build_manifest(model: LoadedModel, job: ProduceJob, result: ExportResult, directory: Path, name: str) -> Manifest:
+    """The manifest of a freshly produced model file set."""
     return Manifest(
         name=name, architecture=model.architecture, weights=model.weights_id, pretrained=model.pretrained,
-        format=fmt, precision="fp32", opset=opset, exporter=exporter,
-        input=TensorSpec(INPUT_NAME, ["batch", 3, height, width]),
-        output=OutputSpec(OUTPUT_NAME, "logits", ["batch", model.num_classes]),
-        preprocess=model.preprocess, labels=list(model.labels),
-        files=[FileEntry(f, sha256_file(directory / f), (directory / f).stat().st_size) for f in result_files],
+        format=job.spec.name, precision=job.options.precision, opset=result.opset, exporter=result.exporter,
+        input=job.input_spec, output=job.output_spec, preprocess=model.preprocess, labels=list(model.labels),
+        files=[FileEntry(f, sha256_file(directory / f), (directory / f).stat().st_size) for f in result.files],
         versions=tool_versions(), source=model.source,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
@@ -124,72 +135,122 @@ def _clear(directory: Path) -> None:
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
-def _export_one(model: LoadedModel, fmt: str, request: ExportRequest, directory: Path,
-                input_sets: list[InputSet], reference: list[np.ndarray]) -> tuple[Manifest, ParityReport, list[dict[str, Any]]]:
+def _produce(model: LoadedModel, spec: FormatSpec, request: ExportRequest, directory: Path,
+             input_sets: list[InputSet], reference: list[np.ndarray],
+             source_dir: Path | None) -> tuple[Manifest, ParityReport, list[dict[str, Any]]]:
+    """Try the format's strategies in order until one writes files that pass parity."""
     import torch
 
-    exporter = exporter_for(fmt)
+    producer = spec.producer.load()
+    input_spec, output_spec = tensor_specs(model, request.options, spec)
     height, width = model.preprocess.crop_hw
-    example = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(request.seed))
+    batch = 2 if request.options.dynamic_batch else request.options.batch_size  # 2: torch.export specialises 0/1
+    example = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(request.seed))
+    job = ProduceJob(spec=spec, options=request.options, input_spec=input_spec, output_spec=output_spec,
+                     module=model.module, example=example, source_dir=source_dir)
     attempts: list[dict[str, Any]] = []
     last: tuple[Manifest, ParityReport] | None = None
-    for strategy in exporter.strategies:
+    for strategy in producer.strategies:
         _clear(directory)
         try:
-            with _Step(f"export {fmt} ({strategy})"):
-                result = exporter.export(model.module, example, directory, strategy, request.opset)
-        except Exception as exc:  # exporters raise anything from torch internals; recorded and retried
+            with _Step(f"export {spec.name} ({strategy})"):
+                result = producer.produce(job, directory, strategy)
+        except Exception as exc:  # producers raise anything from torch/backend internals; recorded and retried
             reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            logger.warning("%s export with %s failed: %s", fmt, strategy, reason)
+            logger.warning("%s export with %s failed: %s", spec.name, strategy, reason)
+            logger.debug("%s export with %s failed", spec.name, strategy, exc_info=True)
             attempts.append({"strategy": strategy, "exported": False, "error": f"{type(exc).__name__}: {reason}"})
             continue
-        manifest = build_manifest(model, fmt, result.files, result.exporter, result.opset, directory,
-                                  request.name or model.architecture)
-        with _Step(f"parity {fmt}"), runner_for_artifact(directory, manifest) as runner:
-            report = compare_runners(reference, runner, input_sets, precision=manifest.precision)
-        logger.info("parity %s: %s", fmt, "PASS" if report.passed else "FAIL: " + "; ".join(report.failures))
+        manifest = build_manifest(model, job, result, directory, request.name or model.architecture)
+        manifest.export_info = dict(result.details)
+        with _Step(f"parity {spec.name}"), runner_for_artifact(directory, manifest) as runner:
+            report = compare_runners(reference, runner, input_sets, criteria=spec.criteria_for(manifest.precision),
+                                     precision=manifest.precision, expected=(input_spec, output_spec))
+        logger.info("parity %s: %s", spec.name, "PASS" if report.passed else "FAIL: " + "; ".join(report.failures))
         logger.debug("%s", format_report(report))
-        attempts.append({"strategy": strategy, "exported": True, "exporter": result.exporter, "parity_passed": report.passed})
+        attempts.append({"strategy": strategy, "exported": True, "exporter": result.exporter,
+                         "parity_passed": report.passed})
         last = (manifest, report)
         if report.passed:
             break
-        if strategy != exporter.strategies[-1]:
-            logger.warning("%s from %s fails parity; trying the next exporter", fmt, strategy)
+        if strategy != producer.strategies[-1]:
+            logger.warning("%s from %s fails parity; trying the next strategy", spec.name, strategy)
     if last is None:
         raise ExportError(
-            f"every {fmt} exporter failed for {model.architecture}: "
+            f"every {spec.name} exporter failed for {model.architecture}: "
             + "; ".join(f"{a['strategy']}: {a['error']}" for a in attempts),
             hint="try another --format, or report the model (see docs/coverage.md)",
         )
     return last[0], last[1], attempts
 
 
-def export_model(request: ExportRequest) -> list[ExportOutcome]:
+def production_order(formats: list[str]) -> list[str]:
+    """The requested formats with every converter's source format before it (sources not requested included)."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        source = get_format(name).producer.source
+        if source is not None:
+            visit(source)
+        if name not in order:
+            order.append(name)
+
+    for name in formats:
+        visit(name)
+    return order
+
+
+def export_model(request: ExportRequest, model: LoadedModel | None = None) -> list[ExportOutcome]:
     """Export ``request.model`` to each requested format; every artifact carries its parity report.
 
-    Returns one outcome per format; an outcome whose parity failed is still
-    written (the manifest records the failure) and the caller decides the exit code.
+    ``model`` is the already loaded eager model (``bench`` passes it so that it is
+    loaded once). A format made by converting another format's artifact gets
+    that artifact first: the requested one, or a parity-checked one in a scratch
+    directory. Returns one outcome per requested format; an outcome whose
+    parity failed is still written (the manifest records the failure) and the
+    caller decides the exit code.
     """
     get_model_info(request.model)  # unknown names fail before anything else happens
+    specs = {name: get_format(name) for name in request.formats}
+    for spec in specs.values():
+        missing = spec.missing_for_export()
+        if missing:
+            raise MissingDependencyError(f"exporting to {spec.name} needs {', '.join(missing)}, not installed",
+                                         hint=spec.install_hint())
+        spec.criteria_for(request.options.precision)
     outputs = {fmt: artifact_dir_for(request, fmt) for fmt in request.formats}
     for output in outputs.values():
         check_output(output, request.force)  # before any heavy work
-    with _Step(f"load {request.model} (weights {request.weights})"):
-        model = load_model(request.model, request.weights, request.labels_file, request.preprocess,
-                           request.seed, request.progress)
+    if model is None:
+        with _Step(f"load {request.model} (weights {request.weights})"):
+            model = load_model(request.model, request.weights, request.labels_file, request.preprocess,
+                               request.seed, request.progress)
     input_sets = default_input_sets(model.preprocess, seed=request.seed)
-    height, width = model.preprocess.crop_hw
+    input_spec, output_spec = tensor_specs(model, request.options)
     with _Step("eager reference on parity inputs"):
-        reference = run_sets(EagerRunner(model.module, INPUT_NAME, OUTPUT_NAME, ("batch", 3, height, width)), input_sets)
+        reference = run_sets(EagerRunner(model.module, input_spec, output_spec.name), input_sets,
+                             (input_spec, output_spec))
     outcomes = []
-    for fmt, output in outputs.items():
-        start = time.perf_counter()
-        with staged_directory(output, request.force) as staging:
-            manifest, report, attempts = _export_one(model, fmt, request, staging, input_sets, reference)
-            seconds = time.perf_counter() - start
-            manifest.parity = report.to_dict()
-            manifest.export_info = {"seconds": round(seconds, 2), "attempts": attempts}
-            write_manifest(manifest, staging)
-        logger.info("wrote %s (%s)", output, "parity passed" if report.passed else "PARITY FAILED")
-        outcomes.append(ExportOutcome(fmt, output, manifest, report, seconds))
+    produced: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(prefix="tvdeploy-sources-") as scratch:
+        for fmt in production_order(request.formats):
+            spec = get_format(fmt)
+            source = spec.producer.source
+            source_dir = produced.get(source) if source else None
+            if source and source_dir is None:
+                raise ExportError(f"{fmt} is converted from {source}, and the {source} export failed parity",
+                                  hint=f"see the {source} parity report above")
+            output = outputs.get(fmt, Path(scratch) / fmt)
+            start = time.perf_counter()
+            with staged_directory(output, force=True if fmt not in outputs else request.force) as staging:
+                manifest, report, attempts = _produce(model, spec, request, staging, input_sets, reference, source_dir)
+                seconds = time.perf_counter() - start
+                manifest.parity = report.to_dict()
+                manifest.export_info.update({"seconds": round(seconds, 2), "attempts": attempts})
+                write_manifest(manifest, staging)
+            if report.passed:
+                produced[fmt] = output
+            if fmt in outputs:
+                logger.info("wrote %s (%s)", output, "parity passed" if report.passed else "PARITY FAILED")
+                outcomes.append(ExportOutcome(fmt, output, manifest, report, seconds))
     return outcomes

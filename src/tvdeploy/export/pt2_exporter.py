@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from tvdeploy.export.base import ExportResult, quiet_torch
+from tvdeploy.export.base import ExportResult, ProduceJob, quiet_torch, torch_batch_dims
+from tvdeploy.export.options import EXPORT_BATCH_BOUND
 
 
 class ExportedProgramExporter:
     """Writes ``model.pt2``, loadable with ``torch.export.load``."""
 
-    format = "pt2"
-    filename = "model.pt2"
     strategies = ("export",)
 
-    def export(self, module: Any, example: Any, out_dir: Path, strategy: str, opset: int) -> ExportResult:
+    def produce(self, job: ProduceJob, out_dir: Path, strategy: str) -> ExportResult:
         import torch
 
-        batch = torch.export.Dim("batch", min=1, max=4096)
         with quiet_torch():
-            program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-            torch.export.save(program, str(out_dir / self.filename))
-        return ExportResult(files=[self.filename], exporter="torch.export.export")
+            program = torch.export.export(job.module, (job.example,),
+                                          dynamic_shapes=torch_batch_dims(job, EXPORT_BATCH_BOUND))
+            torch.export.save(program, str(out_dir / job.model_path))
+        return ExportResult(files=[job.model_path], exporter="torch.export.export")

@@ -12,6 +12,7 @@ from tvdeploy.export.eager import EagerRunner
 from tvdeploy.export.inputs import default_input_sets
 from tvdeploy.export.parity import ParityReport, compare_runners
 from tvdeploy.models.loader import LoadedModel, load_model
+from tvdeploy.runtime.formats import get_format
 from tvdeploy.runtime.hashing import sha256_file
 from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
 from tvdeploy.runtime.runners import runner_for_artifact
@@ -19,33 +20,27 @@ from tvdeploy.runtime.runners import runner_for_artifact
 logger = logging.getLogger(__name__)
 
 
-def _weights_for(manifest: Manifest, weights_override: str | None) -> tuple[str, int]:
-    source = manifest.source
-    seed = int(source.get("seed", 0))
+def reference_weights(manifest: Manifest, weights_override: str | None = None) -> str:
+    """The ``--weights`` value that rebuilds an artifact's eager model; a checkpoint must be the one exported."""
     if weights_override:
-        return weights_override, seed
-    kind = source.get("kind")
-    if kind == "pretrained":
-        return str(source["weights"]), seed
-    if kind == "random":
-        return "none", seed
-    if kind == "checkpoint":
-        path = Path(source.get("path", ""))
+        return weights_override
+    source = manifest.source
+    weights = source.weights_argument
+    if source.kind == "checkpoint":
+        path = Path(weights)
         if not path.is_file():
             raise ArtifactError(f"the checkpoint this artifact was exported from is not at {path}",
                                 hint="pass it with --weights PATH")
-        if sha256_file(path) != source.get("sha256"):
+        if sha256_file(path) != source.sha256:
             raise ArtifactError(f"the checkpoint at {path} changed since the export (sha256 differs)",
                                 hint="pass the original with --weights PATH")
-        return str(path), seed
-    raise ArtifactError("the manifest does not say where the model came from (source)",
-                        hint="pass the weights with --weights")
+    return weights
 
 
 def reference_model(manifest: Manifest, weights_override: str | None = None) -> LoadedModel:
     """Rebuild the eager model an artifact was exported from."""
-    weights, seed = _weights_for(manifest, weights_override)
-    return load_model(manifest.architecture, weights, preprocess=manifest.preprocess, seed=seed)
+    return load_model(manifest.architecture, reference_weights(manifest, weights_override),
+                      preprocess=manifest.preprocess, seed=manifest.source.seed, progress=False)
 
 
 @dataclass
@@ -75,8 +70,10 @@ def validate_artifact(artifact_dir: str | Path, provider: str = "cpu", weights: 
     model = reference_model(manifest, weights)
     if model.num_classes != manifest.num_classes:
         raise ArtifactError(f"the reference model has {model.num_classes} classes, the artifact {manifest.num_classes}")
-    input_sets = default_input_sets(manifest.preprocess, seed=int(manifest.source.get("seed", 0)))
-    reference = EagerRunner(model.module, manifest.input.name, manifest.output.name, tuple(manifest.input.shape))
+    input_sets = default_input_sets(manifest.preprocess, seed=manifest.source.seed)
+    reference = EagerRunner(model.module, manifest.input, manifest.output.name)
+    criteria = get_format(manifest.format).criteria_for(manifest.precision)
     with runner_for_artifact(directory, manifest, provider=provider) as candidate:
-        report = compare_runners(reference, candidate, input_sets, precision=manifest.precision)
+        report = compare_runners(reference, candidate, input_sets, criteria=criteria, precision=manifest.precision,
+                                 expected=(manifest.input, manifest.output))
     return ValidationResult(directory, manifest, report)

@@ -7,7 +7,7 @@ from importlib import metadata
 
 import tvdeploy
 
-_PACKAGES = ("torch", "torchvision", "onnx", "onnxscript", "onnxruntime", "numpy", "pillow")
+_PACKAGES = ("torch", "torchvision", "onnx", "onnxscript", "onnxruntime", "openvino", "executorch", "numpy", "pillow")
 
 
 def tool_versions() -> dict[str, str]:

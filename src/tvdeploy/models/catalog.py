@@ -35,6 +35,8 @@ class WeightsInfo:
     acc5: float | None
     gflops: float | None
     file_size_mb: float | None
+    #: Class names in output order (empty for feature-extractor weights).
+    categories: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -105,6 +107,7 @@ def _weights_info(entry: Any, default: Any) -> WeightsInfo:
         acc5=metrics.get("acc@5"),
         gflops=meta.get("_ops"),
         file_size_mb=meta.get("_file_size"),
+        categories=tuple(categories),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import pickle
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def _read_safetensors(path: Path) -> dict[str, Any]:
     try:
         from safetensors.torch import load_file
-    except ImportError:
+    except ImportError as exc:
         raise CheckpointError("reading .safetensors needs the safetensors package",
-                              hint='pip install "tvdeploy[export]"') from None
+                              hint='pip install "tvdeploy[export]"') from exc
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises SafetensorError (not exported) and OSError
-        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
 
 
 def _read_torch(path: Path) -> Any:
@@ -58,14 +58,14 @@ def _read_torch(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         blocked = re.search(r"GLOBAL (\S+) was not an allowed global|safe_globals\(\[([^\]]+)\]\)", str(exc))
         if blocked is None:
-            raise CheckpointError(f"{path} is not a readable torch checkpoint (corrupt or not a torch.save file)") from None
+            raise CheckpointError(f"{path} is not a readable torch checkpoint (corrupt or not a torch.save file)") from exc
         raise CheckpointError(
             f"{path} holds pickled objects beyond tensors ({blocked.group(1) or blocked.group(2)}), "
             "which tvdeploy refuses to unpickle (weights_only=True)",
             hint="save the weights alone: torch.save(model.state_dict(), path), or use safetensors",
-        ) from None
+        ) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint: {exc}") from None
+        raise CheckpointError(f"{path} is not a readable torch checkpoint: {exc}") from exc
 
 
 def _is_tensor_dict(value: Any) -> bool:
@@ -101,7 +101,6 @@ class FittedModel:
 
     module: Any
     num_classes: int
-    build_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def _head_size(reference: dict[str, Any], state: dict[str, Any], default_classes: int) -> int | None:
@@ -157,6 +156,6 @@ def fit_checkpoint(architecture: str, state: dict[str, Any], default_classes: in
         reference = module.state_dict()
     try:
         module.load_state_dict(state, strict=True)
-    except RuntimeError:
-        raise _mismatch_error(architecture, reference, state) from None
-    return FittedModel(module=module.eval(), num_classes=num_classes, build_kwargs=kwargs)
+    except RuntimeError as exc:
+        raise _mismatch_error(architecture, reference, state) from exc
+    return FittedModel(module=module.eval(), num_classes=num_classes)

@@ -66,7 +66,7 @@ def ensure_cached(url: str, progress: bool = True) -> Path:
     try:
         _probe(url, timeout)
     except OSError as exc:
-        raise _not_cached_error(url, f"no connection to {urlparse(url).hostname}: {exc}") from None
+        raise _not_cached_error(url, f"no connection to {urlparse(url).hostname}: {exc}") from exc
     logger.info("downloading %s to %s", url, cached)
     match = torch.hub.HASH_REGEX.search(cached.name)
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -75,9 +75,9 @@ def ensure_cached(url: str, progress: bool = True) -> Path:
     try:
         torch.hub.download_url_to_file(url, str(cached), hash_prefix=match.group(1) if match else None, progress=progress)
     except OSError as exc:  # URLError, timeouts, disk errors
-        raise _not_cached_error(url, f"download failed: {exc}") from None
+        raise _not_cached_error(url, f"download failed: {exc}") from exc
     except RuntimeError as exc:  # hash mismatch
-        raise WeightsError(f"downloaded weights from {url} are corrupt: {exc}", hint="try again") from None
+        raise WeightsError(f"downloaded weights from {url} are corrupt: {exc}", hint="try again") from exc
     finally:
         socket.setdefaulttimeout(previous)
     return cached

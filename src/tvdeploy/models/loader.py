@@ -17,7 +17,7 @@ from typing import Any
 from tvdeploy.errors import LabelsError, WeightsError
 from tvdeploy.models.catalog import ModelInfo, WeightsInfo, get_model_info
 from tvdeploy.runtime.hashing import sha256_file
-from tvdeploy.runtime.manifest import PreprocessSpec
+from tvdeploy.runtime.manifest import PreprocessSpec, Source
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class LoadedModel:
     pretrained: bool
     preprocess: PreprocessSpec
     labels: list[str]
-    source: dict[str, Any]
+    source: Source
 
     @property
     def num_classes(self) -> int:
@@ -80,7 +80,7 @@ def read_labels(path: str | Path) -> list[str]:
     try:
         lines = Path(path).read_text(encoding="utf-8").strip("\n").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise LabelsError(f"cannot read labels file {path}: {exc}") from None
+        raise LabelsError(f"cannot read labels file {path}: {exc}") from exc
     labels = [line.strip() for line in lines]
     if not labels or any(not label for label in labels):
         raise LabelsError(f"labels file {path} must hold one non-empty label per line")
@@ -139,19 +139,38 @@ def _pretrained(info: ModelInfo, entry: WeightsInfo, progress: bool) -> Any:
     from tvdeploy.models.download import ensure_cached
 
     cached = ensure_cached(entry.url, progress=progress)
-    enum_name, member = entry.id.split(".")
     try:
-        return models.get_model(info.name, weights=getattr(models, enum_name)[member]).eval()
+        return models.get_model(info.name, weights=models.get_weight(entry.id)).eval()
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as exc:  # corrupt or foreign file
         raise WeightsError(f"cannot load the cached weights {cached}: {str(exc).splitlines()[0]}",
-                           hint="delete the file so that it is downloaded again") from None
+                           hint="delete the file so that it is downloaded again") from exc
+
+
+@dataclass(frozen=True)
+class PreprocessOverrides:
+    """``--resize-size/--crop-size/--interpolation/--mean/--std``: changes to the chosen weights' preprocessing.
+
+    They apply to the preset of the weights actually chosen (``IMAGENET1K_V1``
+    keeps V1's resize when only the crop changes), not to the DEFAULT weights'.
+    """
+
+    resize_size: tuple[int, ...] | None = None
+    crop_size: tuple[int, ...] | None = None
+    interpolation: str | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def apply(self, base: PreprocessSpec) -> PreprocessSpec:
+        """``base`` with the given fields replaced."""
+        changes = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return dataclasses.replace(base, **changes) if changes else base
 
 
 def load_model(
     architecture: str,
     weights: str = "DEFAULT",
     labels_file: str | Path | None = None,
-    preprocess: PreprocessSpec | None = None,
+    preprocess: PreprocessSpec | PreprocessOverrides | None = None,
     seed: int = DEFAULT_SEED,
     progress: bool = True,
 ) -> LoadedModel:
@@ -161,8 +180,8 @@ def load_model(
         architecture: a torchvision classification model name.
         weights: ``DEFAULT``, a weights name, ``none`` or a checkpoint path.
         labels_file: one label per line; must match the class count.
-        preprocess: overrides the preprocessing (default: the weights' own, or the
-            architecture's DEFAULT weights' for ``none`` and checkpoints).
+        preprocess: the preprocessing (a whole spec, as a manifest records it) or overrides of the
+            chosen weights' own (the architecture's DEFAULT weights' for ``none`` and checkpoints).
         seed: seed of the random init for ``none`` (and of layers a checkpoint fills).
         progress: show the download progress bar.
     """
@@ -173,31 +192,24 @@ def load_model(
         assert choice.entry is not None
         entry = choice.entry
         result = LoadedModel(_pretrained(info, entry, progress), info.name, entry.id, True, entry.preprocess, [],
-                             {"kind": "pretrained", "weights": entry.id})
-        categories, num_classes = _categories(entry), entry.num_classes
+                             Source("pretrained", seed=seed, weights=entry.id))
+        categories, num_classes = list(entry.categories), entry.num_classes
     elif choice.kind == "random":
         module, redrawn = _random_model(info, seed)
-        source: dict[str, Any] = {"kind": "random", "seed": seed}
-        if redrawn:
-            source["redrawn_zero_init"] = redrawn
-        result = LoadedModel(module, info.name, "none", False, default.preprocess, [], source)
-        categories, num_classes = _categories(default), default.num_classes
+        result = LoadedModel(module, info.name, "none", False, default.preprocess, [],
+                             Source("random", seed=seed, redrawn_zero_init=tuple(redrawn)))
+        categories, num_classes = list(default.categories), default.num_classes
     else:
         assert choice.path is not None
         result = _from_checkpoint(info, choice.path, seed)
-        num_classes = int(result.source["num_classes"])
-        categories = _categories(default) if num_classes == default.num_classes else []
+        num_classes = int(result.source.num_classes or default.num_classes)
+        categories = list(default.categories) if num_classes == default.num_classes else []
     result.labels = _choose_labels(labels_file, categories, num_classes)
-    if preprocess is not None:
+    if isinstance(preprocess, PreprocessOverrides):
+        result.preprocess = preprocess.apply(result.preprocess)
+    elif preprocess is not None:
         result.preprocess = preprocess
     return result
-
-
-def _categories(entry: WeightsInfo) -> list[str]:
-    from torchvision import models
-
-    enum_name, member = entry.id.split(".")
-    return list(getattr(models, enum_name)[member].meta.get("categories") or [])
 
 
 def _from_checkpoint(info: ModelInfo, path: Path, seed: int) -> LoadedModel:
@@ -208,7 +220,7 @@ def _from_checkpoint(info: ModelInfo, path: Path, seed: int) -> LoadedModel:
     fitted = fit_checkpoint(info.name, state, default.num_classes, lambda **kw: _build(info, seed, **kw))
     return LoadedModel(
         fitted.module, info.name, f"checkpoint:{path.name}", True, default.preprocess, [],
-        {"kind": "checkpoint", "path": str(path), "sha256": sha256_file(path), "num_classes": fitted.num_classes},
+        Source("checkpoint", seed=seed, path=str(path), sha256=sha256_file(path), num_classes=fitted.num_classes),
     )
 
 
@@ -225,9 +237,3 @@ def _choose_labels(labels_file: str | Path | None, categories: list[str], num_cl
         return categories
     logger.warning("no labels for %d classes: naming them class_0..class_%d (pass --labels FILE)", num_classes, num_classes - 1)
     return [f"class_{i}" for i in range(num_classes)]
-
-
-def with_preprocess_overrides(base: PreprocessSpec, **overrides: Any) -> PreprocessSpec:
-    """``base`` with the given fields replaced (``None`` values are ignored)."""
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(base, **changes) if changes else base

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -23,6 +24,7 @@ from tvdeploy.runtime.postprocess import Prediction, decode_predictions
 from tvdeploy.runtime.preprocess import ImagePreprocessor
 from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners import Runner, runner_for_artifact
+from tvdeploy.runtime.runners.base import infer_in_batches
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class Classifier:
         self.input_name = manifest.input.name
         self.output_name = manifest.output.name
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @property
     def labels(self) -> list[str]:
@@ -83,25 +86,28 @@ class Classifier:
     def close(self) -> None:
         """Release the model and the decoding threads."""
         self.runner.deactivate()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def pool(self) -> ThreadPoolExecutor:
-        """The threads that decode and preprocess (created on first use)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.decode_workers or usable_cores(),
-                                            thread_name_prefix="tvdeploy-decode")
-        return self._pool
+        """The threads that decode and preprocess (created on first use, once, whichever thread gets there first)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.decode_workers or usable_cores(),
+                                                thread_name_prefix="tvdeploy-decode")
+            return self._pool
 
     def preprocess(self, image: ImageSource) -> np.ndarray:
         """Decode and preprocess one image into the (3, H, W) float32 network input."""
         return self.preprocessor(load_image(image, exif_transpose=self.exif_transpose, max_pixels=self.max_pixels))
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Logits for an (N, 3, H, W) float32 batch."""
-        return self.runner.infer({self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[self.output_name]
+        """Logits for an (N, 3, H, W) float32 batch of any N (cut to what the artifact's batch axis admits)."""
+        return infer_in_batches(self.runner, self.manifest.input, self.output_name,
+                                np.ascontiguousarray(batch, dtype=np.float32))
 
     def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 5) -> list[list[Prediction]]:
         """Top-k predictions per image, best first, in input order; batches internally.

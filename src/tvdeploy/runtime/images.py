@@ -84,7 +84,7 @@ def load_image(
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{name}: truncated or corrupt image ({exc})", hint="re-export or re-download the file") from None
+        raise ImageError(f"{name}: truncated or corrupt image ({exc})", hint="re-export or re-download the file") from exc
 
 
 def _open(source: ImageSource, name: str, max_pixels: int | None) -> Image.Image:
@@ -110,13 +110,13 @@ def _open(source: ImageSource, name: str, max_pixels: int | None) -> Image.Image
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(stream)
-    except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image Pillow can decode") from None
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name}: not an image Pillow can decode") from exc
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{name}: refused as a decompression bomb ({exc})",
-                         hint="raise the pixel limit (max_pixels / --max-pixels) if you trust the file") from None
+                         hint="raise the pixel limit (max_pixels / --max-pixels) if you trust the file") from exc
     except OSError as exc:
-        raise ImageError(f"{name}: cannot read ({exc})") from None
+        raise ImageError(f"{name}: cannot read ({exc})") from exc
     _check_pixels(image, name, max_pixels)
     return image
 

@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from tvdeploy.errors import ArtifactError
+from tvdeploy.runtime.formats import FORMATS
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "tvdeploy.json"
-FORMATS = ("onnx", "torchscript", "pt2")
+#: Tensor names a fresh export gives its input and output; readers take the names from the manifest.
+DEFAULT_INPUT_NAME = "input"
+DEFAULT_OUTPUT_NAME = "logits"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
@@ -87,9 +90,9 @@ class PreprocessSpec:
                 std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
             )
         except KeyError as exc:
-            raise ArtifactError(f"preprocess block lacks the key {exc.args[0]!r}") from None
+            raise ArtifactError(f"preprocess block lacks the key {exc.args[0]!r}") from exc
         except (TypeError, ValueError) as exc:
-            raise ArtifactError(f"malformed preprocess block: {exc}") from None
+            raise ArtifactError(f"malformed preprocess block: {exc}") from exc
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -98,12 +101,33 @@ def _as_list(value: Any) -> list[Any]:
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A model input: name, shape (a string names a dynamic axis), dtype and layout."""
+    """A model input: name, shape (a string names a dynamic axis), dtype and layout.
+
+    ``max_batch`` bounds a dynamic batch axis where the format plans memory for
+    a largest batch (ExecuTorch); ``None`` means unbounded.
+    """
 
     name: str
     shape: list[int | str]
     dtype: str = "float32"
     layout: str = "NCHW"
+    max_batch: int | None = None
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size of a static batch axis; ``None`` when it is dynamic."""
+        return self.shape[0] if self.shape and isinstance(self.shape[0], int) else None
+
+    def check_batch(self, batch_size: int) -> None:
+        """Refuse a batch size the artifact cannot run, naming the sizes it can."""
+        fixed = self.fixed_batch
+        if fixed is not None and batch_size != fixed:
+            raise ArtifactError(f"this artifact runs batches of exactly {fixed}, got {batch_size}",
+                                hint=f"feed batches of {fixed} (predict: --batch-size {fixed})")
+        if self.max_batch is not None and batch_size > self.max_batch:
+            raise ArtifactError(f"this artifact runs batches of at most {self.max_batch}, got {batch_size}",
+                                hint=f"split the input into batches of {self.max_batch} or fewer "
+                                     f"(predict: --batch-size {self.max_batch})")
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,67 @@ class OutputSpec:
     name: str
     meaning: str = "logits"
     shape: list[int | str] = field(default_factory=list)
+
+
+SOURCE_KINDS = ("random", "pretrained", "checkpoint")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the eager model of an artifact came from, so that it can be rebuilt as the parity reference.
+
+    ``random``: torchvision's init with ``seed`` (weight matrices it zero-initialises,
+    listed in ``redrawn_zero_init``, redrawn); ``pretrained``: the torchvision
+    weights ``weights`` (an id like ``ResNet50_Weights.IMAGENET1K_V2``);
+    ``checkpoint``: the file at ``path`` with its ``sha256`` and head size.
+    """
+
+    kind: str
+    seed: int = 0
+    weights: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    num_classes: int | None = None
+    redrawn_zero_init: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise ArtifactError(f"unknown model source kind {self.kind!r}", hint=f"one of {', '.join(SOURCE_KINDS)}")
+
+    @property
+    def weights_argument(self) -> str:
+        """The ``--weights`` value that rebuilds this model: ``none``, a weights id, or the checkpoint path."""
+        if self.kind == "random":
+            return "none"
+        value = self.weights if self.kind == "pretrained" else self.path
+        if not value:
+            raise ArtifactError(f"the manifest's {self.kind} source does not say which weights",
+                                hint="pass the weights with --weights")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's ``source`` block (unset fields left out)."""
+        data: dict[str, Any] = {"kind": self.kind, "seed": self.seed}
+        for key in ("weights", "path", "sha256", "num_classes"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        if self.redrawn_zero_init:
+            data["redrawn_zero_init"] = list(self.redrawn_zero_init)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Source":
+        """Parse a ``source`` block (the one place it is decoded)."""
+        if not isinstance(data, dict) or "kind" not in data:
+            raise ArtifactError("the manifest does not say where the model came from (source.kind)",
+                                hint="pass the weights with --weights")
+        try:
+            return cls(kind=str(data["kind"]), seed=int(data.get("seed", 0)), weights=data.get("weights"),
+                       path=data.get("path"), sha256=data.get("sha256"),
+                       num_classes=None if data.get("num_classes") is None else int(data["num_classes"]),
+                       redrawn_zero_init=tuple(data.get("redrawn_zero_init", ())))
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"malformed source block: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -142,7 +227,7 @@ class Manifest:
     labels: list[str]
     files: list[FileEntry]
     versions: dict[str, str]
-    source: dict[str, Any] = field(default_factory=dict)
+    source: Source = field(default_factory=lambda: Source("random"))
     parity: dict[str, Any] | None = None
     export_info: dict[str, Any] = field(default_factory=dict)
     created: str = ""
@@ -162,6 +247,7 @@ class Manifest:
         """JSON-ready dict, keys in a stable, readable order."""
         data = asdict(self)
         data["preprocess"] = self.preprocess.to_dict()
+        data["source"] = self.source.to_dict()
         ordered = {"schema_version": data.pop("schema_version")}
         ordered.update(data)
         return ordered
@@ -180,7 +266,8 @@ class Manifest:
         try:
             fmt = data["format"]
             if fmt not in FORMATS:
-                raise ArtifactError(f"unknown artifact format {fmt!r}", hint=f"known formats: {', '.join(FORMATS)}")
+                raise ArtifactError(f"unknown artifact format {fmt!r}",
+                                    hint=f"known formats: {', '.join(FORMATS)} (a newer tvdeploy may know it)")
             return cls(
                 name=data["name"],
                 architecture=data["architecture"],
@@ -196,16 +283,16 @@ class Manifest:
                 labels=list(data["labels"]),
                 files=[FileEntry(**entry) for entry in data["files"]],
                 versions=dict(data.get("versions", {})),
-                source=dict(data.get("source", {})),
+                source=Source.from_dict(data.get("source", {})),
                 parity=data.get("parity"),
                 export_info=dict(data.get("export_info", {})),
                 created=data.get("created", ""),
                 schema_version=version,
             )
         except KeyError as exc:
-            raise ArtifactError(f"manifest lacks the key {exc.args[0]!r}") from None
+            raise ArtifactError(f"manifest lacks the key {exc.args[0]!r}") from exc
         except TypeError as exc:
-            raise ArtifactError(f"malformed manifest: {exc}") from None
+            raise ArtifactError(f"malformed manifest: {exc}") from exc
 
 
 def read_manifest(artifact_dir: str | Path) -> Manifest:
@@ -224,7 +311,7 @@ def read_manifest(artifact_dir: str | Path) -> Manifest:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}") from None
+        raise ArtifactError(f"cannot read {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ArtifactError(f"{path} does not hold a JSON object")
     return Manifest.from_dict(data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from tvdeploy.errors import ProviderError
 
@@ -32,6 +32,8 @@ _INSTALL_HINTS = {
     "tensorrt": "install onnxruntime-gpu and TensorRT (pip install tensorrt), see docs/deployment.md",
     "openvino": "pip uninstall onnxruntime && pip install onnxruntime-openvino",
 }
+
+_TORCH_HINT = {"cuda": "torch sees no CUDA device: install a CUDA build of torch on a machine with an NVIDIA GPU"}
 
 GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -84,22 +86,47 @@ def available_providers() -> list[str]:
     return [name for name, ort_name in ORT_PROVIDERS.items() if ort_name in offered]
 
 
-def resolve_provider(requested: str) -> str:
-    """Turn ``cpu``/``cuda``/``tensorrt``/``openvino``/``auto`` into an available provider name."""
+def _available_for(backend: str) -> list[str]:
+    from tvdeploy.runtime.formats import runner_class_of
+
+    return list(runner_class_of(backend).available_providers())
+
+
+def resolve_provider(requested: str, backends: Sequence[str]) -> str:
+    """The one provider every backend of a run uses (a format name, or ``eager``).
+
+    ``auto`` takes the first of :data:`AUTO_ORDER` that every backend supports and
+    finds available, and logs the choice. An explicit provider that a backend does
+    not support, or cannot find, is an error naming the backend and the way out:
+    one run never puts one backend on CUDA and another on the CPU.
+    """
+    from tvdeploy.runtime.formats import providers_of
+
     requested = requested.lower()
     if requested not in PROVIDER_CHOICES:
         raise ProviderError(f"unknown provider {requested!r}", hint=f"choose one of {', '.join(PROVIDER_CHOICES)}")
-    available = available_providers()
+    backends = list(dict.fromkeys(backends))
     if requested == "auto":
-        chosen = next(name for name in AUTO_ORDER if name in available or name == "cpu")
-        logger.info("provider auto: chose %s (available: %s)", chosen, ", ".join(available))
-        return chosen
-    if requested not in available:
+        for candidate in AUTO_ORDER:
+            if candidate == "cpu" or all(candidate in providers_of(b) and candidate in _available_for(b)
+                                         for b in backends):
+                logger.info("provider auto: chose %s for %s", candidate, ", ".join(backends))
+                return candidate
+    unsupported = [b for b in backends if requested not in providers_of(b)]
+    if unsupported:
         raise ProviderError(
-            f"execution provider {requested!r} is not available in this onnxruntime build "
-            f"(available: {', '.join(available)})",
-            hint=_INSTALL_HINTS.get(requested),
+            f"provider {requested!r} does not apply to " + ", ".join(
+                f"{b} (runs on {', '.join(providers_of(b))})" for b in unsupported),
+            hint="choose a provider every backend supports, e.g. --provider cpu, or --provider auto",
         )
+    if requested != "cpu":
+        for backend in backends:
+            available = _available_for(backend)
+            if requested not in available:
+                raise ProviderError(
+                    f"provider {requested!r} is not available for {backend} here (available: {', '.join(available)})",
+                    hint=_INSTALL_HINTS.get(requested) if backend == "onnx" else _TORCH_HINT.get(requested),
+                )
     return requested
 
 
@@ -126,25 +153,3 @@ def check_session_providers(session: Any, provider: str) -> None:
             f"onnxruntime could not start the {provider} provider for this model (active: {', '.join(active)})",
             hint=_INSTALL_HINTS.get(provider, "check onnxruntime's log for why the provider failed"),
         )
-
-
-def torch_device(provider: str) -> str:
-    """The torch device for torch-backed artifacts (TorchScript, .pt2)."""
-    import torch
-
-    provider = provider.lower()
-    if provider == "cpu":
-        return "cpu"
-    if provider in ("cuda", "auto"):
-        if torch.cuda.is_available():
-            if provider == "auto":
-                logger.info("provider auto: chose cuda for a torch-backed artifact")
-            return "cuda"
-        if provider == "auto":
-            logger.info("provider auto: chose cpu for a torch-backed artifact (no CUDA device)")
-            return "cpu"
-        raise ProviderError("CUDA was requested but torch sees no CUDA device", hint="use --provider cpu")
-    raise ProviderError(
-        f"provider {provider!r} applies to ONNX artifacts only; TorchScript and .pt2 run on cpu or cuda",
-        hint="use --provider cpu|cuda|auto",
-    )

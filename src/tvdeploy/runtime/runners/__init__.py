@@ -1,11 +1,14 @@
-"""Runners: one interface over ONNX Runtime, TorchScript, .pt2 (and the eager reference in export/)."""
+"""Runners: one interface over every backend (ONNX Runtime, OpenVINO, ExecuTorch, TorchScript, .pt2, and the
+eager reference in export/). Which runner loads which format is the format registry's business."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from tvdeploy.errors import MissingDependencyError
+from tvdeploy.runtime.formats import get_format
 from tvdeploy.runtime.manifest import Manifest
-from tvdeploy.runtime.providers import SessionConfig
+from tvdeploy.runtime.providers import SessionConfig, resolve_provider
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
 
 __all__ = ["Runner", "TensorInfo", "runner_for_artifact"]
@@ -17,21 +20,15 @@ def runner_for_artifact(
     provider: str = "cpu",
     config: SessionConfig | None = None,
 ) -> Runner:
-    """A (not yet activated) runner for the model file of an artifact."""
-    model_path = Path(artifact_dir) / manifest.model_file.path
-    if manifest.format == "onnx":
-        from tvdeploy.runtime.runners.onnx import OnnxRunner
-
-        return OnnxRunner(model_path, provider=provider, config=config)
-    from tvdeploy.runtime.providers import torch_device
-    from tvdeploy.runtime.runners.torch_backed import ExportedProgramRunner, TorchScriptRunner, import_torch
-
-    import_torch()
-    runner_class = TorchScriptRunner if manifest.format == "torchscript" else ExportedProgramRunner
-    return runner_class(
-        model_path,
-        input_name=manifest.input.name,
-        output_name=manifest.output.name,
-        input_shape=manifest.input.shape,
-        device=torch_device(provider),
-    )
+    """A (not yet activated) runner for the model file of an artifact, on ``provider`` resolved for its format."""
+    spec = get_format(manifest.format)
+    missing = spec.missing_for_runtime()
+    if missing:
+        what = "torch" if "torch" in missing else ", ".join(missing)
+        raise MissingDependencyError(
+            f"this {spec.name} artifact needs {what}, which is not installed",
+            hint=f'{spec.install_hint()}' + (", or export to ONNX for a torch-free deployment"
+                                             if spec.torch_runtime else ""),
+        )
+    resolved = resolve_provider(provider, [spec.name])
+    return spec.runner_class().for_artifact(Path(artifact_dir), manifest, resolved, config)

@@ -8,11 +8,17 @@ checks and benchmarks compare backends uniformly.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tvdeploy.runtime.manifest import Manifest, TensorSpec
+    from tvdeploy.runtime.providers import SessionConfig
 
 
 @dataclass(frozen=True)
@@ -32,17 +38,26 @@ class Runner(ABC):
 
     def __init__(self) -> None:
         self._active = False
+        self._activation = threading.Lock()
 
-    @property
-    def is_active(self) -> bool:
-        """Whether :meth:`activate` has run (and :meth:`deactivate` has not)."""
-        return self._active
+    @classmethod
+    def available_providers(cls) -> list[str]:
+        """The providers this backend finds on this machine (imports the backend)."""
+        return ["cpu"]
+
+    @classmethod
+    def for_artifact(cls, artifact_dir: Path, manifest: Manifest, provider: str,
+                     config: SessionConfig | None = None) -> "Runner":
+        """A runner for an artifact's model file on a resolved provider (see ``runner_for_artifact``)."""
+        raise NotImplementedError(f"{cls.__name__} does not load artifacts")
 
     def activate(self) -> "Runner":
-        """Load the model; idempotent."""
+        """Load the model; idempotent, and safe when several threads call it at once."""
         if not self._active:
-            self._load()
-            self._active = True
+            with self._activation:
+                if not self._active:
+                    self._load()
+                    self._active = True
         return self
 
     def deactivate(self) -> None:
@@ -63,6 +78,11 @@ class Runner(ABC):
             self.activate()
         return self._infer(feeds)
 
+    def bare_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any] | None:
+        """A call of the backend's own API on ``feeds`` with none of the runner's wrapping, for measuring
+        the runner's overhead; ``None`` where the backend has no such call apart from :meth:`infer`."""
+        return None
+
     @property
     @abstractmethod
     def inputs(self) -> list[TensorInfo]:
@@ -81,3 +101,23 @@ class Runner(ABC):
 
     @abstractmethod
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+def infer_in_batches(runner: Runner, input_spec: TensorSpec, output_name: str, batch: np.ndarray) -> np.ndarray:
+    """``runner``'s output ``output_name`` for a batch of any size, cut to what the artifact's input admits.
+
+    A static batch axis of B gets chunks of exactly B (the last one padded by
+    repeating its final row, the padding's outputs dropped); a bounded dynamic
+    axis gets chunks of at most ``max_batch``; an unbounded one gets the batch as is.
+    """
+    fixed, step = input_spec.fixed_batch, input_spec.fixed_batch or input_spec.max_batch
+    if step is None or (fixed is None and len(batch) <= step):
+        return runner.infer({input_spec.name: batch})[output_name]
+    outputs = []
+    for start in range(0, len(batch), step):
+        chunk = batch[start : start + step]
+        count = len(chunk)
+        if fixed is not None and count < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - count, axis=0)])
+        outputs.append(runner.infer({input_spec.name: chunk})[output_name][:count])
+    return np.concatenate(outputs)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from tvdeploy.errors import ArtifactError
+from tvdeploy.runtime.manifest import Manifest
 from tvdeploy.runtime.providers import (
     SessionConfig,
+    available_providers,
     check_session_providers,
     ort_provider_list,
-    resolve_provider,
 )
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
 
@@ -33,19 +34,27 @@ class OnnxRunner(Runner):
     backend = "onnx"
 
     def __init__(self, model_path: str | Path, provider: str = "cpu", config: SessionConfig | None = None) -> None:
+        """``provider`` is a resolved provider name (``runner_for_artifact`` resolves ``auto``)."""
         super().__init__()
         self.model_path = Path(model_path)
-        self.requested_provider = provider
+        self.provider = provider
         self.config = config or SessionConfig()
-        self.provider: str | None = None
         self.session: Any = None
+
+    @classmethod
+    def available_providers(cls) -> list[str]:
+        return available_providers()
+
+    @classmethod
+    def for_artifact(cls, artifact_dir: Path, manifest: Manifest, provider: str,
+                     config: SessionConfig | None = None) -> "OnnxRunner":
+        return cls(artifact_dir / manifest.model_file.path, provider=provider, config=config)
 
     def _load(self) -> None:
         import onnxruntime as ort
 
         if not self.model_path.is_file():
             raise ArtifactError(f"model file {self.model_path} is missing")
-        self.provider = resolve_provider(self.requested_provider)
         try:
             self.session = ort.InferenceSession(
                 str(self.model_path),
@@ -53,7 +62,7 @@ class OnnxRunner(Runner):
                 providers=ort_provider_list(self.provider, self.config.provider_options),
             )
         except Exception as exc:  # onnxruntime raises its own non-exported exception types
-            raise ArtifactError(f"onnxruntime cannot load {self.model_path}: {exc}") from None
+            raise ArtifactError(f"onnxruntime cannot load {self.model_path}: {exc}") from exc
         check_session_providers(self.session, self.provider)
         logger.debug("onnxruntime session on %s", self.session.get_providers())
 
@@ -81,3 +90,9 @@ class OnnxRunner(Runner):
             self.session.run_with_iobinding(binding)
             return dict(zip(names, binding.copy_outputs_to_cpu()))
         return dict(zip(names, self.session.run(names, feeds)))
+
+    def bare_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
+        """``session.run(None, feeds)`` as it is, without building the output dict."""
+        self.activate()
+        session = self.session
+        return lambda: session.run(None, feeds)

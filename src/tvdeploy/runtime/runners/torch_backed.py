@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from tvdeploy.errors import ArtifactError, MissingDependencyError
+from tvdeploy.runtime.manifest import Manifest
+from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
 
 
@@ -20,11 +22,11 @@ def import_torch() -> Any:
     """Import torch, or explain which extra installs it."""
     try:
         import torch
-    except ImportError:
+    except ImportError as exc:
         raise MissingDependencyError(
             "this artifact needs torch (TorchScript and .pt2 run through torch)",
             hint='pip install "tvdeploy[export]", or export to ONNX for a torch-free deployment',
-        ) from None
+        ) from exc
     return torch
 
 
@@ -42,6 +44,11 @@ class TorchModuleRunner(Runner):
         self.device = device
         self.module: Any = None
         self._torch: Any = None
+
+    @classmethod
+    def available_providers(cls) -> list[str]:
+        torch = import_torch()
+        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -73,12 +80,19 @@ class _FileModuleRunner(TorchModuleRunner):
         super().__init__(**kwargs)
         self.model_path = Path(model_path)
 
+    @classmethod
+    def for_artifact(cls, artifact_dir: Path, manifest: Manifest, provider: str,
+                     config: SessionConfig | None = None) -> "_FileModuleRunner":
+        """Tensor names and shapes come from the manifest (the files carry none); ``provider`` is the device."""
+        return cls(artifact_dir / manifest.model_file.path, input_name=manifest.input.name,
+                   output_name=manifest.output.name, input_shape=manifest.input.shape, device=provider)
+
     def _load(self) -> None:
         self._torch = import_torch()
         try:
             self.module = self._open(self._torch)
         except Exception as exc:  # torch raises RuntimeError subclasses of many kinds
-            raise ArtifactError(f"{self.loader} cannot load {self.model_path}: {exc}") from None
+            raise ArtifactError(f"{self.loader} cannot load {self.model_path}: {exc}") from exc
 
     def _open(self, torch: Any) -> Any:
         raise NotImplementedError
