@@ -63,8 +63,9 @@ def test_folder_stream(benchmark, bench_targets, photo_bytes) -> None:
 
         stream_times, model_times = interleaved_samples([stream, model_only], BenchConfig(iterations=3, warmup=0))
         stream_s, model_s = float(np.median(stream_times)), float(np.median(model_times))
-        benchmark.extra_info.update(images=len(images), model_only_s=model_s, stream_s=stream_s,
-                                    throughput_vs_model=model_s / stream_s)
+        benchmark.extra_info.update(
+            images=len(images), model_only_s=model_s, stream_s=stream_s, throughput_vs_model=model_s / stream_s
+        )
         benchmark.pedantic(stream, rounds=3, warmup_rounds=1)
         classifier.close()
 

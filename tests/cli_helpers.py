@@ -17,8 +17,15 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def run_cli_process(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-                    timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli_process(
+    *argv: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """``python -m tvdeploy ARGV`` in a subprocess (to see exactly what a user sees)."""
-    return subprocess.run([sys.executable, "-m", "tvdeploy", *map(str, argv)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tvdeploy", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+    )

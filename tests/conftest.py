@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -33,8 +33,10 @@ def _sample_photos() -> dict[str, Image.Image]:
     import skimage.data
     from sklearn.datasets import load_sample_images
 
-    photos = {name: Image.fromarray(getattr(skimage.data, name)()) for name in ("astronaut", "chelsea", "coffee", "rocket")}
-    for name, array in zip(("china", "flower"), load_sample_images().images):
+    photos = {
+        name: Image.fromarray(getattr(skimage.data, name)()) for name in ("astronaut", "chelsea", "coffee", "rocket")
+    }
+    for name, array in zip(("china", "flower"), load_sample_images().images, strict=False):
         photos[name] = Image.fromarray(array)
     return photos
 
@@ -69,8 +71,9 @@ def ten_class_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     path = root / "resnet18_cifar10.pt"
     torch.save(model.state_dict(), path)
     labels = root / "labels.txt"
-    labels.write_text("\n".join(["airplane", "automobile", "bird", "cat", "deer",
-                                 "dog", "frog", "horse", "ship", "truck"]) + "\n")
+    labels.write_text(
+        "\n".join(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]) + "\n"
+    )
     return path, labels
 
 
@@ -85,7 +88,8 @@ def resnet18_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     from tvdeploy.export.pipeline import ExportRequest, export_model
 
     out = tmp_path_factory.mktemp("resnet18")
-    outcomes = export_model(ExportRequest("resnet18", ["onnx", "torchscript", "pt2"], weights="none", output=out,
-                                          progress=False))
+    outcomes = export_model(
+        ExportRequest("resnet18", ["onnx", "torchscript", "pt2"], weights="none", output=out, progress=False)
+    )
     assert all(o.passed for o in outcomes)
     return {o.format: o.artifact_dir for o in outcomes}

@@ -72,8 +72,19 @@ def test_tampered_artifact_fails_validation(tmp_path: Path, capsys) -> None:
 
 
 def test_export_all_formats_json_output_is_pure_json(tmp_path: Path, capsys) -> None:
-    code, out, _ = run_cli(capsys, "export", "--model", "squeezenet1_1", "--format", "all", "--weights", "none",
-                           "--output", tmp_path, "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "export",
+        "--model",
+        "squeezenet1_1",
+        "--format",
+        "all",
+        "--weights",
+        "none",
+        "--output",
+        tmp_path,
+        "--json",
+    )
     data = json.loads(out)  # torch's own progress prints must not leak into stdout
     assert code == 0 and data["passed"]
     expected = exportable_formats()  # every format whose extra is installed; CI installs them all
@@ -89,7 +100,9 @@ def test_parity_failure_is_recorded_and_exits_3(tmp_path: Path, capsys, monkeypa
 
     impossible = {"fp32": ParityCriteria(atol_scale=-1.0)}  # nothing can pass
     monkeypatch.setitem(FORMATS, "onnx", dataclasses.replace(FORMATS["onnx"], criteria=impossible))
-    code, out, _ = run_cli(capsys, "export", "--model", "squeezenet1_1", "--weights", "none", "--output", tmp_path / "m", "--json")
+    code, out, _ = run_cli(
+        capsys, "export", "--model", "squeezenet1_1", "--weights", "none", "--output", tmp_path / "m", "--json"
+    )
     data = json.loads(out)
     assert code == 3 and not data["passed"]
     manifest = json.loads((tmp_path / "m" / "tvdeploy.json").read_text())
@@ -120,20 +133,25 @@ def test_pretrained_export_works_offline_from_the_cache(tmp_path: Path, capsys) 
 
 def test_uncached_pretrained_weights_fail_fast_without_traceback(tmp_path: Path) -> None:
     start = time.monotonic()
-    proc = run_cli_process("export", "--model", "resnet18", "--output", tmp_path / "x", env={"TORCH_HOME": str(tmp_path)})
+    proc = run_cli_process(
+        "export", "--model", "resnet18", "--output", tmp_path / "x", env={"TORCH_HOME": str(tmp_path)}
+    )
     assert proc.returncode == 2 and time.monotonic() - start < 60
     assert "resnet18-f37072fd.pth" in proc.stderr and "--weights none" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["export", "--model", "resnet5"], "did you mean resnet50"),
-    (["export", "--model", "resnet18", "--format", "tflite"], "choose one of " + ", ".join((*FORMATS, "all"))),
-    (["export", "--model", "resnet18", "--weights", "IMAGENET1K_V7"], "IMAGENET1K_V1"),
-    (["export", "--model", "resnet18", "--weights", "missing/ckpt.pt"], "does not exist"),
-    (["validate", "/no/such/artifact"], "is not a directory"),
-    (["inspect", "."], "no tvdeploy.json"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["export", "--model", "resnet5"], "did you mean resnet50"),
+        (["export", "--model", "resnet18", "--format", "tflite"], "choose one of " + ", ".join((*FORMATS, "all"))),
+        (["export", "--model", "resnet18", "--weights", "IMAGENET1K_V7"], "IMAGENET1K_V1"),
+        (["export", "--model", "resnet18", "--weights", "missing/ckpt.pt"], "does not exist"),
+        (["validate", "/no/such/artifact"], "is not a directory"),
+        (["inspect", "."], "no tvdeploy.json"),
+    ],
+)
 def test_user_errors_give_one_message_and_exit_2(argv: list[str], message: str, tmp_path: Path) -> None:
     proc = run_cli_process(*argv, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -143,6 +161,59 @@ def test_user_errors_give_one_message_and_exit_2(argv: list[str], message: str, 
 def test_checkpoint_with_wrong_labels_count(ten_class_checkpoint: tuple[Path, Path], tmp_path: Path) -> None:
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")
-    proc = run_cli_process("export", "--model", "resnet18", "--weights", ten_class_checkpoint[0], "--labels", labels,
-                           "--output", tmp_path / "x")
+    proc = run_cli_process(
+        "export",
+        "--model",
+        "resnet18",
+        "--weights",
+        ten_class_checkpoint[0],
+        "--labels",
+        labels,
+        "--output",
+        tmp_path / "x",
+    )
     assert proc.returncode == 2 and "3 labels but the model has 10 classes" in proc.stderr
+
+
+def test_preprocess_overrides_start_from_the_chosen_weights_preset(tmp_path: Path, capsys) -> None:
+    """--crop-size with IMAGENET1K_V1 keeps V1's resize (256), not the DEFAULT (V2) weights' 232."""
+    import torch
+    from torchvision import models
+
+    from tvdeploy.models.catalog import get_model_info
+    from tvdeploy.models.download import cache_path
+
+    v1 = get_model_info("mobilenet_v3_large").find_weights("IMAGENET1K_V1")
+    assert v1 is not None and v1.preprocess.resize_size == (256,) and not v1.is_default
+    cached = cache_path(v1.url)
+    cached.parent.mkdir(parents=True)
+    torch.save(models.mobilenet_v3_large().state_dict(), cached)
+    code, out, _ = run_cli(
+        capsys,
+        "export",
+        "--model",
+        "mobilenet_v3_large",
+        "--weights",
+        "IMAGENET1K_V1",
+        "--crop-size",
+        "200",
+        "--output",
+        tmp_path / "m",
+        "--json",
+    )
+    assert code == 0, out
+    manifest = json.loads((tmp_path / "m" / "tvdeploy.json").read_text())
+    assert manifest["preprocess"]["resize_size"] == [256] and manifest["preprocess"]["crop_size"] == [200]
+    assert manifest["input"]["shape"] == ["batch", 3, 200, 200]
+
+
+def test_verbose_errors_show_their_cause_chain(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a torch file at all")
+    quiet = run_cli_process("export", "--model", "resnet18", "--weights", broken, "--output", tmp_path / "q")
+    verbose = run_cli_process("-v", "export", "--model", "resnet18", "--weights", broken, "--output", tmp_path / "v")
+    assert quiet.returncode == verbose.returncode == 2
+    assert "Traceback" not in quiet.stderr and "not a readable torch checkpoint" in quiet.stderr
+    # -v shows the underlying exception torch raised, then the same one-line message
+    assert "Traceback" in verbose.stderr and "UnpicklingError" in verbose.stderr
+    assert verbose.stderr.rstrip().endswith(quiet.stderr.rstrip().splitlines()[-1])

@@ -17,17 +17,35 @@ def _load(name: str):
 
 
 def _row(model: str, fmt: str, passed: bool = True, attempts: list | None = None) -> dict:
-    return {"model": model, "format": fmt, "exporter": "torch.jit.trace", "passed": passed, "export_seconds": 3.0,
-            "photos_max_abs_diff": 1e-5, "photos_atol_limit": 1e-2, "photos_top1": 1.0, "photos_top5": 1.0,
-            "photos_min_cosine": 1.0, "random_max_abs_diff": 2e-5, "attempts": attempts or [], "failures": []}
+    return {
+        "model": model,
+        "format": fmt,
+        "exporter": "torch.jit.trace",
+        "passed": passed,
+        "export_seconds": 3.0,
+        "photos_max_abs_diff": 1e-5,
+        "photos_atol_limit": 1e-2,
+        "photos_top1": 1.0,
+        "photos_top5": 1.0,
+        "photos_min_cosine": 1.0,
+        "random_max_abs_diff": 2e-5,
+        "attempts": attempts or [],
+        "failures": [],
+    }
 
 
 def test_coverage_table_counts_passes_lists_missing_and_explains_fallbacks(tmp_path: Path) -> None:
     render = _load("render_coverage")
-    fallback = [{"strategy": "dynamo", "exported": False, "error": "RuntimeError: boom"},
-                {"strategy": "torchscript", "exported": True, "parity_passed": True}]
-    rows = [_row("alexnet", "onnx", attempts=fallback), _row("alexnet", "torchscript"), _row("alexnet", "pt2", passed=False),
-            {"model": "vgg11", "format": "all", "passed": False, "error": "MemoryError: too big"}]
+    fallback = [
+        {"strategy": "dynamo", "exported": False, "error": "RuntimeError: boom"},
+        {"strategy": "torchscript", "exported": True, "parity_passed": True},
+    ]
+    rows = [
+        _row("alexnet", "onnx", attempts=fallback),
+        _row("alexnet", "torchscript"),
+        _row("alexnet", "pt2", passed=False),
+        {"model": "vgg11", "format": "all", "passed": False, "error": "MemoryError: too big"},
+    ]
     source = tmp_path / "rows.jsonl"
     source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     text = render.render(render._load(source), expected=["alexnet", "vgg11", "vit_h_14"])
@@ -38,18 +56,47 @@ def test_coverage_table_counts_passes_lists_missing_and_explains_fallbacks(tmp_p
     assert "**alexnet / onnx**: dynamo: RuntimeError: boom; torchscript: parity passed" in text
 
 
-def test_a_later_run_of_a_model_replaces_all_its_earlier_rows(tmp_path: Path) -> None:
+def test_a_later_run_of_a_model_replaces_its_failure_and_the_rows_of_the_formats_it_ran(tmp_path: Path) -> None:
     render = _load("render_coverage")
-    rows = [{"model": "vit_h_14", "format": "all", "passed": False, "error": "AssertionError: wrong height"},
-            _row("alexnet", "onnx", passed=False),
-            _row("vit_h_14", "onnx"), _row("vit_h_14", "torchscript"), _row("vit_h_14", "pt2"),
-            _row("alexnet", "onnx")]
+    rows = [
+        {"model": "vit_h_14", "format": "all", "passed": False, "error": "AssertionError: wrong height"},
+        _row("alexnet", "onnx", passed=False),
+        _row("vit_h_14", "onnx"),
+        _row("vit_h_14", "torchscript"),
+        _row("vit_h_14", "pt2"),
+        _row("alexnet", "onnx"),
+    ]
     source = tmp_path / "rows.jsonl"
     source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     loaded = render._load(source)
-    assert sorted(loaded) == [("alexnet", "onnx"), ("vit_h_14", "onnx"), ("vit_h_14", "pt2"), ("vit_h_14", "torchscript")]
+    assert sorted(loaded) == [
+        ("alexnet", "onnx"),
+        ("vit_h_14", "onnx"),
+        ("vit_h_14", "pt2"),
+        ("vit_h_14", "torchscript"),
+    ]
     assert all(row["passed"] for row in loaded.values())
     assert "wrong height" not in render.render(loaded)
+
+    # a sweep of one more format adds its row and keeps the others
+    rows.append(_row("vit_h_14", "openvino"))
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    loaded = render._load(source)
+    assert {fmt for model, fmt in loaded if model == "vit_h_14"} == {"onnx", "torchscript", "pt2", "openvino"}
+    # a whole-model failure replaces everything the model had
+    rows += [_row("alexnet", "pt2"), {"model": "vit_h_14", "format": "all", "passed": False, "error": "MemoryError"}]
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert [fmt for model, fmt in render._load(source) if model == "vit_h_14"] == ["all"]
+
+
+def test_coverage_columns_are_the_registry_formats(tmp_path: Path) -> None:
+    from tvdeploy.runtime.formats import FORMATS
+
+    render = _load("render_coverage")
+    text = render.render({("alexnet", "onnx"): _row("alexnet", "onnx")})
+    for fmt in FORMATS:
+        assert f"| alexnet | {fmt} |" in text
+    assert "| alexnet | executorch | not run |" in text
 
 
 def _bench_result(backend: str, mode: str, p50: float) -> dict:
@@ -59,8 +106,14 @@ def _bench_result(backend: str, mode: str, p50: float) -> dict:
 def test_benchmark_runs_section_gives_each_runs_ratios_and_their_medians() -> None:
     render = _load("render_benchmarks")
     runs = {
-        "a": {"results": [_bench_result("eager", "model", 100), _bench_result("onnx", "model", 50),
-                          _bench_result("onnx", "e2e", 55), _bench_result("eager", "e2e", 110)]},
+        "a": {
+            "results": [
+                _bench_result("eager", "model", 100),
+                _bench_result("onnx", "model", 50),
+                _bench_result("onnx", "e2e", 55),
+                _bench_result("eager", "e2e", 110),
+            ]
+        },
         "b": {"results": [_bench_result("eager", "model", 100), _bench_result("onnx", "model", 70)]},
         "c": {"results": [_bench_result("eager", "model", 100), _bench_result("onnx", "model", 60)]},
     }

@@ -31,8 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     storage = Path(args.storage)
     before = _saved(storage)
-    command = [sys.executable, "-m", "pytest", args.path, "-p", "no:cacheprovider", "--benchmark-only",
-               f"--benchmark-storage=file://{storage}", "--benchmark-autosave", *args.pytest_args]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        args.path,
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-only",
+        f"--benchmark-storage=file://{storage}",
+        "--benchmark-autosave",
+        *args.pytest_args,
+    ]
     if before:
         command += ["--benchmark-compare", f"--benchmark-compare-fail={args.fail}"]
     else:

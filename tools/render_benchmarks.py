@@ -25,8 +25,10 @@ def _ratio(a: dict | None, b: dict | None, key: str = "p50") -> str:
 
 
 def _table(results: list[dict]) -> list[str]:
-    lines = ["| backend | mode | batch | p50 ms | mean ms | p90 ms | p99 ms | min ms | max ms | img/s | cold start ms | peak RSS MB | file MB | speedup vs eager |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| backend | mode | batch | p50 ms | mean ms | p90 ms | p99 ms | min ms | max ms | img/s | cold start ms | peak RSS MB | file MB | speedup vs eager |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         lat = r["latency_ms"]
         lines.append(
@@ -40,14 +42,22 @@ def _table(results: list[dict]) -> list[str]:
 
 def _runs_section(runs: dict[str, dict]) -> list[str]:
     """resnet50 batch-1 ratios of every kept run (docs/bench/runs/*.json) and their medians."""
-    columns = [("ONNX Runtime / eager", ("onnx", "model"), ("eager", "model")),
-               ("end-to-end / model-only", ("onnx", "e2e"), ("onnx", "model")),
-               ("predict / seeds' eager pipeline", ("onnx", "e2e"), ("eager", "e2e")),
-               ("bench / bare session.run", ("onnx", "model"), ("onnx", "bare"))]
-    out = ["", "## resnet50, batch 1, across runs", "",
-           "Single runs swing by several percent on this shared machine; these are the ratios (p50) of every",
-           "run kept in `docs/bench/runs/` plus the resnet50 run above, and their medians.", "",
-           "| run | " + " | ".join(name for name, _, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    columns = [
+        ("ONNX Runtime / eager", ("onnx", "model"), ("eager", "model")),
+        ("end-to-end / model-only", ("onnx", "e2e"), ("onnx", "model")),
+        ("predict / seeds' eager pipeline", ("onnx", "e2e"), ("eager", "e2e")),
+        ("bench / bare session.run", ("onnx", "model"), ("onnx", "bare")),
+    ]
+    out = [
+        "",
+        "## resnet50, batch 1, across runs",
+        "",
+        "Single runs swing by several percent on this shared machine; these are the ratios (p50) of every",
+        "run kept in `docs/bench/runs/` plus the resnet50 run above, and their medians.",
+        "",
+        "| run | " + " | ".join(name for name, _, _ in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
     values: list[list[float]] = [[] for _ in columns]
     for name, report in runs.items():
         cells = []
@@ -96,7 +106,7 @@ def render(reports: dict[str, dict], runs: dict[str, dict] | None = None) -> str
                 f"| {_ratio(_row(results, 'onnx', 'e2e', batch), _row(results, 'eager', 'e2e', batch))} |"
             )
     for model, report in reports.items():
-        out += ["", f"## {model}", "", f"`{report.get('command', 'tvdeploy bench')}`", ""] + _table(report["results"])
+        out += ["", f"## {model}", "", f"`{report.get('command', 'tvdeploy bench')}`", "", *_table(report["results"])]
         plot = BENCH / f"{model}.png"
         if plot.exists():
             out += ["", f"![{model}: latency and throughput against batch size](bench/{plot.name})"]

@@ -10,32 +10,57 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 
 
 def _load(path: Path) -> dict[tuple[str, str], dict]:
-    """Rows by (model, format); a later run of a model (a new block of its lines) replaces all its earlier rows."""
+    """Rows by (model, format). A later run of a model (a new block of its lines) replaces the earlier rows of
+    the formats it ran and the model's whole-model failure row; a whole-model failure replaces all its rows.
+    So a sweep of only the new formats adds their rows and keeps the others."""
     rows: dict[tuple[str, str], dict] = {}
-    previous = None
+    block: list[dict] = []
+
+    def flush() -> None:
+        if not block:
+            return
+        model = block[0]["model"]
+        formats = {row["format"] for row in block}
+        for key in list(rows):
+            if key[0] == model and ("all" in formats or key[1] in formats or key[1] == "all"):
+                del rows[key]
+        for row in block:
+            rows[(model, row["format"])] = row
+        block.clear()
+
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
-            if row["model"] != previous:
-                rows = {key: value for key, value in rows.items() if key[0] != row["model"]}
-                previous = row["model"]
-            rows[(row["model"], row["format"])] = row
+            if block and row["model"] != block[0]["model"]:
+                flush()
+            block.append(row)
+    flush()
     return rows
 
 
-def render(rows: dict[tuple[str, str], dict], expected: list[str] | None = None) -> str:
-    """The Markdown page; ``expected`` (all catalog models) adds a 'not run' line for each model without rows."""
+def render(
+    rows: dict[tuple[str, str], dict], expected: list[str] | None = None, formats: list[str] | None = None
+) -> str:
+    """The Markdown page; ``expected`` (all catalog models) adds a 'not run' line for each model without rows.
+
+    ``formats``: the columns, the format registry's formats by default (a model without a row for one
+    gets 'not run').
+    """
+    from tvdeploy.runtime.formats import format_names
+
     models = sorted({model for model, _ in rows})
     missing = sorted(set(expected or []) - set(models))
-    formats = ["onnx", "torchscript", "pt2"]
+    formats = list(formats or format_names())
     passed = sum(1 for r in rows.values() if r.get("passed"))
     lines = [
         "# Model coverage",
         "",
-        "Every torchvision classifier exported to every format with `--weights none` (seeded random init;",
+        "Every torchvision classifier exported to every format of the registry (" + ", ".join(formats) + ")",
+        "with `--weights none` (seeded random init;",
         "weight matrices torchvision initialises to zero, the ViT heads, are redrawn so the logits carry signal),",
         "then checked for parity against eager PyTorch (fp32 criteria: top-1 agreement 100% on the six photos,",
         "max |diff| <= 1e-3 * (1 + max |logit|) on photos and noise). Produced by",
@@ -70,7 +95,8 @@ def render(rows: dict[tuple[str, str], dict], expected: list[str] | None = None)
         lines += ["", "## Fallbacks and failures", ""]
         for row in notes:
             attempts = "; ".join(
-                f"{a['strategy']}: " + (a.get("error") or ("parity passed" if a.get("parity_passed") else "parity failed"))
+                f"{a['strategy']}: "
+                + (a.get("error") or ("parity passed" if a.get("parity_passed") else "parity failed"))
                 for a in row.get("attempts", [])
             )
             lines.append(f"- **{row['model']} / {row['format']}**: {attempts or row.get('error', '')}")
@@ -80,7 +106,6 @@ def render(rows: dict[tuple[str, str], dict], expected: list[str] | None = None)
 def main() -> None:
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "coverage.jsonl"
     target = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "docs" / "coverage.md"
-    sys.path.insert(0, str(ROOT / "src"))
     from tvdeploy.models.catalog import list_catalog
 
     target.write_text(render(_load(source), [m.name for m in list_catalog()]), encoding="utf-8")

@@ -12,8 +12,9 @@ import json
 import logging
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tvdeploy import __version__
 from tvdeploy.errors import TvdeployError, UserInputError
@@ -50,6 +51,7 @@ def _positive_int(text: str) -> int:
 
 # ----------------------------------------------------------------------------- list
 
+
 def cmd_list(args: argparse.Namespace) -> int:
     """``tvdeploy list [PATTERN]``."""
     from tvdeploy.models.catalog import list_catalog
@@ -60,7 +62,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([m.to_dict() for m in models])
         return EXIT_OK
-    header = f"{'model':<30} {'weights':<28} {'acc@1':>6} {'acc@5':>6} {'params':>8} {'GFLOPS':>7} {'MB':>7}  preprocess"
+    header = (
+        f"{'model':<30} {'weights':<28} {'acc@1':>6} {'acc@5':>6} {'params':>8} {'GFLOPS':>7} {'MB':>7}  preprocess"
+    )
     print(header)
     print("-" * len(header))
     for model in models:
@@ -73,7 +77,9 @@ def cmd_list(args: argparse.Namespace) -> int:
                 f"{_num(w.file_size_mb, 1):>7}  {p.resize_size[0]}->{p.crop_size[0]} {p.interpolation}"
             )
     total_weights = sum(len(m.weights) for m in models)
-    print(f"\n{len(models)} models, {total_weights} weights" + ("" if args.all_weights else " (--all-weights lists them)"))
+    print(
+        f"\n{len(models)} models, {total_weights} weights" + ("" if args.all_weights else " (--all-weights lists them)")
+    )
     return EXIT_OK
 
 
@@ -83,13 +89,16 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 # ----------------------------------------------------------------------------- export
 
+
 def _preprocess_overrides(args: argparse.Namespace) -> Any:
     from tvdeploy.models.loader import PreprocessOverrides
 
     overrides = PreprocessOverrides(
         resize_size=(args.resize_size,) if args.resize_size else None,
         crop_size=(args.crop_size,) if args.crop_size else None,
-        interpolation=args.interpolation, mean=args.mean, std=args.std,
+        interpolation=args.interpolation,
+        mean=args.mean,
+        std=args.std,
     )
     return None if overrides == PreprocessOverrides() else overrides
 
@@ -113,20 +122,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tvdeploy.export.parity import format_report
     from tvdeploy.export.pipeline import ExportRequest, export_model
 
-    options = ExportOptions(opset=args.opset, precision=args.precision, dynamic_batch=args.static_batch is None,
-                            batch_size=args.static_batch or 1, max_batch=args.max_batch)
+    options = ExportOptions(
+        opset=args.opset,
+        precision=args.precision,
+        dynamic_batch=args.static_batch is None,
+        batch_size=args.static_batch or 1,
+        max_batch=args.max_batch,
+    )
     request = ExportRequest(
-        model=args.model, formats=_export_formats(args.format), weights=args.weights,
-        labels_file=args.labels, output=args.output, options=options, force=args.force, name=args.name,
-        preprocess=_preprocess_overrides(args), seed=args.seed, progress=not args.json and sys.stderr.isatty(),
+        model=args.model,
+        formats=_export_formats(args.format),
+        weights=args.weights,
+        labels_file=args.labels,
+        output=args.output,
+        options=options,
+        force=args.force,
+        name=args.name,
+        preprocess=_preprocess_overrides(args),
+        seed=args.seed,
+        progress=not args.json and sys.stderr.isatty(),
     )
     outcomes = export_model(request)
     if args.json:
-        _print_json({"model": args.model, "passed": all(o.passed for o in outcomes),
-                     "artifacts": [o.to_dict() for o in outcomes]})
+        _print_json(
+            {
+                "model": args.model,
+                "passed": all(o.passed for o in outcomes),
+                "artifacts": [o.to_dict() for o in outcomes],
+            }
+        )
     else:
         for outcome in outcomes:
-            print(f"{outcome.artifact_dir}  [{outcome.format}, {outcome.manifest.exporter}, {outcome.export_seconds:.1f}s]")
+            print(
+                f"{outcome.artifact_dir}  [{outcome.format}, {outcome.manifest.exporter}, {outcome.export_seconds:.1f}s]"
+            )
             print(format_report(outcome.parity))
     return _parity_exit(o.passed for o in outcomes)
 
@@ -136,6 +165,7 @@ def _parity_exit(passed: Any) -> int:
 
 
 # ----------------------------------------------------------------------------- validate / inspect
+
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``tvdeploy validate ARTIFACT``."""
@@ -165,25 +195,34 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         parity = manifest.parity or {}
         rows = [
-            ("name", manifest.name), ("architecture", manifest.architecture), ("weights", manifest.weights),
-            ("pretrained", manifest.pretrained), ("format", manifest.format), ("precision", manifest.precision),
-            ("exporter", manifest.exporter), ("opset", manifest.opset),
+            ("name", manifest.name),
+            ("architecture", manifest.architecture),
+            ("weights", manifest.weights),
+            ("pretrained", manifest.pretrained),
+            ("format", manifest.format),
+            ("precision", manifest.precision),
+            ("exporter", manifest.exporter),
+            ("opset", manifest.opset),
             ("input", f"{manifest.input.name} {manifest.input.shape} {manifest.input.dtype} {manifest.input.layout}"),
             ("output", f"{manifest.output.name} {manifest.output.shape} ({manifest.output.meaning})"),
             ("preprocess", manifest.preprocess.describe()),
             ("classes", f"{manifest.num_classes} ({', '.join(manifest.labels[:3])}, ...)"),
             ("parity", "passed" if parity.get("passed") else ("FAILED" if parity else "not run")),
-            ("created", manifest.created), ("schema", manifest.schema_version),
+            ("created", manifest.created),
+            ("schema", manifest.schema_version),
         ]
         for key, value in rows:
             print(f"{key:<13} {value}")
         for entry in manifest.files:
-            print(f"{'file':<13} {entry.path} {entry.bytes / 1e6:.1f} MB sha256 {entry.sha256[:16]}... {checks[entry.path]}")
+            print(
+                f"{'file':<13} {entry.path} {entry.bytes / 1e6:.1f} MB sha256 {entry.sha256[:16]}... {checks[entry.path]}"
+            )
         print(f"{'versions':<13} " + ", ".join(f"{k} {v}" for k, v in manifest.versions.items()))
     return EXIT_OK if all(v == "ok" for v in checks.values()) else 1
 
 
 # ----------------------------------------------------------------------------- predict
+
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``tvdeploy predict ARTIFACT PATH...``: exit 1 when any input failed."""
@@ -193,11 +232,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     inputs = collect_inputs(args.paths)
     if not inputs.files:
-        raise UserInputError("no images found in " + ", ".join(args.paths),
-                             hint="pass image files or directories that hold images")
-    classifier = load(args.artifact, provider=args.provider, verify=not args.no_verify,
-                      session_config=SessionConfig(intra_op_threads=args.threads), batch_size=args.batch_size,
-                      exif_transpose=not args.no_exif, max_pixels=args.max_pixels, decode_workers=args.workers)
+        raise UserInputError(
+            "no images found in " + ", ".join(args.paths), hint="pass image files or directories that hold images"
+        )
+    classifier = load(
+        args.artifact,
+        provider=args.provider,
+        verify=not args.no_verify,
+        session_config=SessionConfig(intra_op_threads=args.threads),
+        batch_size=args.batch_size,
+        exif_transpose=not args.no_exif,
+        max_pixels=args.max_pixels,
+        decode_workers=args.workers,
+    )
     failed = 0
     with classifier, _progress(len(inputs.files), enabled=not args.quiet) as bar:
         for result in classifier.predict_stream(inputs.files, top_k=args.top_k):
@@ -229,6 +276,7 @@ def _format_result(result: Any) -> str:
 
 # ----------------------------------------------------------------------------- bench
 
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -244,32 +292,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tvdeploy.bench import report as output
     from tvdeploy.bench.run import BenchConfig, run_benchmark
     from tvdeploy.bench.targets import (
-        artifact_target, default_cache_dir, eager_target_for, model_targets, parse_backends,
+        artifact_target,
+        default_cache_dir,
+        eager_target_for,
+        model_targets,
+        parse_backends,
     )
     from tvdeploy.export.inputs import photo_paths
 
     if bool(args.model) == bool(args.artifacts):
         raise UserInputError("give either --model NAME or one or more ARTIFACT directories")
     if args.model:
-        targets = model_targets(args.model, args.weights, parse_backends(args.backends),
-                                args.cache_dir or default_cache_dir())
+        targets = model_targets(
+            args.model, args.weights, parse_backends(args.backends), args.cache_dir or default_cache_dir()
+        )
     else:
         artifacts = [artifact_target(path) for path in args.artifacts]
         if len({t.name for t in artifacts}) < len(artifacts):
-            for target, path in zip(artifacts, args.artifacts):
+            for target, path in zip(artifacts, args.artifacts, strict=False):
                 target.name = str(path)
         wanted = parse_backends(args.backends, allowed=[t.backend for t in artifacts])
         targets = [t for t in artifacts if t.backend in wanted]
         if not targets:
-            raise UserInputError(f"none of the artifacts is of the backends {', '.join(wanted)}",
-                                 hint="the artifacts are " + ", ".join(f"{t.name} ({t.backend})" for t in artifacts))
+            raise UserInputError(
+                f"none of the artifacts is of the backends {', '.join(wanted)}",
+                hint="the artifacts are " + ", ".join(f"{t.name} ({t.backend})" for t in artifacts),
+            )
         if "eager" in wanted and artifacts[0].manifest is not None:
             targets.insert(0, eager_target_for(artifacts[0].manifest))
     images = [Path(p) for p in args.images] if args.images else photo_paths()
-    config = BenchConfig(batch_sizes=args.batch_sizes, warmup=args.warmup,
-                         iterations=None if args.time_budget else args.iterations, time_budget_s=args.time_budget,
-                         provider=args.provider, threads=args.threads, e2e=args.e2e, bare=args.bare,
-                         cold_start=not args.no_cold_start, images=images)
+    config = BenchConfig(
+        batch_sizes=args.batch_sizes,
+        warmup=args.warmup,
+        iterations=None if args.time_budget else args.iterations,
+        time_budget_s=args.time_budget,
+        provider=args.provider,
+        threads=args.threads,
+        e2e=args.e2e,
+        bare=args.bare,
+        cold_start=not args.no_cold_start,
+        images=images,
+    )
     report = run_benchmark(targets, config)
     report.command = "tvdeploy " + " ".join(args.argv)
     print(output.format_table(report))
@@ -283,6 +346,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command (choices and help read the format registry)."""
@@ -304,26 +368,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_list)
 
-    p = sub.add_parser("export", help="export a model to " + ", ".join(FORMATS) + " with a parity check",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="formats:\n" + "\n".join(f"  {name:<12} {spec.summary} [{spec.extra} extra]"
-                                                         for name, spec in FORMATS.items())
-                       + f"\n  {ALL:<12} every format whose extra is installed")
+    p = sub.add_parser(
+        "export",
+        help="export a model to " + ", ".join(FORMATS) + " with a parity check",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="formats:\n"
+        + "\n".join(f"  {name:<12} {spec.summary} [{spec.extra} extra]" for name, spec in FORMATS.items())
+        + f"\n  {ALL:<12} every format whose extra is installed",
+    )
     p.add_argument("--model", required=True, help="torchvision model name (see `tvdeploy list`)")
     p.add_argument("--format", default="onnx", help=f"{', '.join(FORMATS)} or {ALL} (default: onnx)")
-    p.add_argument("--weights", default="DEFAULT",
-                   help="DEFAULT, a weights name (IMAGENET1K_V2), none (seeded random init) or a checkpoint PATH")
+    p.add_argument(
+        "--weights",
+        default="DEFAULT",
+        help="DEFAULT, a weights name (IMAGENET1K_V2), none (seeded random init) or a checkpoint PATH",
+    )
     p.add_argument("--labels", type=Path, help="class labels, one per line (for checkpoints)")
-    p.add_argument("--output", type=Path,
-                   help="artifact directory (default ./artifacts/<name>-<format>); with --format all, the parent")
+    p.add_argument(
+        "--output",
+        type=Path,
+        help="artifact directory (default ./artifacts/<name>-<format>); with --format all, the parent",
+    )
     p.add_argument("--name", help="artifact name (default: the model name)")
     p.add_argument("--opset", type=_positive_int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="numeric precision (default fp32)")
-    p.add_argument("--static-batch", type=_positive_int, metavar="N",
-                   help="fix the batch axis to N (default: a dynamic batch axis)")
-    p.add_argument("--max-batch", type=_positive_int, default=DEFAULT_MAX_BATCH,
-                   help="largest batch of formats that plan memory for one, i.e. executorch "
-                        f"(default {DEFAULT_MAX_BATCH})")
+    p.add_argument(
+        "--static-batch",
+        type=_positive_int,
+        metavar="N",
+        help="fix the batch axis to N (default: a dynamic batch axis)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=_positive_int,
+        default=DEFAULT_MAX_BATCH,
+        help=f"largest batch of formats that plan memory for one, i.e. executorch (default {DEFAULT_MAX_BATCH})",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of random init and parity noise (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -347,8 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the whole manifest as JSON")
     p.set_defaults(handler=cmd_inspect)
 
-    p = sub.add_parser("predict", help="classify images with an artifact (no torch needed for "
-                       + " or ".join(n for n, f in FORMATS.items() if not f.torch_runtime) + ")")
+    p = sub.add_parser(
+        "predict",
+        help="classify images with an artifact (no torch needed for "
+        + " or ".join(n for n, f in FORMATS.items() if not f.torch_runtime)
+        + ")",
+    )
     p.add_argument("artifact", type=Path, metavar="ARTIFACT")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and directories (walked recursively)")
     p.add_argument("--top-k", type=_positive_int, default=5, help="predictions per image (default 5)")
@@ -356,8 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument("--workers", type=_positive_int, help="decoding threads (default: one per usable core)")
-    p.add_argument("--max-pixels", type=_positive_int, default=89_478_485,
-                   help="refuse larger images as decompression bombs (default 89478485)")
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=89_478_485,
+        help="refuse larger images as decompression bombs (default 89478485)",
+    )
     p.add_argument("--no-exif", action="store_true", help="ignore EXIF orientation")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model file")
     p.add_argument("--json", action="store_true", help="one JSON line per input, as soon as it is done")
@@ -367,8 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifacts", nargs="*", type=Path, metavar="ARTIFACT", help="artifact directories to compare")
     p.add_argument("--model", help="benchmark a catalog model (exports what it needs into the cache first)")
     p.add_argument("--weights", default="DEFAULT", help="weights for --model (default DEFAULT; none for random init)")
-    p.add_argument("--backends", help=f"comma-separated: {', '.join(backend_names())} "
-                                      "(default with --model: eager and every format whose extra is installed)")
+    p.add_argument(
+        "--backends",
+        help=f"comma-separated: {', '.join(backend_names())} "
+        "(default with --model: eager and every format whose extra is installed)",
+    )
     p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
     p.add_argument("--batch-sizes", type=_int_list, default=[1], help="e.g. 1,8,32 (default 1)")
     p.add_argument("--threads", type=int, help="intra-op threads for every backend (default: the libraries' own)")
@@ -378,9 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--time-budget", type=float, help="seconds per batch size instead of a fixed count")
     p.add_argument("--e2e", action="store_true", help="also time the full predict path from image files")
     p.add_argument("--images", nargs="+", help="image files for --e2e (default: the parity photos)")
-    p.add_argument("--bare", "--bare-ort", dest="bare", action="store_true",
-                   help="also time the backends' own call (session.run, infer_request.infer, ...) without tvdeploy's "
-                        "runner around it (bench overhead check)")
+    p.add_argument(
+        "--bare",
+        "--bare-ort",
+        dest="bare",
+        action="store_true",
+        help="also time the backends' own call (session.run, infer_request.infer, ...) without tvdeploy's "
+        "runner around it (bench overhead check)",
+    )
     p.add_argument("--no-cold-start", action="store_true", help="skip the cold-start / peak-RSS subprocesses")
     p.add_argument("--cache-dir", type=Path, help="where --model keeps its exports (default ~/.cache/tvdeploy/bench)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report")
@@ -394,8 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("tvdeploy: %(message)s" if level > logging.DEBUG
-                                           else "%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("tvdeploy: %(message)s" if level > logging.DEBUG else "%(levelname)s %(name)s: %(message)s")
+    )
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False  # some backends (executorch) configure the root logger on import

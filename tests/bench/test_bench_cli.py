@@ -19,10 +19,33 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("bench")
     from tvdeploy.cli import main
 
-    code = main(["bench", "--model", "mobilenet_v3_small", "--weights", "none", "--backends", "eager,onnx",
-                 "--batch-sizes", "1,2", "--iterations", "3", "--warmup", "1", "--e2e", "--bare-ort",
-                 "--cache-dir", str(root / "cache"), "--json", str(root / "out.json"),
-                 "--markdown", str(root / "out.md"), "--plot", str(root / "out.png")])
+    code = main(
+        [
+            "bench",
+            "--model",
+            "mobilenet_v3_small",
+            "--weights",
+            "none",
+            "--backends",
+            "eager,onnx",
+            "--batch-sizes",
+            "1,2",
+            "--iterations",
+            "3",
+            "--warmup",
+            "1",
+            "--e2e",
+            "--bare-ort",
+            "--cache-dir",
+            str(root / "cache"),
+            "--json",
+            str(root / "out.json"),
+            "--markdown",
+            str(root / "out.md"),
+            "--plot",
+            str(root / "out.png"),
+        ]
+    )
     assert code == 0
     return root, json.loads((root / "out.json").read_text())
 
@@ -34,7 +57,8 @@ def test_json_report_has_the_documented_fields(bench_run) -> None:
     assert {"onnxruntime", "torch", "tvdeploy"} <= set(report["versions"])
     rows = report["results"]
     assert {(r["backend"], r["mode"], r["batch_size"]) for r in rows} == {
-        (b, m, n) for b in ("eager", "onnx") for m in ("model", "e2e") for n in (1, 2)} | {("onnx", "bare", 1), ("onnx", "bare", 2)}
+        (b, m, n) for b in ("eager", "onnx") for m in ("model", "e2e") for n in (1, 2)
+    } | {("onnx", "bare", 1), ("onnx", "bare", 2)}
     for row in rows:
         assert set(row["latency_ms"]) == {"mean", "min", "max", "p50", "p90", "p99"}
         lat = row["latency_ms"]
@@ -63,12 +87,23 @@ def test_two_artifacts_are_compared_by_name(bench_run, tmp_path: Path, capsys) -
     source = next((root / "cache").glob("*-onnx"))
     shutil.copytree(source, tmp_path / "fp32-a")
     shutil.copytree(source, tmp_path / "fp32-b")
-    code, out, _ = run_cli(capsys, "bench", tmp_path / "fp32-a", tmp_path / "fp32-b", "--iterations", "2",
-                           "--no-cold-start", "--json", tmp_path / "two.json")
+    code, out, _ = run_cli(
+        capsys,
+        "bench",
+        tmp_path / "fp32-a",
+        tmp_path / "fp32-b",
+        "--iterations",
+        "2",
+        "--no-cold-start",
+        "--json",
+        tmp_path / "two.json",
+    )
     assert code == 0 and "fp32-a" in out and "fp32-b" in out
     rows = json.loads((tmp_path / "two.json").read_text())["results"]
-    assert [(r["name"], r["artifact"]) for r in rows] == [("fp32-a", str(tmp_path / "fp32-a")),
-                                                          ("fp32-b", str(tmp_path / "fp32-b"))]
+    assert [(r["name"], r["artifact"]) for r in rows] == [
+        ("fp32-a", str(tmp_path / "fp32-a")),
+        ("fp32-b", str(tmp_path / "fp32-b")),
+    ]
 
 
 def test_asking_for_a_backend_no_artifact_has(bench_run, capsys) -> None:

@@ -37,8 +37,9 @@ def test_time_budget_still_takes_the_minimum_samples() -> None:
     assert all(len(c.samples) >= 5 for c in calls)
 
 
-@pytest.mark.parametrize("kwargs", [{"batch_sizes": []}, {"batch_sizes": [0]}, {"iterations": None},
-                                    {"warmup": -1}, {"block_size": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"batch_sizes": []}, {"batch_sizes": [0]}, {"iterations": None}, {"warmup": -1}, {"block_size": 0}]
+)
 def test_bad_configs_are_user_errors(kwargs: dict) -> None:
     with pytest.raises(UserInputError):
         BenchConfig(**kwargs)

@@ -9,20 +9,35 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SLEEPY_BENCHMARK = '''
+SLEEPY_BENCHMARK = """
 import os, time
 
 def test_sleepy(benchmark):
     delay = float(os.environ["SLEEPY_DELAY"])
     benchmark.pedantic(time.sleep, args=(delay,), rounds=5, warmup_rounds=1)
-'''
+"""
 
 
 def _gate(tmp_path: Path, delay: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "bench_gate.py"), "--path", str(tmp_path / "test_sleepy.py"),
-         "--storage", str(tmp_path / "storage"), "--", "-q", "--rootdir", str(tmp_path), "-c", os.devnull],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "SLEEPY_DELAY": str(delay)},
+        [
+            sys.executable,
+            str(ROOT / "tools" / "bench_gate.py"),
+            "--path",
+            str(tmp_path / "test_sleepy.py"),
+            "--storage",
+            str(tmp_path / "storage"),
+            "--",
+            "-q",
+            "--rootdir",
+            str(tmp_path),
+            "-c",
+            os.devnull,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SLEEPY_DELAY": str(delay)},
     )
 
 

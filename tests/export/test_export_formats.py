@@ -15,16 +15,28 @@ from tvdeploy.runtime.hashing import sha256_file
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, ten_class_checkpoint: tuple[Path, Path]) -> dict[str, ExportOutcome]:
+def exported(
+    tmp_path_factory: pytest.TempPathFactory, ten_class_checkpoint: tuple[Path, Path]
+) -> dict[str, ExportOutcome]:
     path, labels = ten_class_checkpoint
     out = tmp_path_factory.mktemp("exports")
-    outcomes = export_model(ExportRequest("resnet18", ["onnx", "torchscript", "pt2"], weights=str(path),
-                                          labels_file=labels, output=out, progress=False))
+    outcomes = export_model(
+        ExportRequest(
+            "resnet18",
+            ["onnx", "torchscript", "pt2"],
+            weights=str(path),
+            labels_file=labels,
+            output=out,
+            progress=False,
+        )
+    )
     return {o.format: o for o in outcomes}
 
 
 @pytest.fixture(scope="module")
-def eager_and_photos(ten_class_checkpoint: tuple[Path, Path], photos: dict[str, Image.Image]) -> tuple[torch.nn.Module, torch.Tensor]:
+def eager_and_photos(
+    ten_class_checkpoint: tuple[Path, Path], photos: dict[str, Image.Image]
+) -> tuple[torch.nn.Module, torch.Tensor]:
     """The user's own eager pipeline: the state dict in a torchvision resnet18, the weights' transforms."""
     from torchvision import models
 
@@ -74,7 +86,9 @@ def test_onnx_file_matches_eager_in_onnxruntime(exported: dict[str, ExportOutcom
     _check(lambda x: session.run(None, {"input": x.numpy()})[0], *eager_and_photos)
 
 
-def test_torchscript_file_matches_eager_with_torch_jit_load(exported: dict[str, ExportOutcome], eager_and_photos) -> None:
+def test_torchscript_file_matches_eager_with_torch_jit_load(
+    exported: dict[str, ExportOutcome], eager_and_photos
+) -> None:
     module = torch.jit.load(str(exported["torchscript"].artifact_dir / "model.torchscript.pt"))
     _check(lambda x: module(x).detach().numpy(), *eager_and_photos)
 

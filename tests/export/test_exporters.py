@@ -14,12 +14,16 @@ from tvdeploy.runtime import load
 
 
 def _export(tmp_path: Path, fmt: str) -> Path:
-    outcome, = export_model(ExportRequest("squeezenet1_1", [fmt], weights="none", output=tmp_path / fmt, progress=False))
+    (outcome,) = export_model(
+        ExportRequest("squeezenet1_1", [fmt], weights="none", output=tmp_path / fmt, progress=False)
+    )
     assert outcome.passed, outcome.parity.failures
     return outcome.artifact_dir
 
 
-def test_big_models_get_external_data_and_it_is_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, photo_files) -> None:
+def test_big_models_get_external_data_and_it_is_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, photo_files
+) -> None:
     monkeypatch.setattr(onnx_exporter, "EXTERNAL_DATA_THRESHOLD", 0)  # pretend squeezenet is over 2 GB
     artifact = _export(tmp_path, "onnx")
     manifest = json.loads((artifact / "tvdeploy.json").read_text())
@@ -59,11 +63,15 @@ def test_trace_failure_falls_back_to_script(tmp_path: Path, monkeypatch: pytest.
     assert manifest["exporter"] == "torch.jit.script"
 
 
-def test_every_exporter_failing_is_an_export_error_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_exporter_failing_is_an_export_error_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def always_fails(self, job, out_dir, strategy):
         raise RuntimeError(f"{strategy} broke")
 
     monkeypatch.setattr(onnx_exporter.OnnxExporter, "produce", always_fails)
-    with pytest.raises(ExportError, match="dynamo: RuntimeError: dynamo broke; torchscript: RuntimeError: torchscript broke"):
+    with pytest.raises(
+        ExportError, match="dynamo: RuntimeError: dynamo broke; torchscript: RuntimeError: torchscript broke"
+    ):
         export_model(ExportRequest("squeezenet1_1", ["onnx"], weights="none", output=tmp_path / "x", progress=False))
     assert list(tmp_path.iterdir()) == []

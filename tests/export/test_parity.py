@@ -20,7 +20,12 @@ def _logits(seed: int = 0, n: int = 6, classes: int = 20) -> np.ndarray:
 def test_identical_outputs_pass_with_zero_diff() -> None:
     ref = _logits()
     report = compare_outputs("photos", ref, ref.copy(), [6], FP32, require_top1=True)
-    assert report.passed and report.max_abs_diff == 0 and report.top1_agreement == 1 and report.min_cosine == pytest.approx(1)
+    assert (
+        report.passed
+        and report.max_abs_diff == 0
+        and report.top1_agreement == 1
+        and report.min_cosine == pytest.approx(1)
+    )
 
 
 def test_small_noise_passes_and_reports_the_smallest_passing_atol() -> None:
@@ -167,9 +172,11 @@ def test_batches_are_cut_to_what_the_artifact_admits() -> None:
 
     batch = np.random.default_rng(0).standard_normal((7, 3, 224, 224), dtype=np.float32)
     whole = _LinearRunner().infer({"input": batch})["logits"]
-    for spec, sizes in ((TensorSpec("input", ["batch", 3, 224, 224]), [7]),
-                        (TensorSpec("input", ["batch", 3, 224, 224], max_batch=3), [3, 3, 1]),
-                        (TensorSpec("input", [4, 3, 224, 224]), [4, 4])):
+    for spec, sizes in (
+        (TensorSpec("input", ["batch", 3, 224, 224]), [7]),
+        (TensorSpec("input", ["batch", 3, 224, 224], max_batch=3), [3, 3, 1]),
+        (TensorSpec("input", [4, 3, 224, 224]), [4, 4]),
+    ):
         runner = Recording()
         out = infer_in_batches(runner, spec, "logits", batch)
         assert runner.sizes == sizes and out.shape == (7, 10)

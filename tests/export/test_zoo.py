@@ -1,7 +1,9 @@
 """The model-zoo sweep: every torchvision classifier to every format, with parity.
 
 Behind the ``zoo`` marker (hours on two cores): ``pytest -m zoo tests/export/test_zoo.py``.
-Each model appends its rows to ``$TVDEPLOY_ZOO_RESULTS`` (default
+The formats are every format of the registry whose extra is installed, or
+``$TVDEPLOY_ZOO_FORMATS`` (comma-separated); ``$TVDEPLOY_ZOO_MODELS`` limits the
+models. Each model appends its rows to ``$TVDEPLOY_ZOO_RESULTS`` (default
 ``docs/coverage.jsonl``); ``python tools/render_coverage.py`` turns them into
 ``docs/coverage.md``.
 """
@@ -18,22 +20,37 @@ import pytest
 
 from tvdeploy.export.pipeline import ExportRequest, export_model
 from tvdeploy.models.catalog import list_catalog
+from tvdeploy.runtime.formats import exportable_formats, get_format
 
 RESULTS = Path(os.environ.get("TVDEPLOY_ZOO_RESULTS", Path(__file__).parents[2] / "docs" / "coverage.jsonl"))
-MODELS = sorted(list_catalog(), key=lambda m: m.default_weights.num_params)
-FORMATS = ["onnx", "torchscript", "pt2"]
+MODELS = [
+    m
+    for m in sorted(list_catalog(), key=lambda m: m.default_weights.num_params)
+    if not os.environ.get("TVDEPLOY_ZOO_MODELS") or m.name in os.environ["TVDEPLOY_ZOO_MODELS"].split(",")
+]
+FORMATS = [
+    get_format(name).name for name in os.environ.get("TVDEPLOY_ZOO_FORMATS", "").split(",") if name
+] or exportable_formats()
 
 
 def _row(model: str, outcome) -> dict:
     sets = {s["name"]: s for s in outcome.parity.to_dict()["sets"]}
     return {
-        "model": model, "format": outcome.format, "exporter": outcome.manifest.exporter,
-        "passed": outcome.passed, "export_seconds": round(outcome.export_seconds, 1),
-        "photos_max_abs_diff": sets["photos"]["max_abs_diff"], "photos_atol_limit": sets["photos"]["atol_limit"],
-        "photos_top1": sets["photos"]["top1_agreement"], "photos_top5": sets["photos"]["top5_agreement"],
-        "photos_min_cosine": sets["photos"]["min_cosine"], "random_max_abs_diff": sets["random"]["max_abs_diff"],
-        "random_min_cosine": sets["random"]["min_cosine"], "max_abs_logit": sets["photos"]["max_abs_logit"],
-        "attempts": outcome.attempts, "failures": outcome.parity.failures,
+        "model": model,
+        "format": outcome.format,
+        "exporter": outcome.manifest.exporter,
+        "passed": outcome.passed,
+        "export_seconds": round(outcome.export_seconds, 1),
+        "photos_max_abs_diff": sets["photos"]["max_abs_diff"],
+        "photos_atol_limit": sets["photos"]["atol_limit"],
+        "photos_top1": sets["photos"]["top1_agreement"],
+        "photos_top5": sets["photos"]["top5_agreement"],
+        "photos_min_cosine": sets["photos"]["min_cosine"],
+        "random_max_abs_diff": sets["random"]["max_abs_diff"],
+        "random_min_cosine": sets["random"]["min_cosine"],
+        "max_abs_logit": sets["photos"]["max_abs_logit"],
+        "attempts": outcome.attempts,
+        "failures": outcome.parity.failures,
     }
 
 

@@ -7,7 +7,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tvdeploy.errors import ArtifactError, ProviderError
@@ -20,7 +19,7 @@ def test_predict_is_independent_of_batch_size(resnet18_artifacts, photo_files) -
         a, b = one.predict(photo_files, top_k=5), four.predict(photo_files, top_k=5)
     assert len(a) == len(photo_files)
     assert [[p.index for p in row] for row in a] == [[p.index for p in row] for row in b]
-    for row_a, row_b in zip(a, b):
+    for row_a, row_b in zip(a, b, strict=False):
         assert [p.probability for p in row_a] == pytest.approx([p.probability for p in row_b], abs=1e-6)
         assert row_a[0].probability >= row_a[-1].probability
 

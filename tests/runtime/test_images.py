@@ -57,8 +57,9 @@ def test_transparency_is_composited_over_white(good: dict[str, Path]) -> None:
 
 
 def test_cmyk_and_grayscale_convert_like_pillow(good: dict[str, Path]) -> None:
-    np.testing.assert_array_equal(np.asarray(load_image(good["cmyk.jpg"])),
-                                  np.asarray(Image.open(good["cmyk.jpg"]).convert("RGB")))
+    np.testing.assert_array_equal(
+        np.asarray(load_image(good["cmyk.jpg"])), np.asarray(Image.open(good["cmyk.jpg"]).convert("RGB"))
+    )
     gray = np.asarray(load_image(good["gray_L.png"]))
     assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
 
@@ -85,10 +86,15 @@ def test_exif_rotated_photo_gives_the_upright_input(tmp_path: Path, photos) -> N
     assert np.abs(ignored - expected).mean() > 0.3
 
 
-@pytest.mark.parametrize("name, message", [
-    ("truncated.jpg", "truncated or corrupt"), ("empty.jpg", "empty file"),
-    ("not_an_image.png", "not an image"), ("bomb.png", "decompression bomb"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("truncated.jpg", "truncated or corrupt"),
+        ("empty.jpg", "empty file"),
+        ("not_an_image.png", "not an image"),
+        ("bomb.png", "decompression bomb"),
+    ],
+)
 def test_bad_files_raise_a_clear_error_naming_the_file(bad: dict[str, Path], name: str, message: str) -> None:
     with pytest.raises(ImageError) as info:
         load_image(bad[name])

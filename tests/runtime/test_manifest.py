@@ -7,17 +7,33 @@ import pytest
 
 from tvdeploy.errors import ArtifactError
 from tvdeploy.runtime.manifest import (
-    SCHEMA_VERSION, FileEntry, Manifest, OutputSpec, PreprocessSpec, TensorSpec, read_manifest, write_manifest,
+    SCHEMA_VERSION,
+    FileEntry,
+    Manifest,
+    OutputSpec,
+    PreprocessSpec,
+    TensorSpec,
+    read_manifest,
+    write_manifest,
 )
 
 
 def make_manifest(**changes) -> Manifest:
     fields = dict(
-        name="m", architecture="resnet18", weights="none", pretrained=False, format="onnx", precision="fp32",
-        opset=18, exporter="x", input=TensorSpec("input", ["batch", 3, 224, 224]),
+        name="m",
+        architecture="resnet18",
+        weights="none",
+        pretrained=False,
+        format="onnx",
+        precision="fp32",
+        opset=18,
+        exporter="x",
+        input=TensorSpec("input", ["batch", 3, 224, 224]),
         output=OutputSpec("logits", "logits", ["batch", 2]),
         preprocess=PreprocessSpec((256,), (224,), "bilinear", True, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-        labels=["a", "b"], files=[FileEntry("model.onnx", "0" * 64, 1)], versions={"tvdeploy": "0"},
+        labels=["a", "b"],
+        files=[FileEntry("model.onnx", "0" * 64, 1)],
+        versions={"tvdeploy": "0"},
     )
     fields.update(changes)
     return Manifest(**fields)
@@ -27,9 +43,15 @@ def test_round_trip(tmp_path: Path) -> None:
     manifest = make_manifest(parity={"passed": True})
     write_manifest(manifest, tmp_path)
     data = json.loads((tmp_path / "tvdeploy.json").read_text())
-    assert data["schema_version"] == SCHEMA_VERSION and list(data)[0] == "schema_version"
-    assert data["preprocess"] == {"resize_size": [256], "crop_size": [224], "interpolation": "bilinear",
-                                  "antialias": True, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    assert data["schema_version"] == SCHEMA_VERSION and next(iter(data)) == "schema_version"
+    assert data["preprocess"] == {
+        "resize_size": [256],
+        "crop_size": [224],
+        "interpolation": "bilinear",
+        "antialias": True,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.5, 0.5, 0.5],
+    }
     assert read_manifest(tmp_path) == manifest
 
 
@@ -51,7 +73,7 @@ def test_missing_keys_are_named(tmp_path: Path, key: str) -> None:
 
 
 def test_not_an_artifact_directory(tmp_path: Path) -> None:
-    with pytest.raises(ArtifactError, match="no tvdeploy.json"):
+    with pytest.raises(ArtifactError, match=r"no tvdeploy\.json"):
         read_manifest(tmp_path)
     (tmp_path / "tvdeploy.json").write_text("{broken")
     with pytest.raises(ArtifactError, match="cannot read"):

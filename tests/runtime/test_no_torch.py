@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-BLOCK_TORCH = textwrap.dedent('''
+BLOCK_TORCH = textwrap.dedent("""
     import importlib.abc, sys
 
     class _BlockTorch(importlib.abc.MetaPathFinder):
@@ -22,12 +22,17 @@ BLOCK_TORCH = textwrap.dedent('''
             return None
 
     sys.meta_path.insert(0, _BlockTorch())
-''')
+""")
 
 
 def _run_blocked(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + textwrap.dedent(code), *args], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH + textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 def test_blocker_really_blocks_torch() -> None:
@@ -36,7 +41,7 @@ def test_blocker_really_blocks_torch() -> None:
 
 
 def test_every_runtime_module_imports_without_torch() -> None:
-    proc = _run_blocked('''
+    proc = _run_blocked("""
         import importlib, pkgutil, sys
         import tvdeploy.runtime
         for module in pkgutil.walk_packages(tvdeploy.runtime.__path__, "tvdeploy.runtime."):
@@ -44,18 +49,22 @@ def test_every_runtime_module_imports_without_torch() -> None:
         import tvdeploy.cli
         assert not any(m.split(".")[0] in ("torch", "torchvision") for m in sys.modules)
         print("ok")
-    ''')
+    """)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
 def test_predict_without_torch_matches_eager_torchvision(resnet18_artifacts, photo_files) -> None:
-    proc = _run_blocked('''
+    proc = _run_blocked(
+        """
         import json, sys
         from tvdeploy.runtime import load
         clf = load(sys.argv[1])
         rows = clf.predict(sys.argv[2:], top_k=5)
         print(json.dumps([[p.to_dict() for p in row] for row in rows]))
-    ''', str(resnet18_artifacts["onnx"]), *map(str, photo_files))
+    """,
+        str(resnet18_artifacts["onnx"]),
+        *map(str, photo_files),
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
 
@@ -71,7 +80,7 @@ def test_predict_without_torch_matches_eager_torchvision(resnet18_artifacts, pho
         batch = torch.stack([transforms(Image.open(p).convert("RGB")) for p in photo_files])
         probabilities = model(batch).softmax(dim=1)
         top = probabilities.topk(5, dim=1)
-    for row, values, indices in zip(got, top.values.numpy(), top.indices.numpy()):
+    for row, values, indices in zip(got, top.values.numpy(), top.indices.numpy(), strict=False):
         assert [p["index"] for p in row] == indices.tolist()
         np.testing.assert_allclose([p["probability"] for p in row], values, atol=1e-4)
         np.testing.assert_allclose([p["probability"] for p in row], values, rtol=1e-3)  # random-init probs are small
@@ -79,20 +88,28 @@ def test_predict_without_torch_matches_eager_torchvision(resnet18_artifacts, pho
 
 
 def test_predict_cli_without_torch(resnet18_artifacts, photo_files) -> None:
-    proc = _run_blocked('''
+    proc = _run_blocked(
+        """
         import sys
         from tvdeploy.cli import main
         sys.exit(main(["predict", sys.argv[1], sys.argv[2], "--json", "--top-k", "2"]))
-    ''', str(resnet18_artifacts["onnx"]), str(photo_files[0]))
+    """,
+        str(resnet18_artifacts["onnx"]),
+        str(photo_files[0]),
+    )
     assert proc.returncode == 0, proc.stderr
     line = json.loads(proc.stdout)
     assert line["path"] == str(photo_files[0]) and len(line["predictions"]) == 2
 
 
 def test_torch_formats_explain_the_missing_extra(resnet18_artifacts) -> None:
-    proc = _run_blocked('''
+    proc = _run_blocked(
+        """
         import sys
         from tvdeploy.cli import main
         sys.exit(main(["predict", sys.argv[1], sys.argv[2]]))
-    ''', str(resnet18_artifacts["torchscript"]), str(Path(__file__)))
+    """,
+        str(resnet18_artifacts["torchscript"]),
+        str(Path(__file__)),
+    )
     assert proc.returncode == 2 and "needs torch" in proc.stderr and "Traceback" not in proc.stderr

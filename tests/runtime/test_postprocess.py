@@ -39,8 +39,11 @@ def test_decode_gives_typed_json_serialisable_predictions() -> None:
     assert [[p.label for p in row] for row in result] == [["dog", "fox"], ["cat", "dog"]]
     assert isinstance(result[0][0], Prediction) and result[0][0].index == 1
     assert result[0][0].probability == pytest.approx(np.exp(2) / (1 + np.exp(2) + np.exp(1)))
-    assert json.loads(json.dumps(result[1][0].to_dict())) == {"label": "cat", "index": 0,
-                                                              "probability": result[1][0].probability}
+    assert json.loads(json.dumps(result[1][0].to_dict())) == {
+        "label": "cat",
+        "index": 0,
+        "probability": result[1][0].probability,
+    }
 
 
 def test_label_count_mismatch_is_an_error() -> None:

@@ -6,21 +6,30 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import random_uint8_image
 from tvdeploy.export.eager import torchvision_transforms
 from tvdeploy.runtime.manifest import PreprocessSpec
 from tvdeploy.runtime.preprocess import ImagePreprocessor, center_crop_box, resized_size
-from tests.conftest import random_uint8_image
 
 
 def _distinct_presets() -> list[PreprocessSpec]:
     from tvdeploy.models.catalog import list_catalog
 
-    return sorted({w.preprocess for m in list_catalog() for w in m.weights},
-                  key=lambda p: (p.crop_size, p.resize_size, p.interpolation, p.mean))
+    return sorted(
+        {w.preprocess for m in list_catalog() for w in m.weights},
+        key=lambda p: (p.crop_size, p.resize_size, p.interpolation, p.mean),
+    )
 
 
 PRESETS = _distinct_presets()
-ODD_SIZES = [(1, 1), (2, 3), (512, 6), (6, 512), (223, 225), (257, 256)]  # (w, h): tiny, very wide, very tall, near-crop
+ODD_SIZES = [
+    (1, 1),
+    (2, 3),
+    (512, 6),
+    (6, 512),
+    (223, 225),
+    (257, 256),
+]  # (w, h): tiny, very wide, very tall, near-crop
 
 
 def test_the_catalog_has_the_expected_distinct_presets() -> None:
@@ -28,7 +37,9 @@ def test_the_catalog_has_the_expected_distinct_presets() -> None:
     assert {p.interpolation for p in PRESETS} == {"bilinear", "bicubic"}
 
 
-@pytest.mark.parametrize("spec", PRESETS, ids=lambda p: f"{p.resize_size[0]}-{p.crop_size[0]}-{p.interpolation}-{p.mean[0]}")
+@pytest.mark.parametrize(
+    "spec", PRESETS, ids=lambda p: f"{p.resize_size[0]}-{p.crop_size[0]}-{p.interpolation}-{p.mean[0]}"
+)
 def test_matches_torchvision_on_photos_and_odd_sizes(spec: PreprocessSpec, photos: dict[str, Image.Image]) -> None:
     ours, theirs = ImagePreprocessor(spec), torchvision_transforms(spec)
     images = list(photos.values()) + [Image.fromarray(random_uint8_image(i, size)) for i, size in enumerate(ODD_SIZES)]
@@ -45,21 +56,35 @@ def test_crop_larger_than_the_image_is_zero_padded_like_torchvision() -> None:
 
     image = Image.fromarray(random_uint8_image(5, (90, 64)))
     resized = F.resize(image, [64])
-    expected = F.normalize(F.convert_image_dtype(F.pil_to_tensor(F.center_crop(resized, [100, 120]))), spec.mean, spec.std)
+    expected = F.normalize(
+        F.convert_image_dtype(F.pil_to_tensor(F.center_crop(resized, [100, 120]))), spec.mean, spec.std
+    )
     got = ImagePreprocessor(spec)(image)
     assert got.shape == (3, 100, 120)
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
     assert got[0, 0, 0] == pytest.approx((0 - 0.5) / 0.25)  # the padding is black before normalization
 
 
-@pytest.mark.parametrize("height, width, size, expected", [
-    (480, 640, (256,), (256, 341)), (640, 480, (256,), (341, 256)), (1, 1, (224,), (224, 224)),
-    (3, 1000, (232,), (232, 77333)), (100, 100, (300, 200), (300, 200)),
-])
-def test_resized_size_follows_torchvision(height: int, width: int, size: tuple[int, ...], expected: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    "height, width, size, expected",
+    [
+        (480, 640, (256,), (256, 341)),
+        (640, 480, (256,), (341, 256)),
+        (1, 1, (224,), (224, 224)),
+        (3, 1000, (232,), (232, 77333)),
+        (100, 100, (300, 200), (300, 200)),
+    ],
+)
+def test_resized_size_follows_torchvision(
+    height: int, width: int, size: tuple[int, ...], expected: tuple[int, int]
+) -> None:
     from torchvision.transforms.functional import _compute_resized_output_size
 
-    assert resized_size(height, width, size) == expected == tuple(_compute_resized_output_size((height, width), list(size)))
+    assert (
+        resized_size(height, width, size)
+        == expected
+        == tuple(_compute_resized_output_size((height, width), list(size)))
+    )
 
 
 def test_center_crop_box_uses_torchvision_rounding() -> None:

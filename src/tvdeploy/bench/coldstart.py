@@ -21,8 +21,12 @@ import numpy as np
 
 def measure_in_subprocess(spec: dict[str, Any], timeout: float = 600) -> dict[str, float]:
     """Run this module in a new interpreter for ``spec`` and return what it measured."""
-    proc = subprocess.run([sys.executable, "-m", "tvdeploy.bench.coldstart", json.dumps(spec)],
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tvdeploy.bench.coldstart", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"cold-start measurement failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -53,16 +57,19 @@ def _measure(spec: dict[str, Any]) -> dict[str, float]:
         artifact = Path(spec["artifact"])
         manifest = read_manifest(artifact)
         input_spec = manifest.input
-        runner = runner_for_artifact(artifact, manifest, provider=spec["provider"],
-                                     config=SessionConfig(intra_op_threads=spec.get("threads")))
+        runner = runner_for_artifact(
+            artifact, manifest, provider=spec["provider"], config=SessionConfig(intra_op_threads=spec.get("threads"))
+        )
     height, width = input_spec.shape[2:4]
-    batch = np.random.default_rng(0).standard_normal((spec["batch_size"], 3, int(height), int(width)),
-                                                     dtype=np.float32)
+    batch = np.random.default_rng(0).standard_normal((spec["batch_size"], 3, int(height), int(width)), dtype=np.float32)
     with runner:
         runner.infer({input_spec.name: batch})
     done = time.perf_counter()
-    return {"import_ms": (imported - start) * 1000, "cold_start_ms": (done - imported) * 1000,
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "import_ms": (imported - start) * 1000,
+        "cold_start_ms": (done - imported) * 1000,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def peak_rss_mb() -> float:

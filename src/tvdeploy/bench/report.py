@@ -7,8 +7,22 @@ from pathlib import Path
 
 from tvdeploy.bench.run import BenchReport, BenchRow
 
-_HEADER = ("name", "backend", "mode", "batch", "mean ms", "p50 ms", "p90 ms", "p99 ms", "min ms", "img/s",
-           "cold ms", "RSS MB", "file MB", "vs eager")
+_HEADER = (
+    "name",
+    "backend",
+    "mode",
+    "batch",
+    "mean ms",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "min ms",
+    "img/s",
+    "cold ms",
+    "RSS MB",
+    "file MB",
+    "vs eager",
+)
 
 
 def _cells(row: BenchRow) -> list[str]:
@@ -17,22 +31,40 @@ def _cells(row: BenchRow) -> list[str]:
     def opt(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
-    return [row.name, row.backend, row.mode, str(row.batch_size), f"{lat.mean:.2f}", f"{lat.p50:.2f}",
-            f"{lat.p90:.2f}", f"{lat.p99:.2f}", f"{lat.min:.2f}", f"{row.throughput_ips:.1f}",
-            opt(row.cold_start_ms, ".0f"), opt(row.peak_rss_mb, ".0f"), opt(row.file_mb, ".1f"),
-            opt(row.speedup_vs_eager, ".2f") + ("x" if row.speedup_vs_eager is not None else "")]
+    return [
+        row.name,
+        row.backend,
+        row.mode,
+        str(row.batch_size),
+        f"{lat.mean:.2f}",
+        f"{lat.p50:.2f}",
+        f"{lat.p90:.2f}",
+        f"{lat.p99:.2f}",
+        f"{lat.min:.2f}",
+        f"{row.throughput_ips:.1f}",
+        opt(row.cold_start_ms, ".0f"),
+        opt(row.peak_rss_mb, ".0f"),
+        opt(row.file_mb, ".1f"),
+        opt(row.speedup_vs_eager, ".2f") + ("x" if row.speedup_vs_eager is not None else ""),
+    ]
 
 
 def format_table(report: BenchReport) -> str:
     """A fixed-width table for the terminal."""
     table = [list(_HEADER)] + [_cells(r) for r in report.rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(_HEADER))]
-    lines = ["  ".join(cell.rjust(w) if i >= 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-             for line in table]
+    lines = [
+        "  ".join(
+            cell.rjust(w) if i >= 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=False))
+        )
+        for line in table
+    ]
     lines.insert(1, "-" * len(lines[0]))
     machine = report.machine
-    lines.append(f"\n{machine['cpu_model']}, {machine['usable_cores']} usable cores, threads {machine['threads'] or 'default'}"
-                 f", provider {report.config.provider}")
+    lines.append(
+        f"\n{machine['cpu_model']}, {machine['usable_cores']} usable cores, threads {machine['threads'] or 'default'}"
+        f", provider {report.config.provider}"
+    )
     return "\n".join(lines)
 
 
@@ -41,9 +73,12 @@ def format_markdown(report: BenchReport) -> str:
     lines = ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in report.rows]
     machine = report.machine
-    lines += ["", f"Machine: {machine['cpu_model']}, {machine['logical_cores']} logical / {machine['usable_cores']} usable "
-              f"cores, threads {machine['threads'] or 'default'}, {machine['os']}, Python {machine['python']}.",
-              "Versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()) + "."]
+    lines += [
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['logical_cores']} logical / {machine['usable_cores']} usable "
+        f"cores, threads {machine['threads'] or 'default'}, {machine['os']}, Python {machine['python']}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()) + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,8 +79,13 @@ class BenchRow:
     def to_dict(self) -> dict[str, Any]:
         """One entry of the JSON report's ``results``."""
         return {
-            "backend": self.backend, "name": self.name, "artifact": self.artifact, "mode": self.mode,
-            "batch_size": self.batch_size, "latency_ms": self.latency.to_dict(), "iterations": self.latency.samples,
+            "backend": self.backend,
+            "name": self.name,
+            "artifact": self.artifact,
+            "mode": self.mode,
+            "batch_size": self.batch_size,
+            "latency_ms": self.latency.to_dict(),
+            "iterations": self.latency.samples,
             "throughput_ips": round(self.throughput_ips, 3),
             "cold_start_ms": None if self.cold_start_ms is None else round(self.cold_start_ms, 1),
             "peak_rss_mb": None if self.peak_rss_mb is None else round(self.peak_rss_mb, 1),
@@ -107,10 +113,16 @@ class BenchReport:
             "results": [row.to_dict() for row in self.rows],
             "machine": self.machine,
             "versions": self.versions,
-            "config": {"batch_sizes": self.config.batch_sizes, "warmup": self.config.warmup,
-                       "iterations": self.config.iterations, "time_budget_s": self.config.time_budget_s,
-                       "provider": self.config.provider, "resolved_provider": self.provider,
-                       "threads": self.config.threads, "e2e": self.config.e2e},
+            "config": {
+                "batch_sizes": self.config.batch_sizes,
+                "warmup": self.config.warmup,
+                "iterations": self.config.iterations,
+                "time_budget_s": self.config.time_budget_s,
+                "provider": self.config.provider,
+                "resolved_provider": self.provider,
+                "threads": self.config.threads,
+                "e2e": self.config.e2e,
+            },
         }
 
 
@@ -122,11 +134,15 @@ class _Call:
     samples: list[float] = field(default_factory=list)
 
 
-def _calls_for(target: BenchTarget, runner: Any, batch_size: int, config: BenchConfig,
-               files: Sequence[bytes]) -> list[_Call]:
+def _calls_for(
+    target: BenchTarget, runner: Any, batch_size: int, config: BenchConfig, files: Sequence[bytes]
+) -> list[_Call]:
     height, width = target.preprocess.crop_hw
-    feeds = {target.input_spec.name: np.random.default_rng(batch_size).standard_normal(
-        (batch_size, 3, height, width), dtype=np.float32)}
+    feeds = {
+        target.input_spec.name: np.random.default_rng(batch_size).standard_normal(
+            (batch_size, 3, height, width), dtype=np.float32
+        )
+    }
     calls = [_Call(target, "model", lambda: runner.infer(feeds))]
     bare = runner.bare_call(feeds) if config.bare else None
     if bare is not None:
@@ -177,9 +193,14 @@ def interleaved_samples(functions: Sequence[Callable[[], Any]], config: BenchCon
 
 
 def _cold_start(target: BenchTarget, config: BenchConfig, provider: str) -> dict[str, float]:
-    spec = {"backend": target.backend, "artifact": str(target.artifact) if target.artifact else None,
-            "provider": provider, "threads": config.threads, "batch_size": config.batch_sizes[0],
-            "source": target.source}
+    spec = {
+        "backend": target.backend,
+        "artifact": str(target.artifact) if target.artifact else None,
+        "provider": provider,
+        "threads": config.threads,
+        "batch_size": config.batch_sizes[0],
+        "source": target.source,
+    }
     try:
         return measure_in_subprocess(spec)
     except (RuntimeError, OSError) as exc:
@@ -208,20 +229,30 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
             fitting = [t for t in targets if t.runs_batch(batch_size)]
             for target in targets:
                 if target not in fitting:
-                    logger.warning("%s: batch %d is over the artifact's largest batch (%s); not timed",
-                                   target.name, batch_size, target.input_spec.max_batch)
+                    logger.warning(
+                        "%s: batch %d is over the artifact's largest batch (%s); not timed",
+                        target.name,
+                        batch_size,
+                        target.input_spec.max_batch,
+                    )
             logger.info("batch size %d: timing %s interleaved", batch_size, ", ".join(t.name for t in fitting))
             calls = [c for t in fitting for c in _calls_for(t, runners[t.name], batch_size, config, files)]
             _time_interleaved(calls, config)
             for call in calls:
                 target = call.target
-                rows.append(BenchRow(
-                    backend=target.backend, name=target.name,
-                    artifact=str(target.artifact) if target.artifact else None, mode=call.mode, batch_size=batch_size,
-                    latency=LatencyStats.from_seconds(call.samples),
-                    cold_start_ms=cold.get(target.name, {}).get("cold_start_ms"),
-                    peak_rss_mb=cold.get(target.name, {}).get("peak_rss_mb"), file_mb=target.file_mb,
-                ))
+                rows.append(
+                    BenchRow(
+                        backend=target.backend,
+                        name=target.name,
+                        artifact=str(target.artifact) if target.artifact else None,
+                        mode=call.mode,
+                        batch_size=batch_size,
+                        latency=LatencyStats.from_seconds(call.samples),
+                        cold_start_ms=cold.get(target.name, {}).get("cold_start_ms"),
+                        peak_rss_mb=cold.get(target.name, {}).get("peak_rss_mb"),
+                        file_mb=target.file_mb,
+                    )
+                )
     finally:
         for runner in runners.values():
             runner.deactivate()
@@ -229,11 +260,11 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
     return BenchReport(rows, config, machine_info(config.threads), bench_versions(), provider=provider)
 
 
-
 def _add_speedups(rows: list[BenchRow]) -> None:
     """Speedup against eager in the same mode and batch size, where eager was measured."""
     for row in rows:
-        eager = next((r for r in rows if r.backend == "eager" and r.mode == row.mode and r.batch_size == row.batch_size),
-                     None)
+        eager = next(
+            (r for r in rows if r.backend == "eager" and r.mode == row.mode and r.batch_size == row.batch_size), None
+        )
         if eager is not None:
             row.speedup_vs_eager = eager.latency.mean / row.latency.mean

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from tvdeploy.errors import UserInputError
 from tvdeploy.runtime.formats import EAGER, backend_names, exportable_formats
@@ -83,8 +84,9 @@ class BenchTarget:
             return EagerRunner(self.module, self.input_spec, self.output_name, device=provider)
         if self.artifact is None or self.manifest is None:
             raise UserInputError(f"bench target {self.name} has no artifact")
-        return runner_for_artifact(self.artifact, self.manifest, provider=provider,
-                                   config=SessionConfig(intra_op_threads=threads))
+        return runner_for_artifact(
+            self.artifact, self.manifest, provider=provider, config=SessionConfig(intra_op_threads=threads)
+        )
 
     def end_to_end(self, runner: Runner, top_k: int = 5) -> Callable[[Sequence[bytes]], Any]:
         """The whole predict path on encoded image files, for ``--e2e``.
@@ -123,16 +125,30 @@ def _eager_pipeline(module: Any, spec: PreprocessSpec, device: str, top_k: int) 
 def artifact_target(path: Path) -> BenchTarget:
     """A target for an existing artifact directory, named after the directory."""
     manifest = read_manifest(path)
-    return BenchTarget(name=path.name, backend=manifest.format, preprocess=manifest.preprocess,
-                       labels=manifest.labels, input_spec=manifest.input, output_name=manifest.output.name,
-                       artifact=path, manifest=manifest,
-                       source={"architecture": manifest.architecture, **manifest.source.to_dict()})
+    return BenchTarget(
+        name=path.name,
+        backend=manifest.format,
+        preprocess=manifest.preprocess,
+        labels=manifest.labels,
+        input_spec=manifest.input,
+        output_name=manifest.output.name,
+        artifact=path,
+        manifest=manifest,
+        source={"architecture": manifest.architecture, **manifest.source.to_dict()},
+    )
 
 
 def _eager_target(model: LoadedModel, input_spec: TensorSpec, output_name: str) -> BenchTarget:
-    return BenchTarget(name=EAGER, backend=EAGER, preprocess=model.preprocess, labels=model.labels,
-                       input_spec=input_spec, output_name=output_name, module=model.module,
-                       source={"architecture": model.architecture, **model.source.to_dict()})
+    return BenchTarget(
+        name=EAGER,
+        backend=EAGER,
+        preprocess=model.preprocess,
+        labels=model.labels,
+        input_spec=input_spec,
+        output_name=output_name,
+        module=model.module,
+        source={"architecture": model.architecture, **model.source.to_dict()},
+    )
 
 
 def eager_target_for(manifest: Manifest) -> BenchTarget:
@@ -142,7 +158,9 @@ def eager_target_for(manifest: Manifest) -> BenchTarget:
     return _eager_target(reference_model(manifest), manifest.input, manifest.output.name)
 
 
-def model_targets(model: str, weights: str, backends: Sequence[str], cache_dir: Path, seed: int = 0) -> list[BenchTarget]:
+def model_targets(
+    model: str, weights: str, backends: Sequence[str], cache_dir: Path, seed: int = 0
+) -> list[BenchTarget]:
     """Targets for ``--model``: exports the formats it needs into ``cache_dir`` (reused when up to date).
 
     The eager model is loaded once, for the export and the eager target alike.
@@ -160,8 +178,20 @@ def model_targets(model: str, weights: str, backends: Sequence[str], cache_dir: 
     loaded = load_model(model, weights, seed=seed, progress=False) if stale or EAGER in backends else None
     if stale:
         logger.info("exporting %s to %s for the benchmark (cache: %s)", model, ", ".join(stale), cache_dir)
-        export_model(ExportRequest(model, stale, weights=weights, output=cache_dir, name=slug, force=True,
-                                   seed=seed, progress=False, output_is_parent=True), model=loaded)
+        export_model(
+            ExportRequest(
+                model,
+                stale,
+                weights=weights,
+                output=cache_dir,
+                name=slug,
+                force=True,
+                seed=seed,
+                progress=False,
+                output_is_parent=True,
+            ),
+            model=loaded,
+        )
     targets: list[BenchTarget] = []
     if loaded is not None and EAGER in backends:
         input_spec, output_spec = tensor_specs(loaded, ExportOptions())

@@ -6,9 +6,10 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from tvdeploy.export.options import ExportOptions
 from tvdeploy.runtime.formats import FormatSpec

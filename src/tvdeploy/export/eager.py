@@ -15,12 +15,14 @@ def torchvision_transforms(spec: PreprocessSpec) -> Any:
     from torchvision.transforms import InterpolationMode
 
     resize = spec.resize_size[0] if len(spec.resize_size) == 1 else list(spec.resize_size)
-    return transforms.Compose([
-        transforms.Resize(resize, interpolation=InterpolationMode(spec.interpolation), antialias=spec.antialias),
-        transforms.CenterCrop(list(spec.crop_size)),
-        transforms.ToTensor(),
-        transforms.Normalize(mean=list(spec.mean), std=list(spec.std)),
-    ])
+    return transforms.Compose(
+        [
+            transforms.Resize(resize, interpolation=InterpolationMode(spec.interpolation), antialias=spec.antialias),
+            transforms.CenterCrop(list(spec.crop_size)),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=list(spec.mean), std=list(spec.std)),
+        ]
+    )
 
 
 class EagerRunner(TorchModuleRunner):
@@ -29,8 +31,9 @@ class EagerRunner(TorchModuleRunner):
     backend = "eager"
 
     def __init__(self, module: Any, input_spec: TensorSpec, output_name: str, device: str = "cpu") -> None:
-        super().__init__(input_name=input_spec.name, output_name=output_name, input_shape=input_spec.shape,
-                         device=device)
+        super().__init__(
+            input_name=input_spec.name, output_name=output_name, input_shape=input_spec.shape, device=device
+        )
         self.module = module
 
     def _load(self) -> None:

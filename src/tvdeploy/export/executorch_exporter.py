@@ -25,9 +25,13 @@ class ExecuTorchExporter:
         from executorch.exir import to_edge_transform_and_lower
 
         with quiet_torch():
-            program = torch.export.export(job.module, (job.example,),
-                                          dynamic_shapes=torch_batch_dims(job, job.options.max_batch))
+            program = torch.export.export(
+                job.module, (job.example,), dynamic_shapes=torch_batch_dims(job, job.options.max_batch)
+            )
             lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
             (out_dir / job.model_path).write_bytes(lowered.buffer)
-        return ExportResult(files=[job.model_path], exporter="executorch.exir.to_edge_transform_and_lower",
-                            details={"delegate": DELEGATE, "partitioner": "XnnpackPartitioner"})
+        return ExportResult(
+            files=[job.model_path],
+            exporter="executorch.exir.to_edge_transform_and_lower",
+            details={"delegate": DELEGATE, "partitioner": "XnnpackPartitioner"},
+        )

@@ -35,22 +35,37 @@ class OnnxExporter:
         with quiet_torch():
             if strategy == "dynamo":
                 torch.onnx.export(
-                    job.module, (job.example,), str(path), dynamo=True, opset_version=opset,
-                    input_names=[input_name], output_names=[output_name],
-                    dynamic_shapes=torch_batch_dims(job, EXPORT_BATCH_BOUND), external_data=large,
+                    job.module,
+                    (job.example,),
+                    str(path),
+                    dynamo=True,
+                    opset_version=opset,
+                    input_names=[input_name],
+                    output_names=[output_name],
+                    dynamic_shapes=torch_batch_dims(job, EXPORT_BATCH_BOUND),
+                    external_data=large,
                 )
             elif strategy == "torchscript":
                 axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if job.options.dynamic_batch else None
                 torch.onnx.export(
-                    job.module, (job.example,), str(path), dynamo=False, opset_version=opset,
-                    input_names=[input_name], output_names=[output_name],
-                    dynamic_axes=axes, do_constant_folding=True,
+                    job.module,
+                    (job.example,),
+                    str(path),
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=[input_name],
+                    output_names=[output_name],
+                    dynamic_axes=axes,
+                    do_constant_folding=True,
                 )
             else:
                 raise ValueError(f"unknown ONNX export strategy {strategy!r}")
         self._check(path)
-        return ExportResult(files=written_files(out_dir, job.spec),
-                            exporter=f"torch.onnx.export(dynamo={strategy == 'dynamo'})", opset=opset)
+        return ExportResult(
+            files=written_files(out_dir, job.spec),
+            exporter=f"torch.onnx.export(dynamo={strategy == 'dynamo'})",
+            opset=opset,
+        )
 
     def _check(self, path: Path) -> None:
         import onnx

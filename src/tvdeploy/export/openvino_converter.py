@@ -29,5 +29,9 @@ class OpenVinoConverter:
         source = job.source_dir / read_manifest(job.source_dir).model_file.path
         model = ov.convert_model(str(source))
         ov.save_model(model, str(out_dir / job.model_path), compress_to_fp16=job.options.precision != "fp32")
-        return ExportResult(files=written_files(out_dir, job.spec), exporter="openvino.convert_model(onnx)",
-                            opset=job.options.opset, details={"converted_from": "onnx"})
+        return ExportResult(
+            files=written_files(out_dir, job.spec),
+            exporter="openvino.convert_model(onnx)",
+            opset=job.options.opset,
+            details={"converted_from": "onnx"},
+        )

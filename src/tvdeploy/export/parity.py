@@ -9,8 +9,9 @@ differ from the manifest's fails too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,8 @@ class ParityReport:
     def failures(self) -> list[str]:
         """Why it failed, one line per failed criterion."""
         return [f"interface: {reason}" for reason in self.interface] + [
-            f"{s.name}: {reason}" for s in self.sets for reason in s.failures]
+            f"{s.name}: {reason}" for s in self.sets for reason in s.failures
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, as recorded in the manifest."""
@@ -86,14 +88,22 @@ def _row_cosine(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return np.where(both_zero, 1.0, cosine)
 
 
-def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, batch_sizes: list[int],
-                    criteria: ParityCriteria, require_top1: bool) -> SetReport:
+def compare_outputs(
+    name: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    batch_sizes: list[int],
+    criteria: ParityCriteria,
+    require_top1: bool,
+) -> SetReport:
     """Figures and verdict for two (N, C) output arrays."""
     failures: list[str] = []
     if reference.shape != candidate.shape:
         failures.append(f"output shapes differ: reference {reference.shape}, candidate {candidate.shape}")
         nan = float("nan")
-        return SetReport(name, batch_sizes, int(reference.shape[0]), nan, nan, nan, 0.0, 0.0, 0, nan, nan, nan, False, failures)
+        return SetReport(
+            name, batch_sizes, int(reference.shape[0]), nan, nan, nan, 0.0, 0.0, 0, nan, nan, nan, False, failures
+        )
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)
     finite = bool(np.isfinite(ref).all() and np.isfinite(cand).all())
@@ -118,10 +128,14 @@ def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, bat
     top5 = float((ref_top5 == cand_top5).all(axis=1).mean())
 
     if max_abs > limit:
-        failures.append(f"max |diff| {max_abs:.3g} > {limit:.3g} ({criteria.atol_scale:g} * (1 + max|logit| {max_logit:.3g}))")
+        failures.append(
+            f"max |diff| {max_abs:.3g} > {limit:.3g} ({criteria.atol_scale:g} * (1 + max|logit| {max_logit:.3g}))"
+        )
     if require_top1 and bool((np.ptp(ref, axis=1) == 0).all()):
-        failures.append("the reference gives every class the same score on every input: "
-                        "parity cannot tell a correct export from a broken one (check the model's head)")
+        failures.append(
+            "the reference gives every class the same score on every input: "
+            "parity cannot tell a correct export from a broken one (check the model's head)"
+        )
     min_cosine = float(np.nanmin(cosine))
     if not min_cosine >= criteria.min_cosine:
         failures.append(f"cosine similarity {min_cosine:.6f} < {criteria.min_cosine}")
@@ -129,16 +143,26 @@ def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, bat
     if require_top1 and effective_top1 < criteria.min_top1:
         failures.append(f"top-1 agreement {effective_top1:.1%} < {criteria.min_top1:.0%}")
     return SetReport(
-        name=name, batch_sizes=batch_sizes, samples=int(ref.shape[0]),
-        max_abs_diff=max_abs, max_rel_diff=max_rel, min_cosine=min_cosine,
-        top1_agreement=top1, top5_agreement=top5, top1_ties=int(ties.sum()),
-        max_abs_logit=max_logit, atol_limit=limit, min_passing_atol_scale=max_abs / (1.0 + max_logit),
-        passed=not failures, failures=failures,
+        name=name,
+        batch_sizes=batch_sizes,
+        samples=int(ref.shape[0]),
+        max_abs_diff=max_abs,
+        max_rel_diff=max_rel,
+        min_cosine=min_cosine,
+        top1_agreement=top1,
+        top5_agreement=top5,
+        top1_ties=int(ties.sum()),
+        max_abs_logit=max_logit,
+        atol_limit=limit,
+        min_passing_atol_scale=max_abs / (1.0 + max_logit),
+        passed=not failures,
+        failures=failures,
     )
 
 
-def run_sets(runner: Runner, input_sets: Sequence[InputSet],
-             specs: tuple[TensorSpec, OutputSpec] | None = None) -> list[np.ndarray]:
+def run_sets(
+    runner: Runner, input_sets: Sequence[InputSet], specs: tuple[TensorSpec, OutputSpec] | None = None
+) -> list[np.ndarray]:
     """A runner's outputs for every set (batches concatenated), e.g. to reuse a reference across formats.
 
     ``specs`` (the manifest's input and output) name the tensors and say which batch sizes the artifact
@@ -146,9 +170,15 @@ def run_sets(runner: Runner, input_sets: Sequence[InputSet],
     """
     input_spec = specs[0] if specs else TensorSpec(runner.inputs[0].name, list(runner.inputs[0].shape))
     output_name = specs[1].name if specs else runner.outputs[0].name
-    return [np.concatenate([np.asarray(infer_in_batches(runner, input_spec, output_name, batch), dtype=np.float32)
-                            for batch in input_set.batches])
-            for input_set in input_sets]
+    return [
+        np.concatenate(
+            [
+                np.asarray(infer_in_batches(runner, input_spec, output_name, batch), dtype=np.float32)
+                for batch in input_set.batches
+            ]
+        )
+        for input_set in input_sets
+    ]
 
 
 def interface_mismatches(runner: Runner, input_spec: TensorSpec, output_spec: OutputSpec) -> list[str]:
@@ -163,10 +193,15 @@ def interface_mismatches(runner: Runner, input_spec: TensorSpec, output_spec: Ou
     return problems
 
 
-def compare_runners(reference: Runner | list[np.ndarray], candidate: Runner, input_sets: Sequence[InputSet],
-                    criteria: ParityCriteria = FP32_CRITERIA, precision: str = "fp32",
-                    reference_name: str = "eager",
-                    expected: tuple[TensorSpec, OutputSpec] | None = None) -> ParityReport:
+def compare_runners(
+    reference: Runner | list[np.ndarray],
+    candidate: Runner,
+    input_sets: Sequence[InputSet],
+    criteria: ParityCriteria = FP32_CRITERIA,
+    precision: str = "fp32",
+    reference_name: str = "eager",
+    expected: tuple[TensorSpec, OutputSpec] | None = None,
+) -> ParityReport:
     """Run the candidate (and the reference, unless its outputs are given) on every set and compare.
 
     ``expected``: the manifest's input and output specs; the candidate's own tensor
@@ -177,21 +212,29 @@ def compare_runners(reference: Runner | list[np.ndarray], candidate: Runner, inp
         reference = run_sets(reference, input_sets)
     interface = interface_mismatches(candidate, *expected) if expected is not None else []
     if interface:
-        return ParityReport(reference=reference_name, candidate=candidate.backend, precision=precision,
-                            criteria=criteria, sets=[], interface=interface)
+        return ParityReport(
+            reference=reference_name,
+            candidate=candidate.backend,
+            precision=precision,
+            criteria=criteria,
+            sets=[],
+            interface=interface,
+        )
     candidate_outputs = run_sets(candidate, input_sets, expected)
     reports = [
         compare_outputs(s.name, ref_out, cand_out, s.batch_sizes, criteria, s.require_top1)
-        for s, ref_out, cand_out in zip(input_sets, reference, candidate_outputs)
+        for s, ref_out, cand_out in zip(input_sets, reference, candidate_outputs, strict=False)
     ]
-    return ParityReport(reference=reference_name, candidate=candidate.backend, precision=precision,
-                        criteria=criteria, sets=reports)
+    return ParityReport(
+        reference=reference_name, candidate=candidate.backend, precision=precision, criteria=criteria, sets=reports
+    )
 
 
 def format_report(report: ParityReport) -> str:
     """A short human-readable table."""
-    lines = [f"parity {report.candidate} vs {report.reference} ({report.precision}): "
-             f"{'PASS' if report.passed else 'FAIL'}"]
+    lines = [
+        f"parity {report.candidate} vs {report.reference} ({report.precision}): {'PASS' if report.passed else 'FAIL'}"
+    ]
     lines.extend(f"  FAIL interface: {reason}" for reason in report.interface)
     for s in report.sets:
         lines.append(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import shutil
-import time
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from tvdeploy.runtime.manifest import (
 from tvdeploy.runtime.runners import runner_for_artifact
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class ExportRequest:
@@ -79,9 +80,15 @@ class ExportOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
-        return {"format": self.format, "artifact": str(self.artifact_dir), "exporter": self.manifest.exporter,
-                "passed": self.passed, "export_seconds": round(self.export_seconds, 3),
-                "attempts": self.attempts, "parity": self.parity.to_dict()}
+        return {
+            "format": self.format,
+            "artifact": str(self.artifact_dir),
+            "exporter": self.manifest.exporter,
+            "passed": self.passed,
+            "export_seconds": round(self.export_seconds, 3),
+            "attempts": self.attempts,
+            "parity": self.parity.to_dict(),
+        }
 
 
 def artifact_dir_for(request: ExportRequest, fmt: str) -> Path:
@@ -109,23 +116,37 @@ class _Step:
             logger.info("%s: done in %.1fs", self.message, time.perf_counter() - self.start)
 
 
-def tensor_specs(model: LoadedModel, options: ExportOptions, spec: FormatSpec | None = None) -> tuple[TensorSpec, OutputSpec]:
+def tensor_specs(
+    model: LoadedModel, options: ExportOptions, spec: FormatSpec | None = None
+) -> tuple[TensorSpec, OutputSpec]:
     """The manifest's input and output specs of a new export: the only source of tensor names and shapes."""
     height, width = model.preprocess.crop_hw
     batch = options.batch_axis()
     max_batch = options.max_batch if options.dynamic_batch and spec is not None and spec.bounded_batch else None
-    return (TensorSpec(DEFAULT_INPUT_NAME, [batch, 3, height, width], max_batch=max_batch),
-            OutputSpec(DEFAULT_OUTPUT_NAME, "logits", [batch, model.num_classes]))
+    return (
+        TensorSpec(DEFAULT_INPUT_NAME, [batch, 3, height, width], max_batch=max_batch),
+        OutputSpec(DEFAULT_OUTPUT_NAME, "logits", [batch, model.num_classes]),
+    )
 
 
 def build_manifest(model: LoadedModel, job: ProduceJob, result: ExportResult, directory: Path, name: str) -> Manifest:
     """The manifest of a freshly produced model file set."""
     return Manifest(
-        name=name, architecture=model.architecture, weights=model.weights_id, pretrained=model.pretrained,
-        format=job.spec.name, precision=job.options.precision, opset=result.opset, exporter=result.exporter,
-        input=job.input_spec, output=job.output_spec, preprocess=model.preprocess, labels=list(model.labels),
+        name=name,
+        architecture=model.architecture,
+        weights=model.weights_id,
+        pretrained=model.pretrained,
+        format=job.spec.name,
+        precision=job.options.precision,
+        opset=result.opset,
+        exporter=result.exporter,
+        input=job.input_spec,
+        output=job.output_spec,
+        preprocess=model.preprocess,
+        labels=list(model.labels),
         files=[FileEntry(f, sha256_file(directory / f), (directory / f).stat().st_size) for f in result.files],
-        versions=tool_versions(), source=model.source,
+        versions=tool_versions(),
+        source=model.source,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
 
@@ -135,9 +156,15 @@ def _clear(directory: Path) -> None:
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
-def _produce(model: LoadedModel, spec: FormatSpec, request: ExportRequest, directory: Path,
-             input_sets: list[InputSet], reference: list[np.ndarray],
-             source_dir: Path | None) -> tuple[Manifest, ParityReport, list[dict[str, Any]]]:
+def _produce(
+    model: LoadedModel,
+    spec: FormatSpec,
+    request: ExportRequest,
+    directory: Path,
+    input_sets: list[InputSet],
+    reference: list[np.ndarray],
+    source_dir: Path | None,
+) -> tuple[Manifest, ParityReport, list[dict[str, Any]]]:
     """Try the format's strategies in order until one writes files that pass parity."""
     import torch
 
@@ -146,8 +173,15 @@ def _produce(model: LoadedModel, spec: FormatSpec, request: ExportRequest, direc
     height, width = model.preprocess.crop_hw
     batch = 2 if request.options.dynamic_batch else request.options.batch_size  # 2: torch.export specialises 0/1
     example = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(request.seed))
-    job = ProduceJob(spec=spec, options=request.options, input_spec=input_spec, output_spec=output_spec,
-                     module=model.module, example=example, source_dir=source_dir)
+    job = ProduceJob(
+        spec=spec,
+        options=request.options,
+        input_spec=input_spec,
+        output_spec=output_spec,
+        module=model.module,
+        example=example,
+        source_dir=source_dir,
+    )
     attempts: list[dict[str, Any]] = []
     last: tuple[Manifest, ParityReport] | None = None
     for strategy in producer.strategies:
@@ -164,12 +198,19 @@ def _produce(model: LoadedModel, spec: FormatSpec, request: ExportRequest, direc
         manifest = build_manifest(model, job, result, directory, request.name or model.architecture)
         manifest.export_info = dict(result.details)
         with _Step(f"parity {spec.name}"), runner_for_artifact(directory, manifest) as runner:
-            report = compare_runners(reference, runner, input_sets, criteria=spec.criteria_for(manifest.precision),
-                                     precision=manifest.precision, expected=(input_spec, output_spec))
+            report = compare_runners(
+                reference,
+                runner,
+                input_sets,
+                criteria=spec.criteria_for(manifest.precision),
+                precision=manifest.precision,
+                expected=(input_spec, output_spec),
+            )
         logger.info("parity %s: %s", spec.name, "PASS" if report.passed else "FAIL: " + "; ".join(report.failures))
         logger.debug("%s", format_report(report))
-        attempts.append({"strategy": strategy, "exported": True, "exporter": result.exporter,
-                         "parity_passed": report.passed})
+        attempts.append(
+            {"strategy": strategy, "exported": True, "exporter": result.exporter, "parity_passed": report.passed}
+        )
         last = (manifest, report)
         if report.passed:
             break
@@ -215,21 +256,24 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
     for spec in specs.values():
         missing = spec.missing_for_export()
         if missing:
-            raise MissingDependencyError(f"exporting to {spec.name} needs {', '.join(missing)}, not installed",
-                                         hint=spec.install_hint())
+            raise MissingDependencyError(
+                f"exporting to {spec.name} needs {', '.join(missing)}, not installed", hint=spec.install_hint()
+            )
         spec.criteria_for(request.options.precision)
     outputs = {fmt: artifact_dir_for(request, fmt) for fmt in request.formats}
     for output in outputs.values():
         check_output(output, request.force)  # before any heavy work
     if model is None:
         with _Step(f"load {request.model} (weights {request.weights})"):
-            model = load_model(request.model, request.weights, request.labels_file, request.preprocess,
-                               request.seed, request.progress)
+            model = load_model(
+                request.model, request.weights, request.labels_file, request.preprocess, request.seed, request.progress
+            )
     input_sets = default_input_sets(model.preprocess, seed=request.seed)
     input_spec, output_spec = tensor_specs(model, request.options)
     with _Step("eager reference on parity inputs"):
-        reference = run_sets(EagerRunner(model.module, input_spec, output_spec.name), input_sets,
-                             (input_spec, output_spec))
+        reference = run_sets(
+            EagerRunner(model.module, input_spec, output_spec.name), input_sets, (input_spec, output_spec)
+        )
     outcomes = []
     produced: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="tvdeploy-sources-") as scratch:
@@ -238,8 +282,10 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
             source = spec.producer.source
             source_dir = produced.get(source) if source else None
             if source and source_dir is None:
-                raise ExportError(f"{fmt} is converted from {source}, and the {source} export failed parity",
-                                  hint=f"see the {source} parity report above")
+                raise ExportError(
+                    f"{fmt} is converted from {source}, and the {source} export failed parity",
+                    hint=f"see the {source} parity report above",
+                )
             output = outputs.get(fmt, Path(scratch) / fmt)
             start = time.perf_counter()
             with staged_directory(output, force=True if fmt not in outputs else request.force) as staging:

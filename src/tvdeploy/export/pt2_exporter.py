@@ -17,7 +17,8 @@ class ExportedProgramExporter:
         import torch
 
         with quiet_torch():
-            program = torch.export.export(job.module, (job.example,),
-                                          dynamic_shapes=torch_batch_dims(job, EXPORT_BATCH_BOUND))
+            program = torch.export.export(
+                job.module, (job.example,), dynamic_shapes=torch_batch_dims(job, EXPORT_BATCH_BOUND)
+            )
             torch.export.save(program, str(out_dir / job.model_path))
         return ExportResult(files=[job.model_path], exporter="torch.export.export")

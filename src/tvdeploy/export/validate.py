@@ -29,18 +29,26 @@ def reference_weights(manifest: Manifest, weights_override: str | None = None) -
     if source.kind == "checkpoint":
         path = Path(weights)
         if not path.is_file():
-            raise ArtifactError(f"the checkpoint this artifact was exported from is not at {path}",
-                                hint="pass it with --weights PATH")
+            raise ArtifactError(
+                f"the checkpoint this artifact was exported from is not at {path}", hint="pass it with --weights PATH"
+            )
         if sha256_file(path) != source.sha256:
-            raise ArtifactError(f"the checkpoint at {path} changed since the export (sha256 differs)",
-                                hint="pass the original with --weights PATH")
+            raise ArtifactError(
+                f"the checkpoint at {path} changed since the export (sha256 differs)",
+                hint="pass the original with --weights PATH",
+            )
     return weights
 
 
 def reference_model(manifest: Manifest, weights_override: str | None = None) -> LoadedModel:
     """Rebuild the eager model an artifact was exported from."""
-    return load_model(manifest.architecture, reference_weights(manifest, weights_override),
-                      preprocess=manifest.preprocess, seed=manifest.source.seed, progress=False)
+    return load_model(
+        manifest.architecture,
+        reference_weights(manifest, weights_override),
+        preprocess=manifest.preprocess,
+        seed=manifest.source.seed,
+        progress=False,
+    )
 
 
 @dataclass
@@ -58,8 +66,12 @@ class ValidationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
-        return {"artifact": str(self.artifact_dir), "format": self.manifest.format, "passed": self.passed,
-                "parity": self.parity.to_dict()}
+        return {
+            "artifact": str(self.artifact_dir),
+            "format": self.manifest.format,
+            "passed": self.passed,
+            "parity": self.parity.to_dict(),
+        }
 
 
 def validate_artifact(artifact_dir: str | Path, provider: str = "cpu", weights: str | None = None) -> ValidationResult:
@@ -74,6 +86,12 @@ def validate_artifact(artifact_dir: str | Path, provider: str = "cpu", weights: 
     reference = EagerRunner(model.module, manifest.input, manifest.output.name)
     criteria = get_format(manifest.format).criteria_for(manifest.precision)
     with runner_for_artifact(directory, manifest, provider=provider) as candidate:
-        report = compare_runners(reference, candidate, input_sets, criteria=criteria, precision=manifest.precision,
-                                 expected=(manifest.input, manifest.output))
+        report = compare_runners(
+            reference,
+            candidate,
+            input_sets,
+            criteria=criteria,
+            precision=manifest.precision,
+            expected=(manifest.input, manifest.output),
+        )
     return ValidationResult(directory, manifest, report)

@@ -16,7 +16,6 @@ from typing import Any
 from tvdeploy.errors import UnknownModelError
 from tvdeploy.runtime.manifest import PreprocessSpec
 
-
 DEFAULT_NUM_CLASSES = 1000
 
 
@@ -74,8 +73,11 @@ class ModelInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return {"name": self.name, "default_weights": self.default_weights.id,
-                "weights": [w.to_dict() for w in self.weights]}
+        return {
+            "name": self.name,
+            "default_weights": self.default_weights.id,
+            "weights": [w.to_dict() for w in self.weights],
+        }
 
 
 def preprocess_from_transforms(transforms: Any) -> PreprocessSpec:

@@ -42,8 +42,9 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
     try:
         from safetensors.torch import load_file
     except ImportError as exc:
-        raise CheckpointError("reading .safetensors needs the safetensors package",
-                              hint='pip install "tvdeploy[export]"') from exc
+        raise CheckpointError(
+            "reading .safetensors needs the safetensors package", hint='pip install "tvdeploy[export]"'
+        ) from exc
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises SafetensorError (not exported) and OSError
@@ -58,7 +59,9 @@ def _read_torch(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         blocked = re.search(r"GLOBAL (\S+) was not an allowed global|safe_globals\(\[([^\]]+)\]\)", str(exc))
         if blocked is None:
-            raise CheckpointError(f"{path} is not a readable torch checkpoint (corrupt or not a torch.save file)") from exc
+            raise CheckpointError(
+                f"{path} is not a readable torch checkpoint (corrupt or not a torch.save file)"
+            ) from exc
         raise CheckpointError(
             f"{path} holds pickled objects beyond tensors ({blocked.group(1) or blocked.group(2)}), "
             "which tvdeploy refuses to unpickle (weights_only=True)",
@@ -91,7 +94,7 @@ def _unwrap(state: Any, path: Path) -> dict[str, Any]:
 def _strip_prefixes(state: dict[str, Any]) -> dict[str, Any]:
     for prefix in _PREFIXES:
         if all(key.startswith(prefix) for key in state):
-            state = {key[len(prefix):]: value for key, value in state.items()}
+            state = {key[len(prefix) :]: value for key, value in state.items()}
     return state
 
 
@@ -120,8 +123,11 @@ def _head_size(reference: dict[str, Any], state: dict[str, Any], default_classes
 def _mismatch_error(architecture: str, reference: dict[str, Any], state: dict[str, Any]) -> CheckpointError:
     missing = [k for k in reference if k not in state]
     unexpected = [k for k in state if k not in reference]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(reference[k].shape)}"
-              for k in state if k in reference and tuple(state[k].shape) != tuple(reference[k].shape)]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(reference[k].shape)}"
+        for k in state
+        if k in reference and tuple(state[k].shape) != tuple(reference[k].shape)
+    ]
     parts = []
     if missing:
         parts.append(f"{len(missing)} missing (first: {', '.join(missing[:5])})")

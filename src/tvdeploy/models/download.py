@@ -73,7 +73,9 @@ def ensure_cached(url: str, progress: bool = True) -> Path:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_SOCKET_TIMEOUT)
     try:
-        torch.hub.download_url_to_file(url, str(cached), hash_prefix=match.group(1) if match else None, progress=progress)
+        torch.hub.download_url_to_file(
+            url, str(cached), hash_prefix=match.group(1) if match else None, progress=progress
+        )
     except OSError as exc:  # URLError, timeouts, disk errors
         raise _not_cached_error(url, f"download failed: {exc}") from exc
     except RuntimeError as exc:  # hash mismatch

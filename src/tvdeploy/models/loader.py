@@ -47,7 +47,13 @@ def resolve_weights(info: ModelInfo, spec: str) -> WeightsChoice:
     path = Path(text).expanduser()
     if path.exists():
         return WeightsChoice("checkpoint", path=path.resolve())
-    looks_like_path = any(sep in text for sep in ("/", "\\")) or path.suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+    looks_like_path = any(sep in text for sep in ("/", "\\")) or path.suffix in (
+        ".pt",
+        ".pth",
+        ".bin",
+        ".safetensors",
+        ".ckpt",
+    )
     if looks_like_path:
         raise WeightsError(f"checkpoint file {text} does not exist")
     names = ", ".join(w.name for w in info.weights)
@@ -142,8 +148,10 @@ def _pretrained(info: ModelInfo, entry: WeightsInfo, progress: bool) -> Any:
     try:
         return models.get_model(info.name, weights=models.get_weight(entry.id)).eval()
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as exc:  # corrupt or foreign file
-        raise WeightsError(f"cannot load the cached weights {cached}: {str(exc).splitlines()[0]}",
-                           hint="delete the file so that it is downloaded again") from exc
+        raise WeightsError(
+            f"cannot load the cached weights {cached}: {str(exc).splitlines()[0]}",
+            hint="delete the file so that it is downloaded again",
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -191,13 +199,27 @@ def load_model(
     if choice.kind == "pretrained":
         assert choice.entry is not None
         entry = choice.entry
-        result = LoadedModel(_pretrained(info, entry, progress), info.name, entry.id, True, entry.preprocess, [],
-                             Source("pretrained", seed=seed, weights=entry.id))
+        result = LoadedModel(
+            _pretrained(info, entry, progress),
+            info.name,
+            entry.id,
+            True,
+            entry.preprocess,
+            [],
+            Source("pretrained", seed=seed, weights=entry.id),
+        )
         categories, num_classes = list(entry.categories), entry.num_classes
     elif choice.kind == "random":
         module, redrawn = _random_model(info, seed)
-        result = LoadedModel(module, info.name, "none", False, default.preprocess, [],
-                             Source("random", seed=seed, redrawn_zero_init=tuple(redrawn)))
+        result = LoadedModel(
+            module,
+            info.name,
+            "none",
+            False,
+            default.preprocess,
+            [],
+            Source("random", seed=seed, redrawn_zero_init=tuple(redrawn)),
+        )
         categories, num_classes = list(default.categories), default.num_classes
     else:
         assert choice.path is not None
@@ -219,7 +241,12 @@ def _from_checkpoint(info: ModelInfo, path: Path, seed: int) -> LoadedModel:
     default = info.default_weights
     fitted = fit_checkpoint(info.name, state, default.num_classes, lambda **kw: _build(info, seed, **kw))
     return LoadedModel(
-        fitted.module, info.name, f"checkpoint:{path.name}", True, default.preprocess, [],
+        fitted.module,
+        info.name,
+        f"checkpoint:{path.name}",
+        True,
+        default.preprocess,
+        [],
         Source("checkpoint", seed=seed, path=str(path), sha256=sha256_file(path), num_classes=fitted.num_classes),
     )
 
@@ -235,5 +262,7 @@ def _choose_labels(labels_file: str | Path | None, categories: list[str], num_cl
         return labels
     if len(categories) == num_classes:
         return categories
-    logger.warning("no labels for %d classes: naming them class_0..class_%d (pass --labels FILE)", num_classes, num_classes - 1)
+    logger.warning(
+        "no labels for %d classes: naming them class_0..class_%d (pass --labels FILE)", num_classes, num_classes - 1
+    )
     return [f"class_{i}" for i in range(num_classes)]

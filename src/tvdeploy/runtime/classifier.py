@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,9 +55,17 @@ class PredictionResult:
 class Classifier:
     """An artifact ready to classify images: preprocessing, the model, softmax and top-k."""
 
-    def __init__(self, artifact_dir: Path, manifest: Manifest, runner: Runner, *, batch_size: int = DEFAULT_BATCH_SIZE,
-                 exif_transpose: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 decode_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        artifact_dir: Path,
+        manifest: Manifest,
+        runner: Runner,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        exif_transpose: bool = True,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        decode_workers: int | None = None,
+    ) -> None:
         if batch_size < 1:
             raise UserInputError(f"batch size must be >= 1, got {batch_size}")
         self.artifact_dir = artifact_dir
@@ -96,8 +105,9 @@ class Classifier:
         """The threads that decode and preprocess (created on first use, once, whichever thread gets there first)."""
         with self._pool_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.decode_workers or usable_cores(),
-                                                thread_name_prefix="tvdeploy-decode")
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.decode_workers or usable_cores(), thread_name_prefix="tvdeploy-decode"
+                )
             return self._pool
 
     def preprocess(self, image: ImageSource) -> np.ndarray:
@@ -106,8 +116,9 @@ class Classifier:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits for an (N, 3, H, W) float32 batch of any N (cut to what the artifact's batch axis admits)."""
-        return infer_in_batches(self.runner, self.manifest.input, self.output_name,
-                                np.ascontiguousarray(batch, dtype=np.float32))
+        return infer_in_batches(
+            self.runner, self.manifest.input, self.output_name, np.ascontiguousarray(batch, dtype=np.float32)
+        )
 
     def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 5) -> list[list[Prediction]]:
         """Top-k predictions per image, best first, in input order; batches internally.
@@ -125,22 +136,25 @@ class Classifier:
             results.extend(decode_predictions(self.infer(batch), self.labels, top_k))
         return results
 
-    def predict_stream(self, sources: Iterable[ImageSource], top_k: int = 5,
-                       executor: Executor | None = None) -> Iterator[PredictionResult]:
+    def predict_stream(
+        self, sources: Iterable[ImageSource], top_k: int = 5, executor: Executor | None = None
+    ) -> Iterator[PredictionResult]:
         """Predict a stream of inputs; yields one result per input, in order, as batches complete.
 
         Decoding and preprocessing run in a thread pool ahead of the model so that it
         is not starved. A bad input yields a result with ``error`` set and the others go on.
         """
         if not 1 <= top_k <= len(self.labels):
-            raise UserInputError(f"top-k of {top_k} is out of range for a model with {len(self.labels)} classes",
-                                 hint=f"choose k between 1 and {len(self.labels)}")
+            raise UserInputError(
+                f"top-k of {top_k} is out of range for a model with {len(self.labels)} classes",
+                hint=f"choose k between 1 and {len(self.labels)}",
+            )
         pool = executor or self.pool
         iterator = iter(sources)
         # keep two batches of decoding in flight ahead of the model
         pending = [(s, pool.submit(self._decode, s)) for s in islice(iterator, 2 * self.batch_size)]
         while pending:
-            chunk, pending = pending[: self.batch_size], pending[self.batch_size:]
+            chunk, pending = pending[: self.batch_size], pending[self.batch_size :]
             pending.extend((s, pool.submit(self._decode, s)) for s in islice(iterator, self.batch_size))
             decoded = [(source, future.result()) for source, future in chunk]
             good = [arr for _, arr in decoded if isinstance(arr, np.ndarray)]
@@ -167,8 +181,11 @@ def usable_cores() -> int:
 
 
 def _is_single(images: Any) -> bool:
-    return isinstance(images, (str, bytes, bytearray, memoryview, Path, np.ndarray)) or hasattr(images, "read") \
+    return (
+        isinstance(images, (str, bytes, bytearray, memoryview, Path, np.ndarray))
+        or hasattr(images, "read")
         or type(images).__module__.startswith("PIL.")
+    )
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -176,10 +193,17 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def load(artifact_dir: str | Path, provider: str = "cpu", *, verify: bool = True,
-         session_config: SessionConfig | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-         exif_transpose: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-         decode_workers: int | None = None) -> Classifier:
+def load(
+    artifact_dir: str | Path,
+    provider: str = "cpu",
+    *,
+    verify: bool = True,
+    session_config: SessionConfig | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    exif_transpose: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    decode_workers: int | None = None,
+) -> Classifier:
     """Load an artifact directory for inference.
 
     Args:
@@ -199,5 +223,12 @@ def load(artifact_dir: str | Path, provider: str = "cpu", *, verify: bool = True
         verify_artifact_files(directory, manifest)
     runner = runner_for_artifact(directory, manifest, provider=provider, config=session_config)
     runner.activate()
-    return Classifier(directory, manifest, runner, batch_size=batch_size, exif_transpose=exif_transpose,
-                      max_pixels=max_pixels, decode_workers=decode_workers)
+    return Classifier(
+        directory,
+        manifest,
+        runner,
+        batch_size=batch_size,
+        exif_transpose=exif_transpose,
+        max_pixels=max_pixels,
+        decode_workers=decode_workers,
+    )

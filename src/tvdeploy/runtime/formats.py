@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from tvdeploy.errors import UserInputError
 
@@ -145,61 +146,82 @@ class FormatSpec:
     def criteria_for(self, precision: str) -> ParityCriteria:
         """The parity criteria of this format at ``precision``."""
         if precision not in self.criteria:
-            raise UserInputError(f"format {self.name} does not support precision {precision!r}",
-                                 hint=f"{self.name} supports {', '.join(self.criteria)}")
+            raise UserInputError(
+                f"format {self.name} does not support precision {precision!r}",
+                hint=f"{self.name} supports {', '.join(self.criteria)}",
+            )
         return self.criteria[precision]
 
 
 _TORCH_EXPORT = ("torch", "torchvision")
 
 #: Every format tvdeploy knows, in the order ``--format all`` exports them.
-FORMATS: dict[str, FormatSpec] = {spec.name: spec for spec in (
-    FormatSpec(
-        name="onnx",
-        summary="ONNX, run by ONNX Runtime without torch",
-        model_file="model.onnx", extra_files=("model.onnx.data",),
-        runner="tvdeploy.runtime.runners.onnx:OnnxRunner", runtime_requires=("onnxruntime",),
-        providers=("cpu", "cuda", "tensorrt", "openvino"),
-        producer=Producer("tvdeploy.export.onnx_exporter:OnnxExporter", (*_TORCH_EXPORT, "onnx", "onnxscript")),
-        extra="export", loads_with="onnxruntime.InferenceSession",
-    ),
-    FormatSpec(
-        name="torchscript",
-        summary="TorchScript, run by torch (and libtorch)",
-        model_file="model.torchscript.pt", extra_files=(),
-        runner="tvdeploy.runtime.runners.torch_backed:TorchScriptRunner", runtime_requires=("torch",),
-        providers=TORCH_PROVIDERS,
-        producer=Producer("tvdeploy.export.torchscript_exporter:TorchScriptExporter", _TORCH_EXPORT),
-        extra="export", loads_with="torch.jit.load",
-    ),
-    FormatSpec(
-        name="pt2",
-        summary="torch.export ExportedProgram, run by torch",
-        model_file="model.pt2", extra_files=(),
-        runner="tvdeploy.runtime.runners.torch_backed:ExportedProgramRunner", runtime_requires=("torch",),
-        providers=TORCH_PROVIDERS,
-        producer=Producer("tvdeploy.export.pt2_exporter:ExportedProgramExporter", _TORCH_EXPORT),
-        extra="export", loads_with="torch.export.load",
-    ),
-    FormatSpec(
-        name="openvino",
-        summary="OpenVINO IR, converted from the ONNX file, run by OpenVINO's CPU plugin without torch",
-        model_file="model.xml", extra_files=("model.bin",),
-        runner="tvdeploy.runtime.runners.openvino:OpenVinoRunner", runtime_requires=("openvino",),
-        providers=("cpu",),
-        producer=Producer("tvdeploy.export.openvino_converter:OpenVinoConverter", ("openvino",), source="onnx"),
-        extra="openvino", loads_with="openvino.Core().compile_model",
-    ),
-    FormatSpec(
-        name="executorch",
-        summary="ExecuTorch program lowered to the XNNPACK delegate (phones, embedded Linux)",
-        model_file="model.pte", extra_files=(),
-        runner="tvdeploy.runtime.runners.executorch:ExecuTorchRunner", runtime_requires=("torch", "executorch"),
-        providers=("cpu",),
-        producer=Producer("tvdeploy.export.executorch_exporter:ExecuTorchExporter", (*_TORCH_EXPORT, "executorch")),
-        extra="executorch", loads_with="executorch.runtime.Runtime", bounded_batch=True,
-    ),
-)}
+FORMATS: dict[str, FormatSpec] = {
+    spec.name: spec
+    for spec in (
+        FormatSpec(
+            name="onnx",
+            summary="ONNX, run by ONNX Runtime without torch",
+            model_file="model.onnx",
+            extra_files=("model.onnx.data",),
+            runner="tvdeploy.runtime.runners.onnx:OnnxRunner",
+            runtime_requires=("onnxruntime",),
+            providers=("cpu", "cuda", "tensorrt", "openvino"),
+            producer=Producer("tvdeploy.export.onnx_exporter:OnnxExporter", (*_TORCH_EXPORT, "onnx", "onnxscript")),
+            extra="export",
+            loads_with="onnxruntime.InferenceSession",
+        ),
+        FormatSpec(
+            name="torchscript",
+            summary="TorchScript, run by torch (and libtorch)",
+            model_file="model.torchscript.pt",
+            extra_files=(),
+            runner="tvdeploy.runtime.runners.torch_backed:TorchScriptRunner",
+            runtime_requires=("torch",),
+            providers=TORCH_PROVIDERS,
+            producer=Producer("tvdeploy.export.torchscript_exporter:TorchScriptExporter", _TORCH_EXPORT),
+            extra="export",
+            loads_with="torch.jit.load",
+        ),
+        FormatSpec(
+            name="pt2",
+            summary="torch.export ExportedProgram, run by torch",
+            model_file="model.pt2",
+            extra_files=(),
+            runner="tvdeploy.runtime.runners.torch_backed:ExportedProgramRunner",
+            runtime_requires=("torch",),
+            providers=TORCH_PROVIDERS,
+            producer=Producer("tvdeploy.export.pt2_exporter:ExportedProgramExporter", _TORCH_EXPORT),
+            extra="export",
+            loads_with="torch.export.load",
+        ),
+        FormatSpec(
+            name="openvino",
+            summary="OpenVINO IR, converted from the ONNX file, run by OpenVINO's CPU plugin without torch",
+            model_file="model.xml",
+            extra_files=("model.bin",),
+            runner="tvdeploy.runtime.runners.openvino:OpenVinoRunner",
+            runtime_requires=("openvino",),
+            providers=("cpu",),
+            producer=Producer("tvdeploy.export.openvino_converter:OpenVinoConverter", ("openvino",), source="onnx"),
+            extra="openvino",
+            loads_with="openvino.Core().compile_model",
+        ),
+        FormatSpec(
+            name="executorch",
+            summary="ExecuTorch program lowered to the XNNPACK delegate (phones, embedded Linux)",
+            model_file="model.pte",
+            extra_files=(),
+            runner="tvdeploy.runtime.runners.executorch:ExecuTorchRunner",
+            runtime_requires=("torch", "executorch"),
+            providers=("cpu",),
+            producer=Producer("tvdeploy.export.executorch_exporter:ExecuTorchExporter", (*_TORCH_EXPORT, "executorch")),
+            extra="executorch",
+            loads_with="executorch.runtime.Runtime",
+            bounded_batch=True,
+        ),
+    )
+}
 
 #: ``--format all`` means every format whose extra is installed.
 ALL = "all"

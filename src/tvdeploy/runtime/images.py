@@ -14,14 +14,14 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import IO, Union
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tvdeploy.errors import ImageError
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes] | Image.Image | np.ndarray
 
 #: Default limit on decoded pixels (Pillow's own default bomb threshold, ~89.5 Mpx).
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -84,7 +84,9 @@ def load_image(
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{name}: truncated or corrupt image ({exc})", hint="re-export or re-download the file") from exc
+        raise ImageError(
+            f"{name}: truncated or corrupt image ({exc})", hint="re-export or re-download the file"
+        ) from exc
 
 
 def _open(source: ImageSource, name: str, max_pixels: int | None) -> Image.Image:
@@ -104,8 +106,10 @@ def _open(source: ImageSource, name: str, max_pixels: int | None) -> Image.Image
     elif hasattr(source, "read"):
         stream = source  # type: ignore[assignment]
     else:
-        raise ImageError(f"unsupported image input of type {type(source).__name__}",
-                         hint="pass a path, bytes, a binary file object, a PIL image or an HxWx3 uint8 array")
+        raise ImageError(
+            f"unsupported image input of type {type(source).__name__}",
+            hint="pass a path, bytes, a binary file object, a PIL image or an HxWx3 uint8 array",
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -113,8 +117,10 @@ def _open(source: ImageSource, name: str, max_pixels: int | None) -> Image.Image
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name}: not an image Pillow can decode") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: refused as a decompression bomb ({exc})",
-                         hint="raise the pixel limit (max_pixels / --max-pixels) if you trust the file") from exc
+        raise ImageError(
+            f"{name}: refused as a decompression bomb ({exc})",
+            hint="raise the pixel limit (max_pixels / --max-pixels) if you trust the file",
+        ) from exc
     except OSError as exc:
         raise ImageError(f"{name}: cannot read ({exc})") from exc
     _check_pixels(image, name, max_pixels)
@@ -132,7 +138,9 @@ def _check_pixels(image: Image.Image, name: str, max_pixels: int | None) -> None
 
 def _from_array(array: np.ndarray, name: str) -> Image.Image:
     if array.dtype != np.uint8:
-        raise ImageError(f"{name}: arrays must be uint8", hint="convert with array.astype(np.uint8) after scaling to 0..255")
+        raise ImageError(
+            f"{name}: arrays must be uint8", hint="convert with array.astype(np.uint8) after scaling to 0..255"
+        )
     if array.ndim == 2:
         return Image.fromarray(array, mode="L")
     if array.ndim == 3 and array.shape[2] in (3, 4):

@@ -12,18 +12,44 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
-    ".pbm", ".pnm", ".ico", ".tga", ".jp2", ".j2k", ".heic", ".heif", ".avif", ".psd", ".dds", ".pcx", ".sgi",
-})
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".gif",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".ico",
+        ".tga",
+        ".jp2",
+        ".j2k",
+        ".heic",
+        ".heif",
+        ".avif",
+        ".psd",
+        ".dds",
+        ".pcx",
+        ".sgi",
+    }
+)
 
 
 def looks_like_image(path: Path) -> bool:

@@ -122,12 +122,16 @@ class TensorSpec:
         """Refuse a batch size the artifact cannot run, naming the sizes it can."""
         fixed = self.fixed_batch
         if fixed is not None and batch_size != fixed:
-            raise ArtifactError(f"this artifact runs batches of exactly {fixed}, got {batch_size}",
-                                hint=f"feed batches of {fixed} (predict: --batch-size {fixed})")
+            raise ArtifactError(
+                f"this artifact runs batches of exactly {fixed}, got {batch_size}",
+                hint=f"feed batches of {fixed} (predict: --batch-size {fixed})",
+            )
         if self.max_batch is not None and batch_size > self.max_batch:
-            raise ArtifactError(f"this artifact runs batches of at most {self.max_batch}, got {batch_size}",
-                                hint=f"split the input into batches of {self.max_batch} or fewer "
-                                     f"(predict: --batch-size {self.max_batch})")
+            raise ArtifactError(
+                f"this artifact runs batches of at most {self.max_batch}, got {batch_size}",
+                hint=f"split the input into batches of {self.max_batch} or fewer "
+                f"(predict: --batch-size {self.max_batch})",
+            )
 
 
 @dataclass(frozen=True)
@@ -171,8 +175,9 @@ class Source:
             return "none"
         value = self.weights if self.kind == "pretrained" else self.path
         if not value:
-            raise ArtifactError(f"the manifest's {self.kind} source does not say which weights",
-                                hint="pass the weights with --weights")
+            raise ArtifactError(
+                f"the manifest's {self.kind} source does not say which weights", hint="pass the weights with --weights"
+            )
         return value
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,13 +194,20 @@ class Source:
     def from_dict(cls, data: dict[str, Any]) -> "Source":
         """Parse a ``source`` block (the one place it is decoded)."""
         if not isinstance(data, dict) or "kind" not in data:
-            raise ArtifactError("the manifest does not say where the model came from (source.kind)",
-                                hint="pass the weights with --weights")
+            raise ArtifactError(
+                "the manifest does not say where the model came from (source.kind)",
+                hint="pass the weights with --weights",
+            )
         try:
-            return cls(kind=str(data["kind"]), seed=int(data.get("seed", 0)), weights=data.get("weights"),
-                       path=data.get("path"), sha256=data.get("sha256"),
-                       num_classes=None if data.get("num_classes") is None else int(data["num_classes"]),
-                       redrawn_zero_init=tuple(data.get("redrawn_zero_init", ())))
+            return cls(
+                kind=str(data["kind"]),
+                seed=int(data.get("seed", 0)),
+                weights=data.get("weights"),
+                path=data.get("path"),
+                sha256=data.get("sha256"),
+                num_classes=None if data.get("num_classes") is None else int(data["num_classes"]),
+                redrawn_zero_init=tuple(data.get("redrawn_zero_init", ())),
+            )
         except (TypeError, ValueError) as exc:
             raise ArtifactError(f"malformed source block: {exc}") from exc
 
@@ -266,8 +278,10 @@ class Manifest:
         try:
             fmt = data["format"]
             if fmt not in FORMATS:
-                raise ArtifactError(f"unknown artifact format {fmt!r}",
-                                    hint=f"known formats: {', '.join(FORMATS)} (a newer tvdeploy may know it)")
+                raise ArtifactError(
+                    f"unknown artifact format {fmt!r}",
+                    hint=f"known formats: {', '.join(FORMATS)} (a newer tvdeploy may know it)",
+                )
             return cls(
                 name=data["name"],
                 architecture=data["architecture"],

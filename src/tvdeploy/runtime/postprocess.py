@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,10 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """
     num_classes = scores.shape[-1]
     if not 1 <= k <= num_classes:
-        raise UserInputError(f"top-k of {k} is out of range for a model with {num_classes} classes",
-                             hint=f"choose k between 1 and {num_classes}")
+        raise UserInputError(
+            f"top-k of {k} is out of range for a model with {num_classes} classes",
+            hint=f"choose k between 1 and {num_classes}",
+        )
     # A stable sort on the negated scores keeps equal scores in index order.
     return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
 
@@ -58,5 +61,5 @@ def decode_predictions(logits: np.ndarray, labels: Sequence[str], k: int = 5) ->
     indices = top_k_indices(probabilities, k)
     return [
         [Prediction(label=labels[i], index=int(i), probability=float(row_probs[i])) for i in row]
-        for row, row_probs in zip(indices, probabilities)
+        for row, row_probs in zip(indices, probabilities, strict=False)
     ]

@@ -17,7 +17,8 @@ float32 operations, which gives identical values at a fraction of the cost.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -57,8 +58,8 @@ def center_crop_box(height: int, width: int, crop_h: int, crop_w: int) -> tuple[
         pad_bottom = (crop_h - height + 1) // 2 if crop_h > height else 0
         width += pad_left + pad_right
         height += pad_top + pad_bottom
-    top = int(round((height - crop_h) / 2.0)) - pad_top
-    left = int(round((width - crop_w) / 2.0)) - pad_left
+    top = round((height - crop_h) / 2.0) - pad_top
+    left = round((width - crop_w) / 2.0) - pad_left
     return (left, top, left + crop_w, top + crop_h)
 
 

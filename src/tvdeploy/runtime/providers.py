@@ -8,8 +8,9 @@ Nothing falls back silently.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from tvdeploy.errors import ProviderError
 
@@ -50,8 +51,10 @@ class SessionConfig:
 
     def __post_init__(self) -> None:
         if self.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
-            raise ProviderError(f"unknown graph optimization level {self.graph_optimization!r}",
-                                hint=f"use one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}")
+            raise ProviderError(
+                f"unknown graph optimization level {self.graph_optimization!r}",
+                hint=f"use one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}",
+            )
         for name in ("intra_op_threads", "inter_op_threads"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -108,15 +111,16 @@ def resolve_provider(requested: str, backends: Sequence[str]) -> str:
     backends = list(dict.fromkeys(backends))
     if requested == "auto":
         for candidate in AUTO_ORDER:
-            if candidate == "cpu" or all(candidate in providers_of(b) and candidate in _available_for(b)
-                                         for b in backends):
+            if candidate == "cpu" or all(
+                candidate in providers_of(b) and candidate in _available_for(b) for b in backends
+            ):
                 logger.info("provider auto: chose %s for %s", candidate, ", ".join(backends))
                 return candidate
     unsupported = [b for b in backends if requested not in providers_of(b)]
     if unsupported:
         raise ProviderError(
-            f"provider {requested!r} does not apply to " + ", ".join(
-                f"{b} (runs on {', '.join(providers_of(b))})" for b in unsupported),
+            f"provider {requested!r} does not apply to "
+            + ", ".join(f"{b} (runs on {', '.join(providers_of(b))})" for b in unsupported),
             hint="choose a provider every backend supports, e.g. --provider cpu, or --provider auto",
         )
     if requested != "cpu":

@@ -27,8 +27,8 @@ def runner_for_artifact(
         what = "torch" if "torch" in missing else ", ".join(missing)
         raise MissingDependencyError(
             f"this {spec.name} artifact needs {what}, which is not installed",
-            hint=f'{spec.install_hint()}' + (", or export to ONNX for a torch-free deployment"
-                                             if spec.torch_runtime else ""),
+            hint=f"{spec.install_hint()}"
+            + (", or export to ONNX for a torch-free deployment" if spec.torch_runtime else ""),
         )
     resolved = resolve_provider(provider, [spec.name])
     return spec.runner_class().for_artifact(Path(artifact_dir), manifest, resolved, config)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,8 +47,9 @@ class Runner(ABC):
         return ["cpu"]
 
     @classmethod
-    def for_artifact(cls, artifact_dir: Path, manifest: Manifest, provider: str,
-                     config: SessionConfig | None = None) -> "Runner":
+    def for_artifact(
+        cls, artifact_dir: Path, manifest: Manifest, provider: str, config: SessionConfig | None = None
+    ) -> "Runner":
         """A runner for an artifact's model file on a resolved provider (see ``runner_for_artifact``)."""
         raise NotImplementedError(f"{cls.__name__} does not load artifacts")
 

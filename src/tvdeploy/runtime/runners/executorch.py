@@ -8,8 +8,9 @@ outputs are positional, and the names come from the manifest.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +36,9 @@ class ExecuTorchRunner(Runner):
         self._calls = threading.Lock()
 
     @classmethod
-    def for_artifact(cls, artifact_dir: Path, manifest: Manifest, provider: str,
-                     config: SessionConfig | None = None) -> "ExecuTorchRunner":
+    def for_artifact(
+        cls, artifact_dir: Path, manifest: Manifest, provider: str, config: SessionConfig | None = None
+    ) -> "ExecuTorchRunner":
         return cls(artifact_dir / manifest.model_file.path, manifest.input, manifest.output.name)
 
     def _load(self) -> None:

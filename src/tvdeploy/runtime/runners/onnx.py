@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,15 @@ from tvdeploy.runtime.runners.base import Runner, TensorInfo
 
 logger = logging.getLogger(__name__)
 
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+}
 
 
 class OnnxRunner(Runner):
@@ -46,8 +54,9 @@ class OnnxRunner(Runner):
         return available_providers()
 
     @classmethod
-    def for_artifact(cls, artifact_dir: Path, manifest: Manifest, provider: str,
-                     config: SessionConfig | None = None) -> "OnnxRunner":
+    def for_artifact(
+        cls, artifact_dir: Path, manifest: Manifest, provider: str, config: SessionConfig | None = None
+    ) -> "OnnxRunner":
         return cls(artifact_dir / manifest.model_file.path, provider=provider, config=config)
 
     def _load(self) -> None:
@@ -88,8 +97,8 @@ class OnnxRunner(Runner):
             for name in names:
                 binding.bind_output(name, "cuda")
             self.session.run_with_iobinding(binding)
-            return dict(zip(names, binding.copy_outputs_to_cpu()))
-        return dict(zip(names, self.session.run(names, feeds)))
+            return dict(zip(names, binding.copy_outputs_to_cpu(), strict=False))
+        return dict(zip(names, self.session.run(names, feeds), strict=False))
 
     def bare_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
         """``session.run(None, feeds)`` as it is, without building the output dict."""

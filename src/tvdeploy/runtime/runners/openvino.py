@@ -9,8 +9,9 @@ infer request (a request is not thread-safe; the compiled model is).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,8 @@ DEVICES = {"cpu": "CPU"}
 
 def _type_name(element_type: Any) -> str:
     return {"f32": "float32", "f16": "float16", "u8": "uint8", "i64": "int64", "i32": "int32"}.get(
-        element_type.get_type_name(), element_type.get_type_name())
+        element_type.get_type_name(), element_type.get_type_name()
+    )
 
 
 class OpenVinoRunner(Runner):
@@ -35,8 +37,13 @@ class OpenVinoRunner(Runner):
 
     backend = "openvino"
 
-    def __init__(self, model_path: str | Path, provider: str = "cpu", precision: str = "fp32",
-                 config: SessionConfig | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        provider: str = "cpu",
+        precision: str = "fp32",
+        config: SessionConfig | None = None,
+    ) -> None:
         super().__init__()
         self.model_path = Path(model_path)
         self.provider = provider
@@ -46,15 +53,19 @@ class OpenVinoRunner(Runner):
         self._local = threading.local()
 
     @classmethod
-    def for_artifact(cls, artifact_dir: Path, manifest: Manifest, provider: str,
-                     config: SessionConfig | None = None) -> "OpenVinoRunner":
-        return cls(artifact_dir / manifest.model_file.path, provider=provider, precision=manifest.precision,
-                   config=config)
+    def for_artifact(
+        cls, artifact_dir: Path, manifest: Manifest, provider: str, config: SessionConfig | None = None
+    ) -> "OpenVinoRunner":
+        return cls(
+            artifact_dir / manifest.model_file.path, provider=provider, precision=manifest.precision, config=config
+        )
 
     def properties(self) -> dict[str, Any]:
         """The compile properties: precision pinned, latency hint, threads if set."""
-        props: dict[str, Any] = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION.get(self.precision, "f32"),
-                                 "PERFORMANCE_HINT": "LATENCY"}
+        props: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION.get(self.precision, "f32"),
+            "PERFORMANCE_HINT": "LATENCY",
+        }
         if self.config.intra_op_threads:
             props["INFERENCE_NUM_THREADS"] = self.config.intra_op_threads
         return props
@@ -83,16 +94,26 @@ class OpenVinoRunner(Runner):
     @property
     def inputs(self) -> list[TensorInfo]:
         self.activate()
-        return [TensorInfo(i.get_any_name(), tuple(d.get_length() if d.is_static else None
-                                                   for d in i.get_partial_shape()), _type_name(i.get_element_type()))
-                for i in self.compiled.inputs]
+        return [
+            TensorInfo(
+                i.get_any_name(),
+                tuple(d.get_length() if d.is_static else None for d in i.get_partial_shape()),
+                _type_name(i.get_element_type()),
+            )
+            for i in self.compiled.inputs
+        ]
 
     @property
     def outputs(self) -> list[TensorInfo]:
         self.activate()
-        return [TensorInfo(o.get_any_name(), tuple(d.get_length() if d.is_static else None
-                                                   for d in o.get_partial_shape()), _type_name(o.get_element_type()))
-                for o in self.compiled.outputs]
+        return [
+            TensorInfo(
+                o.get_any_name(),
+                tuple(d.get_length() if d.is_static else None for d in o.get_partial_shape()),
+                _type_name(o.get_element_type()),
+            )
+            for o in self.compiled.outputs
+        ]
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self._request().infer(feeds)

@@ -35,8 +35,9 @@ class TorchModuleRunner(Runner):
 
     backend = "torch"
 
-    def __init__(self, input_name: str, output_name: str, input_shape: list[Any] | tuple[Any, ...],
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, input_name: str, output_name: str, input_shape: list[Any] | tuple[Any, ...], device: str = "cpu"
+    ) -> None:
         super().__init__()
         self.input_name = input_name
         self.output_name = output_name
@@ -81,11 +82,17 @@ class _FileModuleRunner(TorchModuleRunner):
         self.model_path = Path(model_path)
 
     @classmethod
-    def for_artifact(cls, artifact_dir: Path, manifest: Manifest, provider: str,
-                     config: SessionConfig | None = None) -> "_FileModuleRunner":
+    def for_artifact(
+        cls, artifact_dir: Path, manifest: Manifest, provider: str, config: SessionConfig | None = None
+    ) -> "_FileModuleRunner":
         """Tensor names and shapes come from the manifest (the files carry none); ``provider`` is the device."""
-        return cls(artifact_dir / manifest.model_file.path, input_name=manifest.input.name,
-                   output_name=manifest.output.name, input_shape=manifest.input.shape, device=provider)
+        return cls(
+            artifact_dir / manifest.model_file.path,
+            input_name=manifest.input.name,
+            output_name=manifest.output.name,
+            input_shape=manifest.input.shape,
+            device=provider,
+        )
 
     def _load(self) -> None:
         self._torch = import_torch()

@@ -1,0 +1,124 @@
+"""Everything that lists formats agrees with the format registry (``tvdeploy.runtime.formats``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from tests.cli_helpers import run_cli
+from tvdeploy.bench.targets import default_backends, parse_backends
+from tvdeploy.errors import ArtifactError, UserInputError
+from tvdeploy.runtime.formats import EAGER, FORMATS, PRECISIONS, backend_names, exportable_formats, get_format
+from tvdeploy.runtime.manifest import Manifest
+from tvdeploy.runtime.providers import PROVIDER_CHOICES
+from tvdeploy.runtime.runners import runner_for_artifact
+from tvdeploy.runtime.runners.base import Runner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _manifest(fmt: str) -> dict:
+    return {
+        "schema_version": 1,
+        "name": "m",
+        "architecture": "resnet18",
+        "weights": "none",
+        "pretrained": False,
+        "format": fmt,
+        "precision": "fp32",
+        "opset": 18,
+        "exporter": "x",
+        "input": {"name": "input", "shape": ["batch", 3, 224, 224]},
+        "output": {"name": "logits", "meaning": "logits", "shape": ["batch", 2]},
+        "preprocess": {
+            "resize_size": [256],
+            "crop_size": [224],
+            "interpolation": "bilinear",
+            "antialias": True,
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.5, 0.5, 0.5],
+        },
+        "labels": ["a", "b"],
+        "files": [{"path": FORMATS[fmt].model_file if fmt in FORMATS else "model.x", "sha256": "0" * 64, "bytes": 1}],
+        "versions": {},
+        "source": {"kind": "random", "seed": 0},
+    }
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_each_entry_is_complete_and_loadable(fmt: str) -> None:
+    spec = FORMATS[fmt]
+    assert spec.name == fmt and get_format(fmt.upper()) is spec
+    assert set(spec.providers) <= set(PROVIDER_CHOICES) and "cpu" in spec.providers
+    assert set(spec.criteria) <= set(PRECISIONS) and "fp32" in spec.criteria
+    assert issubclass(spec.runner_class(), Runner)
+    producer = spec.producer.load()
+    assert producer.strategies and callable(producer.produce)
+    assert spec.producer.source is None or spec.producer.source in FORMATS
+
+
+def test_model_files_are_distinct() -> None:
+    files = [name for spec in FORMATS.values() for name in spec.files]
+    assert len(files) == len(set(files))
+
+
+def test_every_extra_named_by_the_registry_exists_and_all_installs_it() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    everything = " ".join(extras["all"])
+    for spec in FORMATS.values():
+        assert spec.extra in extras, f"{spec.name} names the extra {spec.extra!r}, which pyproject.toml lacks"
+        assert spec.extra in everything
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_manifest_validation_accepts_the_registry_formats(fmt: str) -> None:
+    assert Manifest.from_dict(_manifest(fmt)).format == fmt
+
+
+def test_manifest_validation_rejects_other_formats() -> None:
+    with pytest.raises(ArtifactError, match="unknown artifact format 'tflite'"):
+        Manifest.from_dict(_manifest("tflite"))
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if not FORMATS[f].missing_for_runtime()])
+def test_runner_for_artifact_builds_the_registry_runner(fmt: str, tmp_path: Path) -> None:
+    runner = runner_for_artifact(tmp_path, Manifest.from_dict(_manifest(fmt)))
+    assert type(runner) is FORMATS[fmt].runner_class()
+
+
+def test_cli_choices_and_help_list_the_registry(capsys) -> None:
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "export", "--help")
+    help_text = capsys.readouterr().out
+    for name, spec in FORMATS.items():
+        assert name in help_text and spec.summary.split(",")[0] in help_text
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "bench", "--help")
+    bench_help = " ".join(capsys.readouterr().out.split())
+    assert ", ".join(backend_names()) in bench_help
+
+
+def test_format_all_means_every_installed_format() -> None:
+    from tvdeploy.cli import _export_formats
+
+    assert _export_formats("all") == exportable_formats() == [f for f in FORMATS if not FORMATS[f].missing_for_export()]
+    for name in FORMATS:
+        assert _export_formats(name) == [name]
+    with pytest.raises(UserInputError, match="choose one of"):
+        _export_formats("tflite")
+
+
+def test_bench_backends_are_eager_and_the_registry_formats() -> None:
+    assert backend_names() == (EAGER, *FORMATS)
+    assert default_backends() == [EAGER, *exportable_formats()]
+    assert parse_backends(",".join(backend_names())) == list(backend_names())
+    with pytest.raises(UserInputError, match="choose from " + ", ".join(backend_names())):
+        parse_backends("eager,tflite")
+
+
+def test_zoo_sweep_covers_the_installed_formats() -> None:
+    from tests.export import test_zoo
+
+    assert exportable_formats() == test_zoo.FORMATS
