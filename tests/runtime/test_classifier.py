@@ -100,3 +100,40 @@ def test_stream_reports_bad_inputs_and_goes_on(resnet18_artifacts, photo_files, 
     expected = clf.predict([photo_files[0], photo_files[1], photo_files[2]], top_k=3)
     assert [p.index for p in results[2].predictions] == [p.index for p in expected[1]]
     assert "not an image" in results[1].error and "no such file" in results[3].error
+
+
+def test_concurrent_predict_calls_share_one_decode_pool(resnet18_artifacts, photo_files, monkeypatch) -> None:
+    """A server calls predict from many threads at once: one pool must be made, and every answer be right."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tvdeploy.runtime import classifier as classifier_module
+
+    created = []
+
+    class SlowToCreatePool(ThreadPoolExecutor):
+        def __init__(self, *args, **kwargs) -> None:
+            created.append(self)
+            time.sleep(0.05)  # widen the window in which an unlocked lazy pool is created twice
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(classifier_module, "ThreadPoolExecutor", SlowToCreatePool)
+    with load(resnet18_artifacts["onnx"]) as clf:
+        expected = [[p.index for p in row] for row in clf.predict(photo_files[:3])]  # batch 3: uses the pool
+        created.clear()
+        clf._pool = None
+        results: dict[int, list] = {}
+        start = threading.Barrier(8)
+
+        def worker(i: int) -> None:
+            start.wait()
+            results[i] = [[p.index for p in row] for row in clf.predict(photo_files[:3])]
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(created) == 1
+    assert all(results[i] == expected for i in range(8))
