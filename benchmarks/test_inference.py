@@ -31,7 +31,7 @@ def test_model_inference(benchmark, bench_targets, model: str, backend: str, bat
 @pytest.mark.parametrize("backend", ["onnx", "eager"])
 @pytest.mark.parametrize("model", MODELS)
 def test_end_to_end_predict(benchmark, bench_targets, photo_bytes, model: str, backend: str) -> None:
-    """File bytes to top-5 at batch 1: tvdeploy's runtime (onnx) and the seeds' eager pipeline."""
+    """File bytes to top-5 at batch 1: tvdeploy's runtime (onnx) and the torchvision tutorial pipeline."""
     target = bench_targets[model][backend]
     benchmark.group = f"{model} end to end batch 1"
     with target.runner("cpu", None) as runner:

@@ -121,3 +121,18 @@ def test_benchmark_runs_section_gives_each_runs_ratios_and_their_medians() -> No
     assert "| a | 0.500 | 1.100 | 0.500 | - |" in text
     assert "| b | 0.700 | - | - | - |" in text
     assert "| median | **0.600** (3 runs) | **1.100** (1 runs) | **0.500** (1 runs) | - |" in text
+
+
+def test_deployment_runtime_section_gives_ratios_to_eager_and_onnx_runtime() -> None:
+    render = _load("render_benchmarks")
+
+    def row(backend: str, p50: float) -> dict:
+        return {"name": backend, "backend": backend, "mode": "model", "batch_size": 1, "iterations": 3,
+                "latency_ms": {k: p50 for k in ("p50", "mean", "p90", "p99", "min", "max")},
+                "throughput_ips": 1000 / p50, "cold_start_ms": 100.0, "peak_rss_mb": 200.0, "file_mb": 4.0,
+                "speedup_vs_eager": None}
+
+    edge = {"resnet50": {"results": [row("eager", 100), row("onnx", 50), row("openvino", 60), row("executorch", 75)]}}
+    text = "\n".join(render._edge_section(edge))
+    assert "| resnet50 | 1 | openvino | 60.0 | 0.60 | 1.20 | 100.0 | 200.0 | 4.0 |" in text
+    assert "| resnet50 | 1 | executorch | 75.0 | 0.75 | 1.50 |" in text

@@ -45,7 +45,7 @@ def _runs_section(runs: dict[str, dict]) -> list[str]:
     columns = [
         ("ONNX Runtime / eager", ("onnx", "model"), ("eager", "model")),
         ("end-to-end / model-only", ("onnx", "e2e"), ("onnx", "model")),
-        ("predict / seeds' eager pipeline", ("onnx", "e2e"), ("eager", "e2e")),
+        ("predict / torchvision tutorial pipeline", ("onnx", "e2e"), ("eager", "e2e")),
         ("bench / bare session.run", ("onnx", "model"), ("onnx", "bare")),
     ]
     out = [
@@ -74,7 +74,41 @@ def _runs_section(runs: dict[str, dict]) -> list[str]:
     return out
 
 
-def render(reports: dict[str, dict], runs: dict[str, dict] | None = None) -> str:
+def _edge_section(edge: dict[str, dict]) -> list[str]:
+    """Deployment runtimes side by side (docs/bench/edge/*.json): each backend's p50 and its ratio to eager and to
+    ONNX Runtime, per model and batch, from one interleaved run per model."""
+    out = [
+        "",
+        "## Deployment runtimes: ONNX Runtime, OpenVINO, ExecuTorch",
+        "",
+        "One `tvdeploy bench` run per model with every backend interleaved on the CPU provider; p50 per batch, and",
+        "the ratio to eager and to ONNX Runtime in the same run (below 1 is faster). OpenVINO runs with its",
+        "fp32 inference precision pinned and the latency hint; ExecuTorch through its Python runtime with the",
+        "XNNPACK delegate. Cold start (load + first inference in a fresh process) and peak RSS are per backend.",
+        "",
+        "| model | batch | backend | p50 ms | / eager | / ONNX Runtime | cold start ms | peak RSS MB | file MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, report in edge.items():
+        results = report["results"]
+        backends = list(dict.fromkeys(r["backend"] for r in results))
+        for batch in sorted({r["batch_size"] for r in results}):
+            eager, onnx = _row(results, "eager", "model", batch), _row(results, "onnx", "model", batch)
+            for backend in backends:
+                row = _row(results, backend, "model", batch)
+                if row is None:
+                    continue
+                out.append(
+                    f"| {model} | {batch} | {backend} | {row['latency_ms']['p50']:.1f} | {_ratio(row, eager)} "
+                    f"| {_ratio(row, onnx)} | {row['cold_start_ms'] or '-'} | {row['peak_rss_mb'] or '-'} "
+                    f"| {row['file_mb'] or '-'} |"
+                )
+    for model, report in edge.items():
+        out += ["", f"### {model}", "", f"`{report.get('command', 'tvdeploy bench')}`", "", *_table(report["results"])]
+    return out
+
+
+def render(reports: dict[str, dict], runs: dict[str, dict] | None = None, edge: dict[str, dict] | None = None) -> str:
     first = next(iter(reports.values()))
     machine = first["machine"]
     out = [
@@ -91,7 +125,7 @@ def render(reports: dict[str, dict], runs: dict[str, dict] | None = None) -> str
         "",
         "## Ratios (p50, same run)",
         "",
-        "| model | batch | ONNX Runtime / eager | TorchScript / eager | .pt2 / eager | end-to-end / model-only (ONNX) | tvdeploy predict / seeds' eager pipeline |",
+        "| model | batch | ONNX Runtime / eager | TorchScript / eager | .pt2 / eager | end-to-end / model-only (ONNX) | tvdeploy predict / torchvision tutorial pipeline |",
         "|---|---|---|---|---|---|---|",
     ]
     for model, report in reports.items():
@@ -110,6 +144,8 @@ def render(reports: dict[str, dict], runs: dict[str, dict] | None = None) -> str
         plot = BENCH / f"{model}.png"
         if plot.exists():
             out += ["", f"![{model}: latency and throughput against batch size](bench/{plot.name})"]
+    if edge:
+        out += _edge_section(edge)
     if runs:
         out += _runs_section(runs)
     return "\n".join(out) + "\n"
@@ -127,7 +163,8 @@ def main() -> None:
     runs = {p.stem: json.loads(p.read_text()) for p in sorted((BENCH / "runs").glob("*.json"))}
     if "resnet50" in reports:
         runs["resnet50 (above)"] = reports["resnet50"]
-    text = render(reports, runs) + (("\n" + notes.read_text()) if notes.exists() else "")
+    edge = {p.stem: json.loads(p.read_text()) for p in sorted((BENCH / "edge").glob("*.json"))}
+    text = render(reports, runs, edge) + (("\n" + notes.read_text()) if notes.exists() else "")
     target.write_text(text, encoding="utf-8")
     print(f"wrote {target}")
 

@@ -203,11 +203,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             ("precision", manifest.precision),
             ("exporter", manifest.exporter),
             ("opset", manifest.opset),
-            ("input", f"{manifest.input.name} {manifest.input.shape} {manifest.input.dtype} {manifest.input.layout}"),
+            (
+                "input",
+                f"{manifest.input.name} {manifest.input.shape} {manifest.input.dtype} {manifest.input.layout}"
+                + (f" (batch at most {manifest.input.max_batch})" if manifest.input.max_batch else ""),
+            ),
             ("output", f"{manifest.output.name} {manifest.output.shape} ({manifest.output.meaning})"),
             ("preprocess", manifest.preprocess.describe()),
             ("classes", f"{manifest.num_classes} ({', '.join(manifest.labels[:3])}, ...)"),
             ("parity", "passed" if parity.get("passed") else ("FAILED" if parity else "not run")),
+            *((key, value) for key, value in manifest.export_info.items() if key not in ("attempts", "seconds")),
             ("created", manifest.created),
             ("schema", manifest.schema_version),
         ]

@@ -32,6 +32,12 @@ def _type_name(element_type: Any) -> str:
     )
 
 
+def _tensor_info(port: Any) -> TensorInfo:
+    """Name, shape (``None`` for dynamic dimensions) and dtype of a compiled model's input or output."""
+    shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    return TensorInfo(port.get_any_name(), shape, _type_name(port.get_element_type()))
+
+
 class OpenVinoRunner(Runner):
     """Compiles an OpenVINO IR for a device and runs it with per-thread infer requests."""
 
@@ -94,26 +100,12 @@ class OpenVinoRunner(Runner):
     @property
     def inputs(self) -> list[TensorInfo]:
         self.activate()
-        return [
-            TensorInfo(
-                i.get_any_name(),
-                tuple(d.get_length() if d.is_static else None for d in i.get_partial_shape()),
-                _type_name(i.get_element_type()),
-            )
-            for i in self.compiled.inputs
-        ]
+        return [_tensor_info(port) for port in self.compiled.inputs]
 
     @property
     def outputs(self) -> list[TensorInfo]:
         self.activate()
-        return [
-            TensorInfo(
-                o.get_any_name(),
-                tuple(d.get_length() if d.is_static else None for d in o.get_partial_shape()),
-                _type_name(o.get_element_type()),
-            )
-            for o in self.compiled.outputs
-        ]
+        return [_tensor_info(port) for port in self.compiled.outputs]
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self._request().infer(feeds)
