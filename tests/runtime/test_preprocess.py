@@ -103,3 +103,21 @@ def test_accepts_every_image_source(photo_files, photos) -> None:
     with open(path, "rb") as handle:
         np.testing.assert_array_equal(pre(handle), expected)
     np.testing.assert_array_equal(pre(np.asarray(Image.open(path).convert("RGB"))), expected)
+
+
+def test_the_tutorial_pipeline_is_exactly_the_weights_own_transforms(photos: dict[str, Image.Image]) -> None:
+    """``torchvision_transforms`` (public Resize/CenterCrop/ToTensor/Normalize) equals ``weights.transforms()``."""
+    from torchvision import models
+
+    from tvdeploy.models.catalog import list_catalog
+
+    seen: set[PreprocessSpec] = set()
+    for info in list_catalog():
+        for entry in info.weights:
+            if entry.preprocess in seen:
+                continue
+            seen.add(entry.preprocess)
+            theirs, ours = models.get_weight(entry.id).transforms(), torchvision_transforms(entry.preprocess)
+            for image in list(photos.values())[:2]:
+                assert np.array_equal(ours(image).numpy(), theirs(image).numpy()), entry.id
+    assert len(seen) == len(PRESETS)

@@ -125,7 +125,7 @@ def tensor_specs(
     max_batch = options.max_batch if options.dynamic_batch and spec is not None and spec.bounded_batch else None
     return (
         TensorSpec(DEFAULT_INPUT_NAME, [batch, 3, height, width], max_batch=max_batch),
-        OutputSpec(DEFAULT_OUTPUT_NAME, "logits", [batch, model.num_classes]),
+        OutputSpec(DEFAULT_OUTPUT_NAME, shape=[batch, model.num_classes]),
     )
 
 
