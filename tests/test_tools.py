@@ -127,10 +127,19 @@ def test_deployment_runtime_section_gives_ratios_to_eager_and_onnx_runtime() -> 
     render = _load("render_benchmarks")
 
     def row(backend: str, p50: float) -> dict:
-        return {"name": backend, "backend": backend, "mode": "model", "batch_size": 1, "iterations": 3,
-                "latency_ms": {k: p50 for k in ("p50", "mean", "p90", "p99", "min", "max")},
-                "throughput_ips": 1000 / p50, "cold_start_ms": 100.0, "peak_rss_mb": 200.0, "file_mb": 4.0,
-                "speedup_vs_eager": None}
+        return {
+            "name": backend,
+            "backend": backend,
+            "mode": "model",
+            "batch_size": 1,
+            "iterations": 3,
+            "latency_ms": {k: p50 for k in ("p50", "mean", "p90", "p99", "min", "max")},
+            "throughput_ips": 1000 / p50,
+            "cold_start_ms": 100.0,
+            "peak_rss_mb": 200.0,
+            "file_mb": 4.0,
+            "speedup_vs_eager": None,
+        }
 
     edge = {"resnet50": {"results": [row("eager", 100), row("onnx", 50), row("openvino", 60), row("executorch", 75)]}}
     text = "\n".join(render._edge_section(edge))

@@ -25,14 +25,27 @@ from tvdeploy.runtime.formats import FORMATS
 
 
 @pytest.fixture(scope="module")
-def edge_artifacts(tmp_path_factory: pytest.TempPathFactory, ten_class_checkpoint: tuple[Path, Path]) -> dict[str, Path]:
+def edge_artifacts(
+    tmp_path_factory: pytest.TempPathFactory, ten_class_checkpoint: tuple[Path, Path]
+) -> dict[str, Path]:
     checkpoint, labels = ten_class_checkpoint
     root = tmp_path_factory.mktemp("edge")
     artifacts = {}
     for fmt in ("openvino", "executorch"):
         out = root / f"ft-{fmt}"
-        proc = run_cli_process("export", "--model", "resnet18", "--weights", checkpoint, "--labels", labels,
-                               "--format", fmt, "--output", out)
+        proc = run_cli_process(
+            "export",
+            "--model",
+            "resnet18",
+            "--weights",
+            checkpoint,
+            "--labels",
+            labels,
+            "--format",
+            fmt,
+            "--output",
+            out,
+        )
         assert proc.returncode == 0, proc.stderr
         assert f"parity {fmt} vs eager (fp32): PASS" in proc.stdout
         artifacts[fmt] = out
@@ -40,7 +53,9 @@ def edge_artifacts(tmp_path_factory: pytest.TempPathFactory, ten_class_checkpoin
 
 
 @pytest.fixture(scope="module")
-def eager_reference(ten_class_checkpoint: tuple[Path, Path], photos: dict[str, Image.Image]) -> tuple[torch.Tensor, np.ndarray]:
+def eager_reference(
+    ten_class_checkpoint: tuple[Path, Path], photos: dict[str, Image.Image]
+) -> tuple[torch.Tensor, np.ndarray]:
     """The tutorial pipeline: the state dict in a torchvision resnet18, the weights' transforms, eval mode."""
     from torchvision import models
 
@@ -60,7 +75,9 @@ def test_manifests_describe_the_new_formats(edge_artifacts: dict[str, Path]) -> 
         assert manifest["labels"][:2] == ["airplane", "automobile"]
     openvino = json.loads((edge_artifacts["openvino"] / "tvdeploy.json").read_text())
     assert [f["path"] for f in openvino["files"]] == ["model.xml", "model.bin"]
-    assert openvino["export_info"]["converted_from"] == "onnx" and openvino["exporter"] == "openvino.convert_model(onnx)"
+    assert (
+        openvino["export_info"]["converted_from"] == "onnx" and openvino["exporter"] == "openvino.convert_model(onnx)"
+    )
     executorch = json.loads((edge_artifacts["executorch"] / "tvdeploy.json").read_text())
     assert executorch["export_info"]["delegate"] == "XnnpackBackend"
     assert executorch["input"]["shape"] == ["batch", 3, 224, 224] and executorch["input"]["max_batch"] == 8
@@ -70,8 +87,9 @@ def test_openvino_runtime_loads_the_ir_and_matches_eager(edge_artifacts, eager_r
     import openvino as ov
 
     batch, expected = eager_reference
-    compiled = ov.Core().compile_model(str(edge_artifacts["openvino"] / "model.xml"), "CPU",
-                                       {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = ov.Core().compile_model(
+        str(edge_artifacts["openvino"] / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
     assert compiled.inputs[0].get_any_name() == "input" and compiled.outputs[0].get_any_name() == "logits"
     for size in (1, 6):
         got = compiled({"input": batch[:size].numpy()})[compiled.outputs[0]]
@@ -105,8 +123,12 @@ def test_openvino_artifact_runs_without_torch(edge_artifacts, photo_files) -> No
         "assert not any(m.split('.')[0] in ('torch', 'torchvision') for m in sys.modules)\n"
         "print(len(rows))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(edge_artifacts["openvino"]), *map(str, photo_files)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(edge_artifacts["openvino"]), *map(str, photo_files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(len(photo_files))
 
@@ -121,13 +143,32 @@ def test_executorch_refuses_batches_over_its_bound_and_predict_splits_them(edge_
 
 
 def test_bench_runs_the_formats_side_by_side(edge_artifacts, tmp_path: Path, capsys) -> None:
-    code, out, _ = run_cli(capsys, "bench", edge_artifacts["openvino"], edge_artifacts["executorch"],
-                           "--batch-sizes", "1,9", "--iterations", "2", "--warmup", "1", "--no-cold-start", "--bare",
-                           "--json", tmp_path / "b.json")
+    code, _, _ = run_cli(
+        capsys,
+        "bench",
+        edge_artifacts["openvino"],
+        edge_artifacts["executorch"],
+        "--batch-sizes",
+        "1,9",
+        "--iterations",
+        "2",
+        "--warmup",
+        "1",
+        "--no-cold-start",
+        "--bare",
+        "--json",
+        tmp_path / "b.json",
+    )
     assert code == 0
     report = json.loads((tmp_path / "b.json").read_text())
     rows = {(r["backend"], r["mode"], r["batch_size"]) for r in report["results"]}
     # batch 9 is over the ExecuTorch program's bound: not timed for it, timed for OpenVINO
-    assert rows == {("openvino", "model", 1), ("openvino", "bare", 1), ("executorch", "model", 1),
-                    ("executorch", "bare", 1), ("openvino", "model", 9), ("openvino", "bare", 9)}
+    assert rows == {
+        ("openvino", "model", 1),
+        ("openvino", "bare", 1),
+        ("executorch", "model", 1),
+        ("executorch", "bare", 1),
+        ("openvino", "model", 9),
+        ("openvino", "bare", 9),
+    }
     assert report["config"]["resolved_provider"] == "cpu"

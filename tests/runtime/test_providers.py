@@ -14,8 +14,14 @@ from tvdeploy.runtime.providers import resolve_provider
 @pytest.fixture
 def cuda_for_onnx_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine where onnxruntime-gpu sees a GPU but torch is a CPU build."""
-    available = {"eager": ["cpu"], "pt2": ["cpu"], "torchscript": ["cpu"], "onnx": ["cpu", "cuda"],
-                 "openvino": ["cpu"], "executorch": ["cpu"]}
+    available = {
+        "eager": ["cpu"],
+        "pt2": ["cpu"],
+        "torchscript": ["cpu"],
+        "onnx": ["cpu", "cuda"],
+        "openvino": ["cpu"],
+        "executorch": ["cpu"],
+    }
     monkeypatch.setattr(providers, "_available_for", lambda backend: available[backend])
 
 
