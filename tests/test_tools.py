@@ -97,6 +97,10 @@ def test_coverage_columns_are_the_registry_formats(tmp_path: Path) -> None:
     for fmt in FORMATS:
         assert f"| alexnet | {fmt} |" in text
     assert "| alexnet | executorch | not run |" in text
+    failed = {"model": "alexnet", "format": "executorch", "passed": False, "error": "every executorch exporter failed"}
+    text = render.render({("alexnet", "onnx"): _row("alexnet", "onnx"), ("alexnet", "executorch"): failed})
+    assert "| alexnet | executorch | - |" in text and "FAIL: every executorch exporter failed" in text
+    assert "**1 of 2 model x format results pass**" in text
 
 
 def _bench_result(backend: str, mode: str, p50: float) -> dict:

@@ -83,6 +83,9 @@ def render(
             if row is None:
                 lines.append(f"| {model} | {fmt} | not run | | | | | | | | |")
                 continue
+            if "error" in row:
+                lines.append(f"| {model} | {fmt} | - | - | - | - | - | - | - | FAIL: {row['error'][:120]} | - |")
+                continue
             lines.append(
                 f"| {model} | {fmt} | `{row['exporter']}` | {row['photos_max_abs_diff']:.1e} | {row['photos_atol_limit']:.1e} "
                 f"| {row['photos_top1']:.0%} | {row['photos_top5']:.0%} | {row['photos_min_cosine']:.6f} "

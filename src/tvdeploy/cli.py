@@ -1,4 +1,4 @@
-"""Command line: ``tvdeploy list|export|validate|inspect|predict|bench``.
+"""Command line: ``tvdeploy list|export|optimize|validate|inspect|predict|bench``.
 
 Thin by design: each command parses its arguments, calls the library, prints,
 and returns an exit code. Only the command being run is imported. One place
@@ -103,8 +103,9 @@ def _preprocess_overrides(args: argparse.Namespace) -> Any:
     return None if overrides == PreprocessOverrides() else overrides
 
 
-def _export_formats(requested: str) -> list[str]:
-    """``all``: every format whose extra is installed (the others are named in the log); else one known format."""
+def _export_formats(requested: str, precision: str = "fp32") -> list[str]:
+    """``all``: every format whose extra is installed and that supports ``precision`` (the others are named in
+    the log); else one known format."""
     from tvdeploy.runtime.formats import ALL, FORMATS, exportable_formats, get_format
 
     if requested.lower() != ALL:
@@ -113,7 +114,20 @@ def _export_formats(requested: str) -> list[str]:
     skipped = [f"{name} ({FORMATS[name].install_hint()})" for name in FORMATS if name not in available]
     if skipped:
         logger.info("--format all: skipping formats whose extras are not installed: %s", "; ".join(skipped))
-    return available
+    chosen = [name for name in available if precision in FORMATS[name].criteria]
+    if len(chosen) < len(available):
+        logger.info("--format all at %s: only %s support it", precision, ", ".join(chosen))
+    return chosen
+
+
+def _calibration(args: argparse.Namespace) -> Any:
+    from tvdeploy.export.options import CalibrationOptions
+
+    if args.calibration is None:
+        return None
+    return CalibrationOptions(
+        source=args.calibration, method=args.calibration_method, max_images=args.calibration_images, seed=args.seed
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -128,10 +142,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         dynamic_batch=args.static_batch is None,
         batch_size=args.static_batch or 1,
         max_batch=args.max_batch,
+        calibration=_calibration(args),
     )
     request = ExportRequest(
         model=args.model,
-        formats=_export_formats(args.format),
+        formats=_export_formats(args.format, args.precision),
+        output_is_parent=args.format.lower() == "all",
         weights=args.weights,
         labels_file=args.labels,
         output=args.output,
@@ -158,6 +174,45 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
             print(format_report(outcome.parity))
     return _parity_exit(o.passed for o in outcomes)
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    """``tvdeploy optimize ARTIFACT --precision fp16|int8``: a derived artifact with its own parity."""
+    from tvdeploy.export.optimize import OptimizeRequest, optimize_artifact
+    from tvdeploy.export.parity import format_report
+
+    outcome = optimize_artifact(
+        OptimizeRequest(
+            artifact=args.artifact,
+            precision=args.precision,
+            calibration=_calibration(args),
+            output=args.output,
+            force=args.force,
+        )
+    )
+    if args.json:
+        _print_json(outcome.to_dict())
+    else:
+        sizes = ", ".join(f"{f.path} {f.bytes / 1e6:.1f} MB" for f in outcome.manifest.files)
+        print(f"{outcome.artifact_dir}  [{outcome.manifest.format} {outcome.manifest.precision}, {sizes}]")
+        print(format_report(outcome.parity))
+    return _parity_exit([outcome.passed])
+
+
+def _add_calibration_arguments(parser: argparse.ArgumentParser, methods: Sequence[str], default_images: int) -> None:
+    group = parser.add_argument_group("int8 calibration")
+    group.add_argument(
+        "--calibration",
+        metavar="DIR|random",
+        help="representative images for int8 (preprocessed like the artifact); 'random': noise, speed tests only",
+    )
+    group.add_argument("--calibration-method", default="minmax", choices=methods, help="default minmax")
+    group.add_argument(
+        "--calibration-images",
+        type=_positive_int,
+        default=default_images,
+        help=f"images used at most, in sorted order (default {default_images})",
+    )
 
 
 def _parity_exit(passed: Any) -> int:
@@ -355,7 +410,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command (choices and help read the format registry)."""
-    from tvdeploy.export.options import DEFAULT_MAX_BATCH, DEFAULT_OPSET
+    from tvdeploy.export.options import (
+        CALIBRATION_METHODS,
+        DEFAULT_CALIBRATION_IMAGES,
+        DEFAULT_MAX_BATCH,
+        DEFAULT_OPSET,
+    )
     from tvdeploy.runtime.formats import ALL, FORMATS, PRECISIONS, backend_names
     from tvdeploy.runtime.manifest import INTERPOLATIONS
     from tvdeploy.runtime.providers import PROVIDER_CHOICES
@@ -396,7 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", help="artifact name (default: the model name)")
     p.add_argument("--opset", type=_positive_int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="numeric precision (default fp32)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="numeric precision (default fp32); fp16 and int8 for onnx (int8 needs --calibration)",
+    )
     p.add_argument(
         "--static-batch",
         type=_positive_int,
@@ -418,7 +483,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--interpolation", choices=INTERPOLATIONS)
     g.add_argument("--mean", type=_float_triple, help="R,G,B")
     g.add_argument("--std", type=_float_triple, help="R,G,B")
+    _add_calibration_arguments(p, CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES)
     p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("optimize", help="derive an fp16 or int8 artifact from an fp32 ONNX artifact, with parity")
+    p.add_argument("artifact", type=Path, metavar="ARTIFACT")
+    p.add_argument("--precision", required=True, choices=[x for x in PRECISIONS if x != "fp32"])
+    p.add_argument("--output", type=Path, help="the new artifact (default: ARTIFACT-<precision> beside it)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --calibration random (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_calibration_arguments(p, CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES)
+    p.set_defaults(handler=cmd_optimize)
 
     p = sub.add_parser("validate", help="re-check an artifact against the eager model on photos and noise")
     p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT")

@@ -75,3 +75,41 @@ def test_every_exporter_failing_is_an_export_error_and_writes_nothing(
     ):
         export_model(ExportRequest("squeezenet1_1", ["onnx"], weights="none", output=tmp_path / "x", progress=False))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_program_that_does_not_run_falls_back_to_a_fixed_batch(tmp_path: Path, monkeypatch, photo_files) -> None:
+    """ExecuTorch: when the dynamic-batch program fails at run time, the static one (batch 1) is written."""
+    from tvdeploy.export import executorch_exporter
+
+    original = executorch_exporter.ExecuTorchExporter.produce
+
+    def produce(self, job, out_dir, strategy):
+        result = original(self, job, out_dir, strategy)
+        if strategy == "xnnpack":  # as shufflenet's program does: it loads, then fails in the delegate
+            (out_dir / job.model_path).write_bytes(b"not a program")
+        return result
+
+    monkeypatch.setattr(executorch_exporter.ExecuTorchExporter, "produce", produce)
+    artifact = _export(tmp_path, "executorch")
+    manifest = json.loads((artifact / "tvdeploy.json").read_text())
+    first, second = manifest["export_info"]["attempts"]
+    assert first["strategy"] == "xnnpack" and first["exported"] and "error" in first
+    assert second["strategy"] == "xnnpack-static" and second["parity_passed"]
+    assert manifest["input"]["shape"] == [1, 3, 224, 224] and manifest["output"]["shape"] == [1, 1000]
+    # the runtime feeds it one image at a time
+    assert len(load(artifact, batch_size=8).predict(photo_files, top_k=1)) == len(photo_files)
+
+
+def test_one_format_failing_keeps_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tvdeploy.export.pipeline import PartialExportError
+
+    def always_fails(self, job, out_dir, strategy):
+        raise RuntimeError(f"{strategy} broke")
+
+    monkeypatch.setattr(torchscript_exporter.TorchScriptExporter, "produce", always_fails)
+    with pytest.raises(PartialExportError, match="every torchscript exporter failed") as caught:
+        export_model(
+            ExportRequest("squeezenet1_1", ["torchscript", "pt2"], weights="none", output=tmp_path, progress=False)
+        )
+    assert [o.format for o in caught.value.outcomes] == ["pt2"] and set(caught.value.failed) == {"torchscript"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["squeezenet1_1-pt2"]

@@ -23,12 +23,15 @@ class ExportResult:
     """Files a producer wrote (relative to the artifact directory, the model file first) and how.
 
     ``details`` go into the manifest's ``export_info`` (e.g. the delegate a program was lowered to).
+    ``input_spec``/``output_spec`` replace the job's when a strategy changes the interface (a fixed batch).
     """
 
     files: list[str]
     exporter: str
     opset: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    input_spec: TensorSpec | None = None
+    output_spec: OutputSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class ProduceJob:
     module: Any = None
     example: Any = None
     source_dir: Path | None = None
+    #: int8 calibration data (preprocessed with the artifact's own preprocessing), when the precision needs it
+    calibration: Any = None
 
     @property
     def model_path(self) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from tvdeploy.errors import ExportError
 from tvdeploy.export.base import ExportResult, ProduceJob, quiet_torch, torch_batch_dims, written_files
 from tvdeploy.export.options import EXPORT_BATCH_BOUND
+from tvdeploy.export.precision import convert_precision
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,26 @@ class OnnxExporter:
     strategies = ("dynamo", "torchscript")
 
     def produce(self, job: ProduceJob, out_dir: Path, strategy: str) -> ExportResult:
+        """Export fp32 ONNX; for fp16/int8, export to a scratch directory and convert into ``out_dir``."""
+        if job.options.precision == "fp32":
+            return self._export(job, out_dir, strategy)
+        with tempfile.TemporaryDirectory(prefix="tvdeploy-fp32-") as scratch:
+            fp32 = self._export(job, Path(scratch), strategy)
+            details = convert_precision(
+                Path(scratch) / job.model_path,
+                out_dir / job.model_path,
+                job.options.precision,
+                job.input_spec.name,
+                job.calibration,
+            )
+        return ExportResult(
+            files=written_files(out_dir, job.spec),
+            exporter=f"{fp32.exporter} + {details['converter']}",
+            opset=fp32.opset,
+            details=details,
+        )
+
+    def _export(self, job: ProduceJob, out_dir: Path, strategy: str) -> ExportResult:
         import torch
 
         path = out_dir / job.model_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from tvdeploy.errors import UserInputError
 from tvdeploy.runtime.formats import PRECISIONS
@@ -16,6 +17,50 @@ DEFAULT_MAX_BATCH = 8
 EXPORT_BATCH_BOUND = 4096
 
 
+#: ONNX Runtime's calibration methods, by the names the CLI takes.
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+#: Images a calibration uses by default (the first ones of the directory, in sorted order).
+DEFAULT_CALIBRATION_IMAGES = 64
+#: ``--calibration random``: seeded noise instead of images, for speed tests only.
+RANDOM_CALIBRATION = "random"
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """Where int8 calibration data comes from and how it is used.
+
+    Args:
+        source: a directory of images (taken in sorted order, preprocessed with the artifact's own
+            preprocessing), or ``"random"`` for seeded noise (speed tests only; the manifest says so).
+        method: ``minmax``, ``entropy`` or ``percentile`` (ONNX Runtime's calibrators).
+        max_images: how many images (or noise tensors) at most.
+        seed: the seed of random calibration.
+    """
+
+    source: str
+    method: str = "minmax"
+    max_images: int = DEFAULT_CALIBRATION_IMAGES
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise UserInputError(
+                f"unknown calibration method {self.method!r}", hint=f"choose one of {', '.join(CALIBRATION_METHODS)}"
+            )
+        if self.max_images < 1:
+            raise UserInputError("the calibration needs at least one image")
+        if not self.is_random and not Path(self.source).is_dir():
+            raise UserInputError(
+                f"calibration directory {self.source} does not exist",
+                hint="pass a directory of representative images, or --calibration random for a speed test",
+            )
+
+    @property
+    def is_random(self) -> bool:
+        """Whether the calibration uses seeded noise instead of images."""
+        return self.source == RANDOM_CALIBRATION
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """How to export, whatever the format.
@@ -26,6 +71,7 @@ class ExportOptions:
         dynamic_batch: a dynamic batch axis; ``False`` fixes the batch to ``batch_size``.
         batch_size: the fixed batch when ``dynamic_batch`` is off.
         max_batch: the largest batch of formats that plan memory for one (ExecuTorch).
+        calibration: the int8 calibration data (required for int8, ignored otherwise).
     """
 
     opset: int = DEFAULT_OPSET
@@ -33,10 +79,17 @@ class ExportOptions:
     dynamic_batch: bool = True
     batch_size: int = 1
     max_batch: int = DEFAULT_MAX_BATCH
+    calibration: CalibrationOptions | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UserInputError(f"unknown precision {self.precision!r}", hint=f"choose one of {', '.join(PRECISIONS)}")
+        if self.precision == "int8" and self.calibration is None:
+            raise UserInputError(
+                "int8 needs calibration images",
+                hint="pass --calibration DIR (representative images, e.g. a few dozen from your own data); "
+                "--calibration random calibrates on noise, for speed tests only",
+            )
         if self.opset < 7:
             raise UserInputError(f"ONNX opset {self.opset} is too old", hint=f"use {DEFAULT_OPSET} (the default)")
         if self.batch_size < 1 or self.max_batch < 1:

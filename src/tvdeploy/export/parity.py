@@ -29,6 +29,7 @@ class SetReport:
     batch_sizes: list[int]
     samples: int
     max_abs_diff: float
+    mean_abs_diff: float
     max_rel_diff: float
     min_cosine: float
     top1_agreement: float
@@ -102,7 +103,7 @@ def compare_outputs(
         failures.append(f"output shapes differ: reference {reference.shape}, candidate {candidate.shape}")
         nan = float("nan")
         return SetReport(
-            name, batch_sizes, int(reference.shape[0]), nan, nan, nan, 0.0, 0.0, 0, nan, nan, nan, False, failures
+            name, batch_sizes, int(reference.shape[0]), nan, nan, nan, nan, 0.0, 0.0, 0, nan, nan, nan, False, failures
         )
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)
@@ -147,6 +148,7 @@ def compare_outputs(
         batch_sizes=batch_sizes,
         samples=int(ref.shape[0]),
         max_abs_diff=max_abs,
+        mean_abs_diff=float(np.nanmean(diff)),
         max_rel_diff=max_rel,
         min_cosine=min_cosine,
         top1_agreement=top1,
@@ -239,6 +241,7 @@ def format_report(report: ParityReport) -> str:
     for s in report.sets:
         lines.append(
             f"  {s.name:<7} batches {s.batch_sizes}: max|diff| {s.max_abs_diff:.2e} (limit {s.atol_limit:.2e}), "
+            f"mean {s.mean_abs_diff:.2e}, "
             f"max rel {s.max_rel_diff:.2e}, cos {s.min_cosine:.6f}, top-1 {s.top1_agreement:.0%}"
             f"{f' ({s.top1_ties} ties)' if s.top1_ties else ''}, top-5 {s.top5_agreement:.0%}"
         )

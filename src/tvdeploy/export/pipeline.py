@@ -20,6 +20,7 @@ from tvdeploy.export.eager import EagerRunner
 from tvdeploy.export.inputs import InputSet, default_input_sets
 from tvdeploy.export.options import ExportOptions
 from tvdeploy.export.parity import ParityReport, compare_runners, format_report, run_sets
+from tvdeploy.export.precision import CalibrationSet, calibration_set
 from tvdeploy.export.versions import tool_versions
 from tvdeploy.models.catalog import get_model_info
 from tvdeploy.models.loader import LoadedModel, PreprocessOverrides, load_model
@@ -140,8 +141,8 @@ def build_manifest(model: LoadedModel, job: ProduceJob, result: ExportResult, di
         precision=job.options.precision,
         opset=result.opset,
         exporter=result.exporter,
-        input=job.input_spec,
-        output=job.output_spec,
+        input=result.input_spec or job.input_spec,
+        output=result.output_spec or job.output_spec,
         preprocess=model.preprocess,
         labels=list(model.labels),
         files=[FileEntry(f, sha256_file(directory / f), (directory / f).stat().st_size) for f in result.files],
@@ -164,6 +165,7 @@ def _produce(
     input_sets: list[InputSet],
     reference: list[np.ndarray],
     source_dir: Path | None,
+    calibration: CalibrationSet | None,
 ) -> tuple[Manifest, ParityReport, list[dict[str, Any]]]:
     """Try the format's strategies in order until one writes files that pass parity."""
     import torch
@@ -181,6 +183,7 @@ def _produce(
         module=model.module,
         example=example,
         source_dir=source_dir,
+        calibration=calibration,
     )
     attempts: list[dict[str, Any]] = []
     last: tuple[Manifest, ParityReport] | None = None
@@ -190,22 +193,29 @@ def _produce(
             with _Step(f"export {spec.name} ({strategy})"):
                 result = producer.produce(job, directory, strategy)
         except Exception as exc:  # producers raise anything from torch/backend internals; recorded and retried
-            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            reason = _first_line(exc)
             logger.warning("%s export with %s failed: %s", spec.name, strategy, reason)
             logger.debug("%s export with %s failed", spec.name, strategy, exc_info=True)
             attempts.append({"strategy": strategy, "exported": False, "error": f"{type(exc).__name__}: {reason}"})
             continue
         manifest = build_manifest(model, job, result, directory, request.name or model.architecture)
         manifest.export_info = dict(result.details)
-        with _Step(f"parity {spec.name}"), runner_for_artifact(directory, manifest) as runner:
-            report = compare_runners(
-                reference,
-                runner,
-                input_sets,
-                criteria=spec.criteria_for(manifest.precision),
-                precision=manifest.precision,
-                expected=(input_spec, output_spec),
-            )
+        try:
+            with _Step(f"parity {spec.name}"), runner_for_artifact(directory, manifest) as runner:
+                report = compare_runners(
+                    reference,
+                    runner,
+                    input_sets,
+                    criteria=spec.criteria_for(manifest.precision),
+                    precision=manifest.precision,
+                    expected=(manifest.input, manifest.output),
+                )
+        except Exception as exc:  # the written file does not load or run: recorded, next strategy
+            reason = _first_line(exc)
+            logger.warning("%s from %s does not run: %s", spec.name, strategy, reason)
+            logger.debug("%s from %s does not run", spec.name, strategy, exc_info=True)
+            attempts.append({"strategy": strategy, "exported": True, "error": f"{type(exc).__name__}: {reason}"})
+            continue
         logger.info("parity %s: %s", spec.name, "PASS" if report.passed else "FAIL: " + "; ".join(report.failures))
         logger.debug("%s", format_report(report))
         attempts.append(
@@ -225,6 +235,11 @@ def _produce(
     return last[0], last[1], attempts
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
 def production_order(formats: list[str]) -> list[str]:
     """The requested formats with every converter's source format before it (sources not requested included)."""
     order: list[str] = []
@@ -239,6 +254,15 @@ def production_order(formats: list[str]) -> list[str]:
     for name in formats:
         visit(name)
     return order
+
+
+class PartialExportError(ExportError):
+    """Some formats of a request could not be exported at all; ``outcomes`` holds the ones that were written."""
+
+    def __init__(self, message: str, outcomes: list[ExportOutcome], failed: dict[str, str]) -> None:
+        super().__init__(message, hint="try another --format, or report the model (see docs/coverage.md)")
+        self.outcomes = outcomes
+        self.failed = failed
 
 
 def export_model(request: ExportRequest, model: LoadedModel | None = None) -> list[ExportOutcome]:
@@ -269,6 +293,10 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
                 request.model, request.weights, request.labels_file, request.preprocess, request.seed, request.progress
             )
     input_sets = default_input_sets(model.preprocess, seed=request.seed)
+    calibration = None
+    if request.options.precision == "int8" and request.options.calibration is not None:
+        with _Step("load calibration data"):
+            calibration = calibration_set(request.options.calibration, model.preprocess)
     input_spec, output_spec = tensor_specs(model, request.options)
     with _Step("eager reference on parity inputs"):
         reference = run_sets(
@@ -276,27 +304,42 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
         )
     outcomes = []
     produced: dict[str, Path] = {}
+    failures: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="tvdeploy-sources-") as scratch:
         for fmt in production_order(request.formats):
             spec = get_format(fmt)
             source = spec.producer.source
             source_dir = produced.get(source) if source else None
             if source and source_dir is None:
-                raise ExportError(
-                    f"{fmt} is converted from {source}, and the {source} export failed parity",
-                    hint=f"see the {source} parity report above",
-                )
+                failures[fmt] = f"it is converted from {source}, whose export failed"
+                continue
             output = outputs.get(fmt, Path(scratch) / fmt)
             start = time.perf_counter()
-            with staged_directory(output, force=True if fmt not in outputs else request.force) as staging:
-                manifest, report, attempts = _produce(model, spec, request, staging, input_sets, reference, source_dir)
-                seconds = time.perf_counter() - start
-                manifest.parity = report.to_dict()
-                manifest.export_info.update({"seconds": round(seconds, 2), "attempts": attempts})
-                write_manifest(manifest, staging)
+            try:
+                with staged_directory(output, force=True if fmt not in outputs else request.force) as staging:
+                    manifest, report, attempts = _produce(
+                        model, spec, request, staging, input_sets, reference, source_dir, calibration
+                    )
+                    seconds = time.perf_counter() - start
+                    manifest.parity = report.to_dict()
+                    manifest.export_info.update({"seconds": round(seconds, 2), "attempts": attempts})
+                    write_manifest(manifest, staging)
+            except ExportError as exc:  # this format failed; the others go on
+                logger.error("%s", exc.message)
+                failures[fmt] = exc.message
+                continue
             if report.passed:
                 produced[fmt] = output
             if fmt in outputs:
                 logger.info("wrote %s (%s)", output, "parity passed" if report.passed else "PARITY FAILED")
                 outcomes.append(ExportOutcome(fmt, output, manifest, report, seconds))
+    failed = {fmt: reason for fmt, reason in failures.items() if fmt in outputs}
+    if failed:
+        written = ", ".join(str(o.artifact_dir) for o in outcomes)
+        raise PartialExportError(
+            "; ".join(f"{fmt}: {reason}" for fmt, reason in failed.items())
+            + (f" (written: {written})" if written else ""),
+            outcomes=outcomes,
+            failed=failed,
+        )
     return outcomes

@@ -74,19 +74,15 @@ class ValidationResult:
         }
 
 
-def validate_artifact(artifact_dir: str | Path, provider: str = "cpu", weights: str | None = None) -> ValidationResult:
-    """Verify the files of an artifact, rebuild its eager reference, and compare on photos and noise."""
-    directory = Path(artifact_dir)
-    manifest = read_manifest(directory)
-    verify_artifact_files(directory, manifest)
-    model = reference_model(manifest, weights)
+def artifact_parity(directory: Path, manifest: Manifest, model: LoadedModel, provider: str = "cpu") -> ParityReport:
+    """Compare an artifact with its eager model on photos and noise, by its format's criteria at its precision."""
     if model.num_classes != manifest.num_classes:
         raise ArtifactError(f"the reference model has {model.num_classes} classes, the artifact {manifest.num_classes}")
     input_sets = default_input_sets(manifest.preprocess, seed=manifest.source.seed)
     reference = EagerRunner(model.module, manifest.input, manifest.output.name)
     criteria = get_format(manifest.format).criteria_for(manifest.precision)
     with runner_for_artifact(directory, manifest, provider=provider) as candidate:
-        report = compare_runners(
+        return compare_runners(
             reference,
             candidate,
             input_sets,
@@ -94,4 +90,12 @@ def validate_artifact(artifact_dir: str | Path, provider: str = "cpu", weights: 
             precision=manifest.precision,
             expected=(manifest.input, manifest.output),
         )
+
+
+def validate_artifact(artifact_dir: str | Path, provider: str = "cpu", weights: str | None = None) -> ValidationResult:
+    """Verify the files of an artifact, rebuild its eager reference, and compare on photos and noise."""
+    directory = Path(artifact_dir)
+    manifest = read_manifest(directory)
+    verify_artifact_files(directory, manifest)
+    report = artifact_parity(directory, manifest, reference_model(manifest, weights), provider)
     return ValidationResult(directory, manifest, report)

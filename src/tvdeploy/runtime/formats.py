@@ -31,7 +31,7 @@ TORCH_PROVIDERS = ("cpu", "cuda")
 #: The runner of the eager reference (bench and parity).
 EAGER_RUNNER = "tvdeploy.runtime.runners.torch_backed:TorchModuleRunner"
 #: Precisions tvdeploy can produce. Each format lists the ones it supports in its ``criteria``.
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ class ParityCriteria:
 
 #: fp32 artifacts must answer like eager up to float32 reordering.
 FP32_CRITERIA = ParityCriteria(atol_scale=1e-3, min_top1=1.0, min_cosine=0.9999)
+#: fp16 weights and activations (fp32 inputs, outputs and fragile ops): ~3 decimal digits.
+FP16_CRITERIA = ParityCriteria(atol_scale=2e-2, min_top1=1.0, min_cosine=0.999)
+#: int8 static quantization: coarser; judged by the ranking on real photos and the direction of the logits.
+INT8_CRITERIA = ParityCriteria(atol_scale=0.25, min_top1=0.8, min_cosine=0.98)
 
 
 def _import(target: str) -> Any:
@@ -170,6 +174,7 @@ FORMATS: dict[str, FormatSpec] = {
             producer=Producer("tvdeploy.export.onnx_exporter:OnnxExporter", (*_TORCH_EXPORT, "onnx", "onnxscript")),
             extra="export",
             loads_with="onnxruntime.InferenceSession",
+            criteria={"fp32": FP32_CRITERIA, "fp16": FP16_CRITERIA, "int8": INT8_CRITERIA},
         ),
         FormatSpec(
             name="torchscript",
