@@ -71,6 +71,7 @@ def test_json_report_has_the_documented_fields(bench_run) -> None:
     assert onnx["file_mb"] > 1 and onnx["artifact"].endswith("-onnx")
     assert onnx["speedup_vs_eager"] == pytest.approx(eager["latency_ms"]["mean"] / onnx["latency_ms"]["mean"], rel=1e-2)
     assert eager["speedup_vs_eager"] == 1.0
+    assert onnx["baseline"] == "eager" and onnx["speedup"] == onnx["speedup_vs_eager"]
     # the torch-free runtime needs far less memory than eager torch
     assert onnx["peak_rss_mb"] < eager["peak_rss_mb"]
 

@@ -181,3 +181,15 @@ def test_batches_are_cut_to_what_the_artifact_admits() -> None:
         out = infer_in_batches(runner, spec, "logits", batch)
         assert runner.sizes == sizes and out.shape == (7, 10)
         np.testing.assert_allclose(out, whole, rtol=1e-6, atol=1e-6)
+
+
+def test_int8_criteria_report_noise_but_judge_only_the_photos() -> None:
+    from tvdeploy.runtime.formats import INT8_CRITERIA
+
+    ref = _logits()
+    far = ref + 10.0  # far outside any tolerance
+    noise = compare_outputs("random", ref, far, [6], INT8_CRITERIA, require_top1=False)
+    assert noise.passed and not noise.judged and noise.max_abs_diff == pytest.approx(10.0)
+    photos = compare_outputs("photos", ref, far, [6], INT8_CRITERIA, require_top1=True)
+    assert not photos.passed and photos.judged
+    assert not compare_outputs("random", ref, far, [6], FP32, require_top1=False).passed

@@ -104,6 +104,11 @@ def test_bench_shows_precisions_side_by_side_with_file_sizes(derived, resnet18_a
     fp32 = resnet18_artifacts["onnx"].name
     assert set(rows) == {fp32, "int8", "fp16"}  # artifacts are named by their directories
     assert rows["int8"]["file_mb"] < rows["fp16"]["file_mb"] < rows[fp32]["file_mb"]
+    # without eager, the first artifact is the baseline of the speedup column
+    assert {r["baseline"] for r in rows.values()} == {fp32} and rows[fp32]["speedup"] == 1.0
+    assert rows["int8"]["speedup"] == pytest.approx(
+        rows[fp32]["latency_ms"]["mean"] / rows["int8"]["latency_ms"]["mean"], rel=1e-2
+    )
 
 
 def test_int8_without_calibration_is_a_clear_error(resnet18_artifacts, tmp_path: Path, capsys) -> None:

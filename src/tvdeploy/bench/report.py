@@ -21,7 +21,7 @@ _HEADER = (
     "cold ms",
     "RSS MB",
     "file MB",
-    "vs eager",
+    "speedup",
 )
 
 
@@ -45,7 +45,7 @@ def _cells(row: BenchRow) -> list[str]:
         opt(row.cold_start_ms, ".0f"),
         opt(row.peak_rss_mb, ".0f"),
         opt(row.file_mb, ".1f"),
-        opt(row.speedup_vs_eager, ".2f") + ("x" if row.speedup_vs_eager is not None else ""),
+        opt(row.speedup, ".2f") + (f"x vs {row.baseline}" if row.speedup is not None else ""),
     ]
 
 

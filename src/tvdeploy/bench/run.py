@@ -70,6 +70,9 @@ class BenchRow:
     peak_rss_mb: float | None
     file_mb: float | None
     speedup_vs_eager: float | None = None
+    #: speedup against the run's baseline (eager, or the first target when eager was not run)
+    speedup: float | None = None
+    baseline: str | None = None
 
     @property
     def throughput_ips(self) -> float:
@@ -91,6 +94,8 @@ class BenchRow:
             "peak_rss_mb": None if self.peak_rss_mb is None else round(self.peak_rss_mb, 1),
             "file_mb": None if self.file_mb is None else round(self.file_mb, 2),
             "speedup_vs_eager": None if self.speedup_vs_eager is None else round(self.speedup_vs_eager, 3),
+            "speedup": None if self.speedup is None else round(self.speedup, 3),
+            "baseline": self.baseline,
         }
 
 
@@ -261,10 +266,18 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
 
 
 def _add_speedups(rows: list[BenchRow]) -> None:
-    """Speedup against eager in the same mode and batch size, where eager was measured."""
+    """Speedup against eager in the same mode and batch size, where eager was measured, and against the baseline:
+    eager, or the first target when eager was not run (``bench fp32 int8 fp16`` compares with fp32)."""
+    baseline = "eager" if any(r.backend == "eager" for r in rows) else (rows[0].name if rows else "")
     for row in rows:
         eager = next(
             (r for r in rows if r.backend == "eager" and r.mode == row.mode and r.batch_size == row.batch_size), None
         )
         if eager is not None:
             row.speedup_vs_eager = eager.latency.mean / row.latency.mean
+        base = next(
+            (r for r in rows if r.name == baseline and r.mode == row.mode and r.batch_size == row.batch_size), None
+        )
+        if base is not None:
+            row.speedup = base.latency.mean / row.latency.mean
+            row.baseline = baseline
