@@ -59,6 +59,28 @@ def photo_files(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Imag
     return paths
 
 
+#: Real images shipped with scikit-image that are not among the parity photos: int8 calibration data.
+CALIBRATION_IMAGES = (
+    "hubble_deep_field.jpg", "retina.jpg", "ihc.png", "motorcycle_left.png", "motorcycle_right.png", "color.png",
+    "camera.png", "coins.png", "moon.png", "brick.png", "grass.png", "gravel.png", "horse.png", "page.png",
+    "text.png", "cell.png",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def calibration_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of 16 real images (scikit-image's), disjoint from the photos parity checks on."""
+    import shutil
+
+    import skimage
+
+    source = Path(skimage.__file__).parent / "data"
+    root = tmp_path_factory.mktemp("calibration")
+    for name in CALIBRATION_IMAGES:
+        shutil.copy(source / name, root / name)
+    return root
+
+
 @pytest.fixture(scope="session")
 def ten_class_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A 'fine-tuned' 10-class resnet18 saved with torch.save(state_dict), and its labels file."""

@@ -20,28 +20,31 @@ SPEC = PreprocessSpec((256,), (224,), "bilinear", True, (0.485, 0.456, 0.406), (
 
 
 @pytest.fixture(scope="module")
-def derived(resnet18_artifacts, photo_files, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """int8 (calibrated on the sample photos) and fp16 artifacts derived from the fp32 resnet18 ONNX artifact."""
+def derived(resnet18_artifacts, calibration_dir, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """int8 (calibrated on real images other than the parity photos) and fp16 artifacts derived from the fp32
+    resnet18 ONNX artifact."""
     from tvdeploy.cli import main
 
     root = tmp_path_factory.mktemp("derived")
     out = {}
-    for precision, extra in (("int8", ["--calibration", str(photo_files[0].parent)]), ("fp16", [])):
+    for precision, extra in (("int8", ["--calibration", str(calibration_dir)]), ("fp16", [])):
         out[precision] = root / precision
         argv = ["optimize", str(resnet18_artifacts["onnx"]), "--precision", precision, "--output", str(out[precision])]
         assert main([*argv, *extra]) == 0
     return out
 
 
-def test_int8_artifact_records_its_calibration_and_passes_int8_parity(derived, resnet18_artifacts, photo_files) -> None:
+def test_int8_artifact_records_its_calibration_and_passes_int8_parity(
+    derived, resnet18_artifacts, calibration_dir
+) -> None:
     manifest = json.loads((derived["int8"] / "tvdeploy.json").read_text())
     fp32 = json.loads((resnet18_artifacts["onnx"] / "tvdeploy.json").read_text())
     assert manifest["precision"] == "int8" and manifest["format"] == "onnx"
     assert manifest["parity"]["passed"] and manifest["parity"]["precision"] == "int8"
     assert manifest["parity"]["criteria"]["min_cosine"] == INT8_CRITERIA.min_cosine
     calibration = manifest["export_info"]["calibration"]
-    assert calibration["method"] == "minmax" and calibration["images"] == len(photo_files)
-    assert len(calibration["images_sha256"]) == 64 and calibration["source"] == str(photo_files[0].parent.resolve())
+    assert calibration["method"] == "minmax" and calibration["images"] == len(list(calibration_dir.iterdir())) == 16
+    assert len(calibration["images_sha256"]) == 64 and calibration["source"] == str(calibration_dir.resolve())
     assert manifest["export_info"]["quantization"] == {
         "format": "QDQ",
         "per_channel": True,
