@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tvdeploy.bench.targets import BACKENDS, BenchTarget, default_cache_dir, model_targets
+from tvdeploy.bench.targets import BenchTarget, default_backends, default_cache_dir, model_targets
 from tvdeploy.export.inputs import photo_paths
 
 MODELS = os.environ.get("TVDEPLOY_BENCH_MODELS", "resnet18,resnet50,mobilenet_v3_small,efficientnet_b0").split(",")
 BATCH_SIZES = [1, 8]
+#: eager and every format whose extra is installed (the format registry's)
+BACKENDS = default_backends()
 
 
 @pytest.fixture(scope="session")

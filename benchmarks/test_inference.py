@@ -11,9 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks.conftest import BATCH_SIZES, MODELS, random_batch
+from benchmarks.conftest import BACKENDS, BATCH_SIZES, MODELS, random_batch
 from tvdeploy.bench.run import BenchConfig, interleaved_samples
-from tvdeploy.bench.targets import BACKENDS
 from tvdeploy.runtime.classifier import Classifier
 
 

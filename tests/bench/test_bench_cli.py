@@ -128,3 +128,23 @@ def test_latency_stats() -> None:
     assert stats.p50 == pytest.approx(25.0) and stats.samples == 4
     with pytest.raises(ValueError):
         LatencyStats.from_seconds([])
+
+
+def test_bench_model_loads_the_eager_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tvdeploy.bench.targets import model_targets
+    from tvdeploy.export import pipeline
+    from tvdeploy.models import loader
+
+    calls = []
+    original = loader.load_model
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "load_model", counting)
+    monkeypatch.setattr(pipeline, "load_model", counting)
+    targets = model_targets("squeezenet1_1", "none", ["eager", "pt2"], tmp_path)
+    assert [t.backend for t in targets] == ["eager", "pt2"] and calls == ["squeezenet1_1"]
+    # the eager target is the very module the artifact was exported (and parity-checked) from
+    assert targets[0].module is not None and (tmp_path / "squeezenet1_1-none-seed0-pt2").is_dir()
