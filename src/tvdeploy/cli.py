@@ -304,6 +304,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         exif_transpose=not args.no_exif,
         max_pixels=args.max_pixels,
         decode_workers=args.workers,
+        decode=args.decode,
     )
     failed = 0
     with classifier, _progress(len(inputs.files), enabled=not args.quiet) as bar:
@@ -417,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         DEFAULT_OPSET,
     )
     from tvdeploy.runtime.formats import ALL, FORMATS, PRECISIONS, backend_names
+    from tvdeploy.runtime.images import DECODE_MODES
     from tvdeploy.runtime.manifest import INTERPOLATIONS
     from tvdeploy.runtime.providers import PROVIDER_CHOICES
 
@@ -528,6 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse larger images as decompression bombs (default 89478485)",
     )
     p.add_argument("--no-exif", action="store_true", help="ignore EXIF orientation")
+    p.add_argument(
+        "--decode",
+        default="exact",
+        choices=DECODE_MODES,
+        help="exact (default, matches torchvision to 1e-5) or fast: JPEGs decoded at reduced scale, large images "
+        "box-reduced before the resize (much faster on phone photos, slightly different tensors)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model file")
     p.add_argument("--json", action="store_true", help="one JSON line per input, as soon as it is done")
     p.set_defaults(handler=cmd_predict)

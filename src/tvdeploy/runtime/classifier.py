@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tvdeploy.errors import ImageError, UserInputError
-from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
+from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS, ImageSource, check_decode_mode, describe_source, load_image
 from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
 from tvdeploy.runtime.postprocess import Prediction, decode_predictions
 from tvdeploy.runtime.preprocess import ImagePreprocessor
@@ -65,9 +65,11 @@ class Classifier:
         exif_transpose: bool = True,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         decode_workers: int | None = None,
+        decode: str = "exact",
     ) -> None:
         if batch_size < 1:
             raise UserInputError(f"batch size must be >= 1, got {batch_size}")
+        check_decode_mode(decode)
         self.artifact_dir = artifact_dir
         self.manifest = manifest
         self.runner = runner
@@ -76,6 +78,8 @@ class Classifier:
         self.max_pixels = max_pixels
         self.decode_workers = decode_workers
         self.preprocessor = ImagePreprocessor(manifest.preprocess)
+        self.decode = decode
+        self._shrink_to = self.preprocessor.needed_size if decode == "fast" else None
         self.input_name = manifest.input.name
         self.output_name = manifest.output.name
         self._pool: ThreadPoolExecutor | None = None
@@ -112,7 +116,9 @@ class Classifier:
 
     def preprocess(self, image: ImageSource) -> np.ndarray:
         """Decode and preprocess one image into the (3, H, W) float32 network input."""
-        return self.preprocessor(load_image(image, exif_transpose=self.exif_transpose, max_pixels=self.max_pixels))
+        return self.preprocessor(
+            load_image(image, exif_transpose=self.exif_transpose, max_pixels=self.max_pixels, shrink_to=self._shrink_to)
+        )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Logits for an (N, 3, H, W) float32 batch of any N (cut to what the artifact's batch axis admits)."""
@@ -203,12 +209,13 @@ def load(
     exif_transpose: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     decode_workers: int | None = None,
+    decode: str = "exact",
 ) -> Classifier:
     """Load an artifact directory for inference.
 
     Args:
         artifact_dir: the directory ``tvdeploy export`` wrote.
-        provider: ``cpu``, ``cuda``, ``tensorrt``, ``openvino`` or ``auto`` (ONNX); ``cpu``/``cuda``/``auto`` (torch formats).
+        provider: ``cpu``, ``cuda``, ``tensorrt``, ``openvino`` or ``auto``; which apply depends on the format.
         verify: check the model files against the manifest's sha256 first (refuse tampered files).
         session_config: ONNX Runtime threads, graph optimization level and provider options.
         batch_size: images per model call in :meth:`Classifier.predict` / ``predict_stream``.
@@ -216,7 +223,10 @@ def load(
         max_pixels: refuse larger images (decompression bombs); ``None`` for no limit.
         decode_workers: threads that decode and preprocess ahead of the model (default: one per usable
             core; more only oversubscribe the cores the CPU provider already runs on).
+        decode: ``exact`` (default; within 1e-5 of torchvision) or ``fast`` (JPEGs decoded at a reduced scale
+            and large images box-reduced to the size the resize needs: much faster on phone photos, not exact).
     """
+    check_decode_mode(decode)  # before the model is loaded
     directory = Path(artifact_dir)
     manifest = read_manifest(directory)
     if verify:
@@ -231,4 +241,5 @@ def load(
         exif_transpose=exif_transpose,
         max_pixels=max_pixels,
         decode_workers=decode_workers,
+        decode=decode,
     )

@@ -92,6 +92,11 @@ class ImagePreprocessor:
         """Human-readable description of the pipeline."""
         return self.spec.describe()
 
+    def needed_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) step 1 resizes an image of this size to: what fast decoding must keep."""
+        new_h, new_w = resized_size(height, width, self.spec.resize_size)
+        return (new_w, new_h)
+
     def resize_and_crop(self, image: Image.Image) -> Image.Image:
         """Steps 1 and 2 on an RGB PIL image."""
         height, width = image.height, image.width
