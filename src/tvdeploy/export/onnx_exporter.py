@@ -52,36 +52,28 @@ class OnnxExporter:
 
         path = out_dir / job.model_path
         input_name, output_name = job.input_spec.name, job.output_spec.name
-        large = _parameter_bytes(job.module) > EXTERNAL_DATA_THRESHOLD
         opset = job.options.opset
+        if strategy == "dynamo":
+            specific: dict[str, Any] = {
+                "dynamic_shapes": torch_batch_dims(job, EXPORT_BATCH_BOUND),
+                "external_data": _parameter_bytes(job.module) > EXTERNAL_DATA_THRESHOLD,
+            }
+        elif strategy == "torchscript":
+            axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if job.options.dynamic_batch else None
+            specific = {"dynamic_axes": axes, "do_constant_folding": True}
+        else:
+            raise ValueError(f"unknown ONNX export strategy {strategy!r}")
         with quiet_torch():
-            if strategy == "dynamo":
-                torch.onnx.export(
-                    job.module,
-                    (job.example,),
-                    str(path),
-                    dynamo=True,
-                    opset_version=opset,
-                    input_names=[input_name],
-                    output_names=[output_name],
-                    dynamic_shapes=torch_batch_dims(job, EXPORT_BATCH_BOUND),
-                    external_data=large,
-                )
-            elif strategy == "torchscript":
-                axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if job.options.dynamic_batch else None
-                torch.onnx.export(
-                    job.module,
-                    (job.example,),
-                    str(path),
-                    dynamo=False,
-                    opset_version=opset,
-                    input_names=[input_name],
-                    output_names=[output_name],
-                    dynamic_axes=axes,
-                    do_constant_folding=True,
-                )
-            else:
-                raise ValueError(f"unknown ONNX export strategy {strategy!r}")
+            torch.onnx.export(
+                job.module,
+                (job.example,),
+                str(path),
+                dynamo=strategy == "dynamo",
+                opset_version=opset,
+                input_names=[input_name],
+                output_names=[output_name],
+                **specific,
+            )
         self._check(path)
         return ExportResult(
             files=written_files(out_dir, job.spec),
