@@ -9,6 +9,7 @@ import pytest
 
 from tvdeploy.errors import ExportError
 from tvdeploy.export import onnx_exporter, torchscript_exporter
+from tvdeploy.export.options import ExportOptions
 from tvdeploy.export.pipeline import ExportRequest, export_model
 from tvdeploy.runtime import load
 
@@ -113,3 +114,29 @@ def test_one_format_failing_keeps_the_others(tmp_path: Path, monkeypatch: pytest
         )
     assert [o.format for o in caught.value.outcomes] == ["pt2"] and set(caught.value.failed) == {"torchscript"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["squeezenet1_1-pt2"]
+
+
+def test_openvino_fp16_is_converted_from_an_fp32_onnx_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requested together, the fp16 ONNX artifact is written and OpenVINO still converts an fp32 ONNX file."""
+    from tvdeploy.export import openvino_converter
+    from tvdeploy.runtime.manifest import read_manifest
+
+    sources = []
+    original = openvino_converter.OpenVinoConverter.produce
+
+    def produce(self, job, out_dir, strategy):
+        sources.append(read_manifest(job.source_dir).precision)
+        return original(self, job, out_dir, strategy)
+
+    monkeypatch.setattr(openvino_converter.OpenVinoConverter, "produce", produce)
+    request = ExportRequest(
+        "squeezenet1_1", ["onnx", "openvino"], weights="none", output=tmp_path, progress=False,
+        options=ExportOptions(precision="fp16"),
+    )  # fmt: skip
+    onnx_out, openvino_out = export_model(request)
+    assert sources == ["fp32"]
+    assert onnx_out.manifest.precision == openvino_out.manifest.precision == "fp16"
+    assert onnx_out.passed and openvino_out.passed
+    assert 'element_type="f16"' in (openvino_out.artifact_dir / "model.xml").read_text()  # compressed weights
+    fp32_size = sum(f.bytes for f in onnx_out.manifest.files) * 2  # the fp16 ONNX is about half of fp32
+    assert (openvino_out.artifact_dir / "model.bin").stat().st_size < 0.6 * fp32_size

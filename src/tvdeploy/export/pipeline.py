@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import shutil
@@ -240,19 +241,28 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def production_order(formats: list[str]) -> list[str]:
-    """The requested formats with every converter's source format before it (sources not requested included)."""
-    order: list[str] = []
+@dataclass(frozen=True)
+class _Production:
+    """One production: a format, and whether it is a scratch fp32 source for a converter (not an output)."""
 
-    def visit(name: str) -> None:
+    format: str
+    scratch: bool
+
+
+def production_order(formats: list[str], precision: str = "fp32") -> list[_Production]:
+    """The requested formats, each converter's source first. Converters convert fp32 artifacts (they apply the
+    precision themselves), so a source is made as an fp32 scratch artifact unless it is requested at fp32."""
+    order: list[_Production] = []
+
+    def visit(name: str, scratch: bool) -> None:
         source = get_format(name).producer.source
         if source is not None:
-            visit(source)
-        if name not in order:
-            order.append(name)
+            visit(source, scratch=source not in formats or precision != "fp32")
+        if _Production(name, scratch) not in order:
+            order.append(_Production(name, scratch))
 
     for name in formats:
-        visit(name)
+        visit(name, scratch=False)
     return order
 
 
@@ -303,22 +313,24 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
             EagerRunner(model.module, input_spec, output_spec.name), input_sets, (input_spec, output_spec)
         )
     outcomes = []
-    produced: dict[str, Path] = {}
     failures: dict[str, str] = {}
+    fp32_sources: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="tvdeploy-sources-") as scratch:
-        for fmt in production_order(request.formats):
-            spec = get_format(fmt)
+        for step in production_order(request.formats, request.options.precision):
+            fmt, spec = step.format, get_format(step.format)
             source = spec.producer.source
-            source_dir = produced.get(source) if source else None
+            source_dir = fp32_sources.get(source) if source else None
             if source and source_dir is None:
-                failures[fmt] = f"it is converted from {source}, whose export failed"
+                failures[fmt] = f"it is converted from {source}, whose fp32 export failed"
                 continue
-            output = outputs.get(fmt, Path(scratch) / fmt)
+            fp32 = dataclasses.replace(request.options, precision="fp32", calibration=None)
+            step_request = dataclasses.replace(request, options=fp32) if step.scratch else request
+            output = Path(scratch) / fmt if step.scratch else outputs[fmt]
             start = time.perf_counter()
             try:
-                with staged_directory(output, force=True if fmt not in outputs else request.force) as staging:
+                with staged_directory(output, force=step.scratch or request.force) as staging:
                     manifest, report, attempts = _produce(
-                        model, spec, request, staging, input_sets, reference, source_dir, calibration
+                        model, spec, step_request, staging, input_sets, reference, source_dir, calibration
                     )
                     seconds = time.perf_counter() - start
                     manifest.parity = report.to_dict()
@@ -326,11 +338,11 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
                     write_manifest(manifest, staging)
             except ExportError as exc:  # this format failed; the others go on
                 logger.error("%s", exc.message)
-                failures[fmt] = exc.message
+                failures[f"{fmt} (fp32 source)" if step.scratch else fmt] = exc.message
                 continue
-            if report.passed:
-                produced[fmt] = output
-            if fmt in outputs:
+            if report.passed and manifest.precision == "fp32":
+                fp32_sources[fmt] = output
+            if not step.scratch:
                 logger.info("wrote %s (%s)", output, "parity passed" if report.passed else "PARITY FAILED")
                 outcomes.append(ExportOutcome(fmt, output, manifest, report, seconds))
     failed = {fmt: reason for fmt, reason in failures.items() if fmt in outputs}

@@ -214,6 +214,7 @@ FORMATS: dict[str, FormatSpec] = {
             producer=Producer("tvdeploy.export.openvino_converter:OpenVinoConverter", ("openvino",), source="onnx"),
             extra="openvino",
             loads_with="openvino.Core().compile_model",
+            criteria={"fp32": FP32_CRITERIA, "fp16": FP16_CRITERIA},
         ),
         FormatSpec(
             name="executorch",
