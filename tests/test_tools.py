@@ -87,6 +87,11 @@ def test_a_later_run_of_a_model_replaces_its_failure_and_the_rows_of_the_formats
     rows += [_row("alexnet", "pt2"), {"model": "vit_h_14", "format": "all", "passed": False, "error": "MemoryError"}]
     source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert [fmt for model, fmt in render._load(source) if model == "vit_h_14"] == ["all"]
+    # ... unless it says which formats its sweep tried: then only those are replaced
+    rows[-1]["formats"] = ["openvino"]
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    kept = {fmt for model, fmt in render._load(source) if model == "vit_h_14"}
+    assert kept == {"onnx", "torchscript", "pt2", "all"}
 
 
 def test_coverage_columns_are_the_registry_formats(tmp_path: Path) -> None:
@@ -101,6 +106,8 @@ def test_coverage_columns_are_the_registry_formats(tmp_path: Path) -> None:
     text = render.render({("alexnet", "onnx"): _row("alexnet", "onnx"), ("alexnet", "executorch"): failed})
     assert "| alexnet | executorch | - |" in text and "FAIL: every executorch exporter failed" in text
     assert "**1 of 2 model x format results pass**" in text
+    assert "onnx 1 of 1 models run, 1 pass" in text and "executorch 1 of 1 models run, 0 pass" in text
+    assert "openvino 0 of 1 models run, 0 pass" in text
 
 
 def _bench_result(backend: str, mode: str, p50: float) -> dict:

@@ -15,8 +15,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def _load(path: Path) -> dict[tuple[str, str], dict]:
     """Rows by (model, format). A later run of a model (a new block of its lines) replaces the earlier rows of
-    the formats it ran and the model's whole-model failure row; a whole-model failure replaces all its rows.
-    So a sweep of only the new formats adds their rows and keeps the others."""
+    the formats it ran and the model's whole-model failure row; a whole-model failure replaces the rows of the
+    formats its sweep tried (``formats``; all of them in rows written before that was recorded). So a sweep of
+    only the new formats adds their rows and keeps the others."""
     rows: dict[tuple[str, str], dict] = {}
     block: list[dict] = []
 
@@ -25,8 +26,11 @@ def _load(path: Path) -> dict[tuple[str, str], dict]:
             return
         model = block[0]["model"]
         formats = {row["format"] for row in block}
+        for row in block:  # a whole-model failure covers the formats its sweep tried (all of them if not said)
+            if row["format"] == "all":
+                formats |= set(row.get("formats", ())) or {"*"}
         for key in list(rows):
-            if key[0] == model and ("all" in formats or key[1] in formats or key[1] == "all"):
+            if key[0] == model and ("*" in formats or key[1] in formats or key[1] == "all"):
                 del rows[key]
         for row in block:
             rows[(model, row["format"])] = row
@@ -69,6 +73,14 @@ def render(
         "times depend on the host of that run.",
         "",
         f"**{passed} of {len(rows)} model x format results pass** ({len(models)} of {len(models) + len(missing)} models run).",
+        "",
+        "Per format: "
+        + "; ".join(
+            f"{fmt} {sum(1 for (_, f) in rows if f == fmt)} of {len(models) + len(missing)} models run, "
+            f"{sum(1 for (_, f), r in rows.items() if f == fmt and r.get('passed'))} pass"
+            for fmt in formats
+        )
+        + ".",
         "",
         "| model | format | exporter | photos max abs diff | limit | top-1 | top-5 | min cosine | noise max abs diff | pass | export + parity s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -67,7 +67,8 @@ def test_zoo_model_exports_to_every_format_with_parity(model: str, tmp_path: Pat
             for fmt, reason in exc.failed.items()
         ]
     except Exception as exc:  # recorded in the table, then the test fails
-        rows = [{"model": model, "format": "all", "passed": False, "error": f"{type(exc).__name__}: {exc}"[:500]}]
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        rows = [{"model": model, "format": "all", "formats": FORMATS, "passed": False, "error": error}]
         raise
     finally:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
