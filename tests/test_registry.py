@@ -53,6 +53,7 @@ def test_each_entry_is_complete_and_loadable(fmt: str) -> None:
     assert spec.name == fmt and get_format(fmt.upper()) is spec
     assert set(spec.providers) <= set(PROVIDER_CHOICES) and "cpu" in spec.providers
     assert set(spec.criteria) <= set(PRECISIONS) and "fp32" in spec.criteria
+    assert set(spec.derivable) <= set(spec.criteria) - {"fp32"}  # optimize derives only what parity can judge
     assert issubclass(spec.runner_class(), Runner)
     producer = spec.producer.load()
     assert producer.strategies and callable(producer.produce)

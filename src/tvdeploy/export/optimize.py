@@ -16,17 +16,14 @@ from pathlib import Path
 
 from tvdeploy.errors import ArtifactError, UserInputError
 from tvdeploy.export.artifact import check_output, staged_directory
-from tvdeploy.export.options import CalibrationOptions
+from tvdeploy.export.options import CalibrationOptions, require_calibration
 from tvdeploy.export.parity import ParityReport
 from tvdeploy.export.precision import calibration_set, convert_precision
 from tvdeploy.export.validate import artifact_parity, reference_model
 from tvdeploy.export.versions import tool_versions
-from tvdeploy.runtime.formats import get_format
+from tvdeploy.runtime.formats import FORMATS, get_format
 from tvdeploy.runtime.hashing import sha256_file
 from tvdeploy.runtime.manifest import FileEntry, Manifest, read_manifest, verify_artifact_files, write_manifest
-
-#: Formats whose artifacts ``optimize`` can convert, and the precisions it makes from fp32.
-OPTIMIZABLE = {"onnx": ("fp16", "int8")}
 
 
 @dataclass(frozen=True)
@@ -77,23 +74,20 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
     source = request.artifact
     manifest = read_manifest(source)
     verify_artifact_files(source, manifest)
-    precisions = OPTIMIZABLE.get(manifest.format, ())
-    if request.precision not in precisions:
+    spec = get_format(manifest.format)
+    if request.precision not in spec.derivable:
+        makers = [f"{name} -> {', '.join(f.derivable)}" for name, f in FORMATS.items() if f.derivable]
         raise UserInputError(
             f"cannot make a {request.precision} artifact from a {manifest.format} artifact",
-            hint="optimize takes fp32 ONNX artifacts and makes " + ", ".join(OPTIMIZABLE["onnx"]),
+            hint="optimize takes fp32 artifacts and makes: " + "; ".join(makers),
         )
     if manifest.precision != "fp32":
         raise ArtifactError(
             f"{source} is already {manifest.precision}",
             hint="derive lower precisions from the fp32 artifact",
         )
-    if request.precision == "int8" and request.calibration is None:
-        raise UserInputError(
-            "int8 needs calibration images",
-            hint="pass --calibration DIR, or --calibration random for a speed test",
-        )
-    get_format(manifest.format).criteria_for(request.precision)
+    require_calibration(request.precision, request.calibration)
+    spec.criteria_for(request.precision)
     output = request.output or default_output(source, request.precision)
     check_output(output, request.force)
     start = time.perf_counter()

@@ -61,6 +61,16 @@ class CalibrationOptions:
         return self.source == RANDOM_CALIBRATION
 
 
+def require_calibration(precision: str, calibration: CalibrationOptions | None) -> None:
+    """Refuse int8 without calibration data (export and optimize alike)."""
+    if precision == "int8" and calibration is None:
+        raise UserInputError(
+            "int8 needs calibration images",
+            hint="pass --calibration DIR (representative images, e.g. a few dozen from your own data); "
+            "--calibration random calibrates on noise, for speed tests only",
+        )
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """How to export, whatever the format.
@@ -84,12 +94,7 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UserInputError(f"unknown precision {self.precision!r}", hint=f"choose one of {', '.join(PRECISIONS)}")
-        if self.precision == "int8" and self.calibration is None:
-            raise UserInputError(
-                "int8 needs calibration images",
-                hint="pass --calibration DIR (representative images, e.g. a few dozen from your own data); "
-                "--calibration random calibrates on noise, for speed tests only",
-            )
+        require_calibration(self.precision, self.calibration)
         if self.opset < 7:
             raise UserInputError(f"ONNX opset {self.opset} is too old", hint=f"use {DEFAULT_OPSET} (the default)")
         if self.batch_size < 1 or self.max_batch < 1:

@@ -194,10 +194,7 @@ def _produce(
             with _Step(f"export {spec.name} ({strategy})"):
                 result = producer.produce(job, directory, strategy)
         except Exception as exc:  # producers raise anything from torch/backend internals; recorded and retried
-            reason = _first_line(exc)
-            logger.warning("%s export with %s failed: %s", spec.name, strategy, reason)
-            logger.debug("%s export with %s failed", spec.name, strategy, exc_info=True)
-            attempts.append({"strategy": strategy, "exported": False, "error": f"{type(exc).__name__}: {reason}"})
+            attempts.append(_failed_attempt(spec.name, strategy, exc, exported=False))
             continue
         manifest = build_manifest(model, job, result, directory, request.name or model.architecture)
         manifest.export_info = dict(result.details)
@@ -212,10 +209,7 @@ def _produce(
                     expected=(manifest.input, manifest.output),
                 )
         except Exception as exc:  # the written file does not load or run: recorded, next strategy
-            reason = _first_line(exc)
-            logger.warning("%s from %s does not run: %s", spec.name, strategy, reason)
-            logger.debug("%s from %s does not run", spec.name, strategy, exc_info=True)
-            attempts.append({"strategy": strategy, "exported": True, "error": f"{type(exc).__name__}: {reason}"})
+            attempts.append(_failed_attempt(spec.name, strategy, exc, exported=True))
             continue
         logger.info("parity %s: %s", spec.name, "PASS" if report.passed else "FAIL: " + "; ".join(report.failures))
         logger.debug("%s", format_report(report))
@@ -236,9 +230,14 @@ def _produce(
     return last[0], last[1], attempts
 
 
-def _first_line(exc: BaseException) -> str:
+def _failed_attempt(fmt: str, strategy: str, exc: BaseException, exported: bool) -> dict[str, Any]:
+    """Log a strategy that failed (to export, or, ``exported``, to run) and return its ``attempts`` record."""
     text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    reason = text.splitlines()[0][:300] if text else type(exc).__name__
+    what = "does not run" if exported else "failed to export"
+    logger.warning("%s from %s %s: %s", fmt, strategy, what, reason)
+    logger.debug("%s from %s %s", fmt, strategy, what, exc_info=True)
+    return {"strategy": strategy, "exported": exported, "error": f"{type(exc).__name__}: {reason}"}
 
 
 @dataclass(frozen=True)
@@ -315,6 +314,9 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
     outcomes = []
     failures: dict[str, str] = {}
     fp32_sources: dict[str, Path] = {}
+    source_request = dataclasses.replace(  # converters convert fp32 sources
+        request, options=dataclasses.replace(request.options, precision="fp32", calibration=None)
+    )
     with tempfile.TemporaryDirectory(prefix="tvdeploy-sources-") as scratch:
         for step in production_order(request.formats, request.options.precision):
             fmt, spec = step.format, get_format(step.format)
@@ -323,8 +325,7 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
             if source and source_dir is None:
                 failures[fmt] = f"it is converted from {source}, whose fp32 export failed"
                 continue
-            fp32 = dataclasses.replace(request.options, precision="fp32", calibration=None)
-            step_request = dataclasses.replace(request, options=fp32) if step.scratch else request
+            step_request = source_request if step.scratch else request
             output = Path(scratch) / fmt if step.scratch else outputs[fmt]
             start = time.perf_counter()
             try:

@@ -80,7 +80,6 @@ class Classifier:
         self.preprocessor = ImagePreprocessor(manifest.preprocess)
         self.decode = decode
         self._shrink_to = self.preprocessor.needed_size if decode == "fast" else None
-        self.input_name = manifest.input.name
         self.output_name = manifest.output.name
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()

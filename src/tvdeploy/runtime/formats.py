@@ -121,6 +121,8 @@ class FormatSpec:
     loads_with: str
     #: Whether a dynamic batch axis is bounded (the runtime plans memory for the largest batch).
     bounded_batch: bool = False
+    #: Precisions ``tvdeploy optimize`` derives from an fp32 artifact of this format.
+    derivable: tuple[str, ...] = ()
     #: Parity criteria per precision; the keys are the precisions the format supports.
     criteria: Mapping[str, ParityCriteria] = field(default_factory=lambda: {"fp32": FP32_CRITERIA})
 
@@ -178,6 +180,7 @@ FORMATS: dict[str, FormatSpec] = {
             extra="export",
             loads_with="onnxruntime.InferenceSession",
             criteria={"fp32": FP32_CRITERIA, "fp16": FP16_CRITERIA, "int8": INT8_CRITERIA},
+            derivable=("fp16", "int8"),
         ),
         FormatSpec(
             name="torchscript",
