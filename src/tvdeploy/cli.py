@@ -103,9 +103,9 @@ def _preprocess_overrides(args: argparse.Namespace) -> Any:
     return None if overrides == PreprocessOverrides() else overrides
 
 
-def _export_formats(requested: str, precision: str = "fp32") -> list[str]:
-    """``all``: every format whose extra is installed and that supports ``precision`` (the others are named in
-    the log); else one known format."""
+def _export_formats(requested: str, precision: str = "fp32", graph_passes: bool = False) -> list[str]:
+    """``all``: every format whose extra is installed, that supports ``precision`` and, with ``graph_passes``,
+    takes the ONNX graph transformations (the others are named in the log); else one known format."""
     from tvdeploy.runtime.formats import ALL, FORMATS, exportable_formats, get_format
 
     if requested.lower() != ALL:
@@ -117,6 +117,9 @@ def _export_formats(requested: str, precision: str = "fp32") -> list[str]:
     chosen = [name for name in available if precision in FORMATS[name].criteria]
     if len(chosen) < len(available):
         logger.info("--format all at %s: only %s support it", precision, ", ".join(chosen))
+    if graph_passes:
+        chosen = [name for name in chosen if FORMATS[name].graph_passes]
+        logger.info("--format all with ONNX graph transformations: only %s take them", ", ".join(chosen))
     return chosen
 
 
@@ -127,6 +130,47 @@ def _calibration(args: argparse.Namespace) -> Any:
         return None
     return CalibrationOptions(
         source=args.calibration, method=args.calibration_method, max_images=args.calibration_images, seed=args.seed
+    )
+
+
+def _graph_options(args: argparse.Namespace) -> Any:
+    from tvdeploy.export.options import GraphOptions
+
+    return GraphOptions(
+        simplify=args.simplify,
+        optimize=args.optimize,
+        embed_preprocess=args.embed_preprocess,
+        embed_top_k=args.embed_postprocess,
+    )
+
+
+def _add_graph_arguments(parser: argparse.ArgumentParser) -> None:
+    from tvdeploy.export.options import DEFAULT_EMBED_TOP_K
+    from tvdeploy.runtime.manifest import OPTIMIZED_GRAPH_LEVELS
+
+    group = parser.add_argument_group("ONNX graph (onnx format; see docs/optimization.md)")
+    group.add_argument("--simplify", action="store_true", help="simplify the graph with onnxslim")
+    group.add_argument(
+        "--optimize",
+        nargs="?",
+        const="all",
+        choices=OPTIMIZED_GRAPH_LEVELS,
+        metavar="LEVEL",
+        help="save ONNX Runtime's optimized graph (weights memory-mapped) so sessions start fast; LEVEL "
+        "all (default: fastest, tied to this CPU and onnxruntime release), extended or basic (portable)",
+    )
+    group.add_argument(
+        "--embed-preprocess",
+        action="store_true",
+        help="the graph takes uint8 RGB images (N, H, W, 3) of any size and resizes, crops, normalizes itself",
+    )
+    group.add_argument(
+        "--embed-postprocess",
+        nargs="?",
+        type=_positive_int,
+        const=DEFAULT_EMBED_TOP_K,
+        metavar="K",
+        help=f"end the graph in softmax + top-K (default K {DEFAULT_EMBED_TOP_K}): probabilities and indices out",
     )
 
 
@@ -143,10 +187,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         batch_size=args.static_batch or 1,
         max_batch=args.max_batch,
         calibration=_calibration(args),
+        graph=_graph_options(args),
     )
     request = ExportRequest(
         model=args.model,
-        formats=_export_formats(args.format, args.precision),
+        formats=_export_formats(args.format, args.precision, options.graph.active),
         output_is_parent=args.format.lower() == "all",
         weights=args.weights,
         labels_file=args.labels,
@@ -177,7 +222,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    """``tvdeploy optimize ARTIFACT --precision fp16|int8``: a derived artifact with its own parity."""
+    """``tvdeploy optimize ARTIFACT [--precision fp16|int8] [graph options]``: a derived artifact with its own
+    parity."""
     from tvdeploy.export.optimize import OptimizeRequest, optimize_artifact
     from tvdeploy.export.parity import format_report
 
@@ -186,6 +232,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             artifact=args.artifact,
             precision=args.precision,
             calibration=_calibration(args),
+            graph=_graph_options(args),
             output=args.output,
             force=args.force,
         )
@@ -486,16 +533,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mean", type=_float_triple, help="R,G,B")
     g.add_argument("--std", type=_float_triple, help="R,G,B")
     _add_calibration_arguments(p, CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES)
+    _add_graph_arguments(p)
     p.set_defaults(handler=cmd_export)
 
-    p = sub.add_parser("optimize", help="derive an fp16 or int8 artifact from an fp32 ONNX artifact, with parity")
+    p = sub.add_parser(
+        "optimize",
+        help="derive an artifact from a plain fp32 ONNX artifact (fp16, int8, onnxslim, ORT's optimized graph, "
+        "embedded pre/post-processing), with parity",
+    )
     p.add_argument("artifact", type=Path, metavar="ARTIFACT")
-    p.add_argument("--precision", required=True, choices=[x for x in PRECISIONS if x != "fp32"])
-    p.add_argument("--output", type=Path, help="the new artifact (default: ARTIFACT-<precision> beside it)")
+    p.add_argument(
+        "--precision", default="fp32", choices=PRECISIONS, help="precision of the new artifact (default fp32)"
+    )
+    p.add_argument("--output", type=Path, help="the new artifact (default: ARTIFACT-<what changed> beside it)")
     p.add_argument("--seed", type=int, default=0, help="seed of --calibration random (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _add_calibration_arguments(p, CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES)
+    _add_graph_arguments(p)
     p.set_defaults(handler=cmd_optimize)
 
     p = sub.add_parser("validate", help="re-check an artifact against the eager model on photos and noise")

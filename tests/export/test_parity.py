@@ -178,7 +178,7 @@ def test_batches_are_cut_to_what_the_artifact_admits() -> None:
         (TensorSpec("input", [4, 3, 224, 224]), [4, 4]),
     ):
         runner = Recording()
-        out = infer_in_batches(runner, spec, "logits", batch)
+        out = infer_in_batches(runner, spec, ["logits"], batch)["logits"]
         assert runner.sizes == sizes and out.shape == (7, 10)
         np.testing.assert_allclose(out, whole, rtol=1e-6, atol=1e-6)
 

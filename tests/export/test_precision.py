@@ -159,7 +159,7 @@ def test_only_fp32_onnx_artifacts_are_optimized(derived, resnet18_artifacts, cap
         "--output",
         tmp_path / "b",
     )
-    assert code == 2 and "already fp16" in err
+    assert code == 2 and "already derived (fp16)" in err
     assert set(FORMATS["onnx"].criteria) == {"fp32", "fp16", "int8"}
     with pytest.raises(UserInputError, match="does not support precision 'int8'"):
         FORMATS["torchscript"].criteria_for("int8")

@@ -1,4 +1,5 @@
-"""Accuracy on a trained model: what export, int8, fp16 and fast decoding cost on held-out images.
+"""Accuracy on a trained model: what export, int8, fp16, embedded processing and fast decoding cost on held-out
+images.
 
 Random weights say nothing about quantization loss, so these tests train a resnet18 on real labelled images
 (scikit-learn's digits, see ``tests/trained_model.py``), save it as the tutorials do, export it with tvdeploy
@@ -24,6 +25,10 @@ RESULTS = Path(
 )
 
 
+#: An artifact that needs only onnxruntime and an image decoder: everything embedded, ORT's graph saved.
+EMBEDDED = ("--embed-preprocess", "--embed-postprocess", "--optimize")
+
+
 def _export(data: TrainedDigits, out: Path) -> Path:
     code = main(["export", "--model", "resnet18", "--weights", str(data.checkpoint), "--labels", str(data.labels),
                  "--resize-size", str(RESIZE), "--crop-size", str(CROP), "--output", str(out), "--json"])  # fmt: skip
@@ -47,6 +52,10 @@ def test_a_trained_model_keeps_its_accuracy_through_export_and_int8(tmp_path: Pa
     int8_dir = _optimize(fp32_dir, tmp_path / "int8", "int8", "--calibration", str(data.train_dir))
     int8, _ = artifact_accuracy(int8_dir, data)
     assert abs(int8 - fp32) <= 0.01, f"int8 {int8:.3f} vs fp32 {fp32:.3f}"
+    # preprocessing, softmax and top-k inside the graph (ONNX Runtime's uint8 resize rounds like Pillow's)
+    embedded_dir = _optimize(fp32_dir, tmp_path / "embedded", "fp32", *EMBEDDED)
+    embedded, embedded_predicted = artifact_accuracy(embedded_dir, data)
+    assert np.mean(np.array(embedded_predicted) == np.array(fp32_predicted)) >= 359 / 360, (embedded, fp32)
     capsys.readouterr()
 
 
@@ -69,6 +78,11 @@ def test_accuracy_table(tmp_path: Path, capsys) -> None:
         int8_dir = _optimize(fp32_dir, tmp_path / f"int8-{method}", "int8", "--calibration", str(data.train_dir),
                              "--calibration-method", method)  # fmt: skip
         record(f"int8 ONNX ({method}, 64 calibration images)", int8_dir)
+    record(
+        "fp32 ONNX, embedded pre/post-processing, --optimize", _optimize(fp32_dir, tmp_path / "emb", "fp32", *EMBEDDED)
+    )
+    embedded_int8 = _optimize(fp32_dir, tmp_path / "emb-int8", "int8", "--calibration", str(data.train_dir), *EMBEDDED)
+    record("int8 ONNX (minmax), embedded pre/post-processing, --optimize", embedded_int8)
     capsys.readouterr()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"model": "resnet18 on sklearn digits, 5 epochs, 32x32", "held_out": 360,

@@ -10,6 +10,7 @@ from tvdeploy.runtime.manifest import (
     SCHEMA_VERSION,
     FileEntry,
     Manifest,
+    OptimizedGraph,
     OutputSpec,
     PreprocessSpec,
     TensorSpec,
@@ -43,7 +44,8 @@ def test_round_trip(tmp_path: Path) -> None:
     manifest = make_manifest(parity={"passed": True})
     write_manifest(manifest, tmp_path)
     data = json.loads((tmp_path / "tvdeploy.json").read_text())
-    assert data["schema_version"] == SCHEMA_VERSION and next(iter(data)) == "schema_version"
+    # a plain artifact is written at schema 1, which releases that know only version 1 still read
+    assert data["schema_version"] == 1 < SCHEMA_VERSION and next(iter(data)) == "schema_version"
     assert data["preprocess"] == {
         "resize_size": [256],
         "crop_size": [224],
@@ -86,3 +88,20 @@ def test_preprocess_accepts_square_and_rectangular_crops() -> None:
     assert PreprocessSpec.from_dict({**base, "crop_size": [224, 320]}).crop_hw == (224, 320)
     with pytest.raises(ArtifactError, match="interpolation"):
         PreprocessSpec.from_dict({**base, "crop_size": [224], "interpolation": "lanczos9"})
+
+
+def test_new_interfaces_are_written_at_schema_2_and_read_back(tmp_path: Path) -> None:
+    manifest = make_manifest(
+        input=TensorSpec("images", ["batch", "height", "width", 3], dtype="uint8", layout="NHWC"),
+        output=OutputSpec("probabilities", meaning="top_k", shape=["batch", 5], indices="indices"),
+        optimized_graph=OptimizedGraph("all", "1.32.0", "x86_64:avx2"),
+    )
+    write_manifest(manifest, tmp_path)
+    data = json.loads((tmp_path / "tvdeploy.json").read_text())
+    assert data["schema_version"] == 2 and data["output"]["indices"] == "indices"
+    back = read_manifest(tmp_path)
+    assert back.input.takes_images and back.output.top_k == 5 and back.output.names == ("probabilities", "indices")
+    assert back.optimized_graph == OptimizedGraph("all", "1.32.0", "x86_64:avx2")
+    assert back.network_input.shape == ["batch", 3, 224, 224] and back.network_output.name == "logits"
+    with pytest.raises(ArtifactError, match="needs the name of its indices output"):
+        OutputSpec("probabilities", meaning="top_k", shape=["batch", 5])

@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 def measure_in_subprocess(spec: dict[str, Any], timeout: float = 600) -> dict[str, float]:
     """Run this module in a new interpreter for ``spec`` and return what it measured."""
@@ -60,8 +58,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, float]:
         runner = runner_for_artifact(
             artifact, manifest, provider=spec["provider"], config=SessionConfig(intra_op_threads=spec.get("threads"))
         )
-    height, width = input_spec.shape[2:4]
-    batch = np.random.default_rng(0).standard_normal((spec["batch_size"], 3, int(height), int(width)), dtype=np.float32)
+    batch = input_spec.example(spec["batch_size"])
     with runner:
         runner.infer({input_spec.name: batch})
     done = time.perf_counter()

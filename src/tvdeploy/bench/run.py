@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tvdeploy.bench.coldstart import measure_in_subprocess
 from tvdeploy.bench.machine import bench_versions, machine_info
 from tvdeploy.bench.stats import LatencyStats
@@ -69,6 +67,8 @@ class BenchRow:
     cold_start_ms: float | None
     peak_rss_mb: float | None
     file_mb: float | None
+    #: importing tvdeploy's runtime and the backend in a fresh process (before ``cold_start_ms``)
+    import_ms: float | None = None
     speedup_vs_eager: float | None = None
     #: speedup against the run's baseline (eager, or the first target when eager was not run)
     speedup: float | None = None
@@ -90,6 +90,7 @@ class BenchRow:
             "latency_ms": self.latency.to_dict(),
             "iterations": self.latency.samples,
             "throughput_ips": round(self.throughput_ips, 3),
+            "import_ms": None if self.import_ms is None else round(self.import_ms, 1),
             "cold_start_ms": None if self.cold_start_ms is None else round(self.cold_start_ms, 1),
             "peak_rss_mb": None if self.peak_rss_mb is None else round(self.peak_rss_mb, 1),
             "file_mb": None if self.file_mb is None else round(self.file_mb, 2),
@@ -142,12 +143,7 @@ class _Call:
 def _calls_for(
     target: BenchTarget, runner: Any, batch_size: int, config: BenchConfig, files: Sequence[bytes]
 ) -> list[_Call]:
-    height, width = target.preprocess.crop_hw
-    feeds = {
-        target.input_spec.name: np.random.default_rng(batch_size).standard_normal(
-            (batch_size, 3, height, width), dtype=np.float32
-        )
-    }
+    feeds = {target.input_spec.name: target.input_spec.example(batch_size, seed=batch_size)}
     calls = [_Call(target, "model", lambda: runner.infer(feeds))]
     bare = runner.bare_call(feeds) if config.bare else None
     if bare is not None:
@@ -254,6 +250,7 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
                         batch_size=batch_size,
                         latency=LatencyStats.from_seconds(call.samples),
                         cold_start_ms=cold.get(target.name, {}).get("cold_start_ms"),
+                        import_ms=cold.get(target.name, {}).get("import_ms"),
                         peak_rss_mb=cold.get(target.name, {}).get("peak_rss_mb"),
                         file_mb=target.file_mb,
                     )

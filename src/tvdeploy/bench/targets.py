@@ -155,7 +155,7 @@ def eager_target_for(manifest: Manifest) -> BenchTarget:
     """The eager reference of an artifact, rebuilt from its manifest."""
     from tvdeploy.export.validate import reference_model
 
-    return _eager_target(reference_model(manifest), manifest.input, manifest.output.name)
+    return _eager_target(reference_model(manifest), manifest.network_input, manifest.network_output.name)
 
 
 def model_targets(

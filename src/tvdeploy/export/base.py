@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from tvdeploy.export.options import ExportOptions
 from tvdeploy.runtime.formats import FormatSpec
-from tvdeploy.runtime.manifest import OutputSpec, TensorSpec
+from tvdeploy.runtime.manifest import OptimizedGraph, OutputSpec, PreprocessSpec, TensorSpec
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ class ExportResult:
     details: dict[str, Any] = field(default_factory=dict)
     input_spec: TensorSpec | None = None
     output_spec: OutputSpec | None = None
+    #: set when the model file is ONNX Runtime's offline-optimized graph
+    optimized_graph: OptimizedGraph | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class ProduceJob:
     source_dir: Path | None = None
     #: int8 calibration data (preprocessed with the artifact's own preprocessing), when the precision needs it
     calibration: Any = None
+    #: the artifact's preprocessing (what ``--embed-preprocess`` puts into the graph)
+    preprocess: PreprocessSpec | None = None
 
     @property
     def model_path(self) -> str:

@@ -9,13 +9,10 @@ from typing import Any
 
 from tvdeploy.errors import ExportError
 from tvdeploy.export.base import ExportResult, ProduceJob, quiet_torch, torch_batch_dims, written_files
+from tvdeploy.export.onnx_graph import EXTERNAL_DATA_THRESHOLD, derive_onnx
 from tvdeploy.export.options import EXPORT_BATCH_BOUND
-from tvdeploy.export.precision import convert_precision
 
 logger = logging.getLogger(__name__)
-
-#: Above this many bytes of parameters the weights go to an external data file (the protobuf limit is 2 GiB).
-EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 
 def _parameter_bytes(module: Any) -> int:
@@ -28,23 +25,33 @@ class OnnxExporter:
     strategies = ("dynamo", "torchscript")
 
     def produce(self, job: ProduceJob, out_dir: Path, strategy: str) -> ExportResult:
-        """Export fp32 ONNX; for fp16/int8, export to a scratch directory and convert into ``out_dir``."""
-        if job.options.precision == "fp32":
+        """Export fp32 ONNX; for another precision or graph transformations, export to a scratch directory and
+        derive the model file in ``out_dir`` from it (:func:`~tvdeploy.export.onnx_graph.derive_onnx`)."""
+        if job.options.precision == "fp32" and not job.options.graph.active:
             return self._export(job, out_dir, strategy)
+        if job.preprocess is None:
+            raise ExportError("graph transformations need the artifact's preprocessing")
         with tempfile.TemporaryDirectory(prefix="tvdeploy-fp32-") as scratch:
             fp32 = self._export(job, Path(scratch), strategy)
-            details = convert_precision(
+            derived = derive_onnx(
                 Path(scratch) / job.model_path,
                 out_dir / job.model_path,
-                job.options.precision,
-                job.input_spec.name,
-                job.calibration,
+                precision=job.options.precision,
+                graph=job.options.graph,
+                preprocess=job.preprocess,
+                input_spec=job.input_spec,
+                output_spec=job.output_spec,
+                calibration=job.calibration,
             )
+        converter = derived.details.get("converter")
         return ExportResult(
             files=written_files(out_dir, job.spec),
-            exporter=f"{fp32.exporter} + {details['converter']}",
+            exporter=f"{fp32.exporter} + {converter}" if converter else fp32.exporter,
             opset=fp32.opset,
-            details=details,
+            details=derived.details,
+            input_spec=derived.input_spec,
+            output_spec=derived.output_spec,
+            optimized_graph=derived.optimized_graph,
         )
 
     def _export(self, job: ProduceJob, out_dir: Path, strategy: str) -> ExportResult:

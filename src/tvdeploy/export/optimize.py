@@ -1,9 +1,12 @@
-"""``tvdeploy optimize``: derive a new artifact from an existing one (fp16 or int8 from fp32 ONNX).
+"""``tvdeploy optimize``: derive a new artifact from a plain fp32 ONNX artifact.
 
-The new artifact is a full artifact of its own: the converted model file, a
-manifest that says what it was derived from and how (precision, calibration
-method, image count and the images' hash), and a parity report against the
-fp32 eager model, by the criteria of its precision.
+fp16 or int8, onnxslim, ONNX Runtime's optimized graph, embedded pre- and
+post-processing: the same transformations as ``export``'s flags
+(:func:`~tvdeploy.export.onnx_graph.derive_onnx`). The new artifact is a full
+artifact of its own: the model file, a manifest that says what it was derived
+from and how (precision, calibration method, image count and the images' hash,
+graph transformations), and a parity report against the fp32 eager model, by
+the criteria of its precision.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tvdeploy.errors import ArtifactError, UserInputError
 from tvdeploy.export.artifact import check_output, staged_directory
-from tvdeploy.export.options import CalibrationOptions, require_calibration
+from tvdeploy.export.onnx_graph import derive_onnx
+from tvdeploy.export.options import CalibrationOptions, GraphOptions, require_calibration
 from tvdeploy.export.parity import ParityReport
-from tvdeploy.export.precision import calibration_set, convert_precision
+from tvdeploy.export.precision import calibration_set
 from tvdeploy.export.validate import artifact_parity, reference_model
 from tvdeploy.export.versions import tool_versions
 from tvdeploy.runtime.formats import FORMATS, get_format
@@ -31,10 +35,22 @@ class OptimizeRequest:
     """What ``tvdeploy optimize`` was asked to do."""
 
     artifact: Path
-    precision: str
+    precision: str = "fp32"
     calibration: CalibrationOptions | None = None
+    graph: GraphOptions = field(default_factory=GraphOptions)
     output: Path | None = None
     force: bool = False
+
+    def suffix(self) -> str:
+        """What the default output name adds to the source's: ``-int8``, ``-opt``, ``-slim``, ``-pre``, ``-top5``."""
+        parts = [self.precision] if self.precision != "fp32" else []
+        parts += ["slim"] if self.graph.simplify else []
+        parts += ["pre"] if self.graph.embed_preprocess else []
+        parts += [f"top{self.graph.embed_top_k}"] if self.graph.embed_top_k else []
+        parts += (
+            ["opt" if self.graph.optimize == "all" else f"opt-{self.graph.optimize}"] if self.graph.optimize else []
+        )
+        return "-".join(parts)
 
 
 @dataclass
@@ -64,9 +80,9 @@ class OptimizeOutcome:
         }
 
 
-def default_output(source: Path, precision: str) -> Path:
+def default_output(source: Path, suffix: str) -> Path:
     """``artifacts/resnet50-onnx`` -> ``artifacts/resnet50-onnx-int8``."""
-    return source.with_name(f"{source.name}-{precision}")
+    return source.with_name(f"{source.name}-{suffix}")
 
 
 def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
@@ -75,20 +91,41 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
     manifest = read_manifest(source)
     verify_artifact_files(source, manifest)
     spec = get_format(manifest.format)
-    if request.precision not in spec.derivable:
+    if request.precision == "fp32" and not request.graph.active:
+        raise UserInputError(
+            "nothing to do: ask for a --precision or a graph transformation",
+            hint="e.g. --precision int8 --calibration DIR, --optimize, --simplify, --embed-preprocess",
+        )
+    if request.precision != "fp32" and request.precision not in spec.derivable:
         makers = [f"{name} -> {', '.join(f.derivable)}" for name, f in FORMATS.items() if f.derivable]
         raise UserInputError(
             f"cannot make a {request.precision} artifact from a {manifest.format} artifact",
             hint="optimize takes fp32 artifacts and makes: " + "; ".join(makers),
         )
-    if manifest.precision != "fp32":
+    if request.graph.active and not spec.graph_passes:
+        graph_formats = ", ".join(name for name, f in FORMATS.items() if f.graph_passes)
+        raise UserInputError(
+            f"{' '.join(request.graph.flags())} transforms ONNX graphs, not {manifest.format} artifacts",
+            hint=f"pass an artifact of {graph_formats}",
+        )
+    derived_already = [
+        what
+        for what, present in (
+            (manifest.precision, manifest.precision != "fp32"),
+            ("embedded preprocessing", manifest.input.takes_images),
+            ("embedded top-k", manifest.output.is_top_k),
+            ("an optimized graph", manifest.optimized_graph is not None),
+        )
+        if present
+    ]
+    if derived_already:
         raise ArtifactError(
-            f"{source} is already {manifest.precision}",
-            hint="derive lower precisions from the fp32 artifact",
+            f"{source} is already derived ({', '.join(derived_already)})",
+            hint="derive from the plain fp32 artifact",
         )
     require_calibration(request.precision, request.calibration)
     spec.criteria_for(request.precision)
-    output = request.output or default_output(source, request.precision)
+    output = request.output or default_output(source, request.suffix())
     check_output(output, request.force)
     start = time.perf_counter()
     calibration = (
@@ -99,14 +136,26 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
     model = reference_model(manifest)
     with staged_directory(output, request.force) as staging:
         model_file = manifest.model_file.path
-        details = convert_precision(
-            source / model_file, staging / model_file, request.precision, manifest.input.name, calibration
+        result = derive_onnx(
+            source / model_file,
+            staging / model_file,
+            precision=request.precision,
+            graph=request.graph,
+            preprocess=manifest.preprocess,
+            input_spec=manifest.input,
+            output_spec=manifest.output,
+            calibration=calibration,
         )
+        details = result.details
+        converter = details.get("converter")
         derived = dataclasses.replace(
             manifest,
             precision=request.precision,
-            exporter=f"{manifest.exporter} + {details['converter']}",
-            files=[FileEntry(model_file, sha256_file(staging / model_file), (staging / model_file).stat().st_size)],
+            exporter=f"{manifest.exporter} + {converter}" if converter else manifest.exporter,
+            input=result.input_spec,
+            output=result.output_spec,
+            optimized_graph=result.optimized_graph,
+            files=[FileEntry(f, sha256_file(staging / f), (staging / f).stat().st_size) for f in result.files],
             versions=tool_versions(),
             parity=None,
             export_info={

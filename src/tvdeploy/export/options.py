@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tvdeploy.errors import UserInputError
 from tvdeploy.runtime.formats import PRECISIONS
+from tvdeploy.runtime.manifest import OPTIMIZED_GRAPH_LEVELS
 
 #: The ONNX opset of new exports (18 brings the antialiased ``Resize`` and reduction ops as attributes).
 DEFAULT_OPSET = 18
+#: The first opset whose ``Resize`` antialiases (what torchvision's resize of a PIL image does).
+EMBED_PREPROCESS_MIN_OPSET = 18
 #: Largest batch a dynamic batch axis admits where a format plans memory for it (ExecuTorch). torch.export's
 #: own bound elsewhere.
 DEFAULT_MAX_BATCH = 8
@@ -71,6 +74,52 @@ def require_calibration(precision: str, calibration: CalibrationOptions | None) 
         )
 
 
+#: How many classes ``--embed-postprocess`` keeps when no number is given.
+DEFAULT_EMBED_TOP_K = 5
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """Transformations of an ONNX graph after export (formats whose registry entry has ``graph_passes``).
+
+    Args:
+        simplify: run onnxslim (constant folding, dead-node and redundant-op removal).
+        optimize: save ONNX Runtime's offline-optimized graph at this level (``basic``, ``extended``, or
+            ``all``, which is tied to this host's CPU and ONNX Runtime release), weights in an external file that
+            sessions memory-map; sessions then load it with optimization off. ``None``: leave the graph as is.
+        embed_preprocess: the graph takes uint8 RGB images ``(N, H, W, 3)`` of any size and resizes, crops and
+            normalizes them itself, as the manifest's ``preprocess`` block says.
+        embed_top_k: end the graph in softmax + top-k with this many classes (probabilities and indices out).
+    """
+
+    simplify: bool = False
+    optimize: str | None = None
+    embed_preprocess: bool = False
+    embed_top_k: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimize is not None and self.optimize not in OPTIMIZED_GRAPH_LEVELS:
+            raise UserInputError(
+                f"unknown graph optimization level {self.optimize!r}",
+                hint=f"choose one of {', '.join(OPTIMIZED_GRAPH_LEVELS)}",
+            )
+        if self.embed_top_k is not None and self.embed_top_k < 1:
+            raise UserInputError("--embed-postprocess keeps at least one class")
+
+    @property
+    def active(self) -> bool:
+        """Whether any transformation is asked for."""
+        return self != GraphOptions()
+
+    def flags(self) -> list[str]:
+        """The command-line flags that ask for these transformations (for messages)."""
+        flags = ["--simplify"] if self.simplify else []
+        flags += [f"--optimize {self.optimize}"] if self.optimize else []
+        flags += ["--embed-preprocess"] if self.embed_preprocess else []
+        flags += [f"--embed-postprocess {self.embed_top_k}"] if self.embed_top_k else []
+        return flags
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """How to export, whatever the format.
@@ -82,6 +131,7 @@ class ExportOptions:
         batch_size: the fixed batch when ``dynamic_batch`` is off.
         max_batch: the largest batch of formats that plan memory for one (ExecuTorch).
         calibration: the int8 calibration data (required for int8, ignored otherwise).
+        graph: transformations of the exported graph (ONNX).
     """
 
     opset: int = DEFAULT_OPSET
@@ -90,6 +140,7 @@ class ExportOptions:
     batch_size: int = 1
     max_batch: int = DEFAULT_MAX_BATCH
     calibration: CalibrationOptions | None = None
+    graph: GraphOptions = field(default_factory=GraphOptions)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -99,6 +150,12 @@ class ExportOptions:
             raise UserInputError(f"ONNX opset {self.opset} is too old", hint=f"use {DEFAULT_OPSET} (the default)")
         if self.batch_size < 1 or self.max_batch < 1:
             raise UserInputError("batch sizes must be >= 1")
+        if self.graph.embed_preprocess and self.opset < EMBED_PREPROCESS_MIN_OPSET:
+            raise UserInputError(
+                f"--embed-preprocess needs ONNX opset {EMBED_PREPROCESS_MIN_OPSET} or newer (antialiased Resize), "
+                f"got --opset {self.opset}",
+                hint=f"use --opset {DEFAULT_OPSET} (the default)",
+            )
 
     def batch_axis(self) -> int | str:
         """The first entry of the input shape in the manifest."""

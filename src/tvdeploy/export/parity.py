@@ -18,6 +18,7 @@ import numpy as np
 from tvdeploy.export.inputs import InputSet
 from tvdeploy.runtime.formats import FP32_CRITERIA, ParityCriteria
 from tvdeploy.runtime.manifest import OutputSpec, TensorSpec
+from tvdeploy.runtime.postprocess import softmax, top_k_indices
 from tvdeploy.runtime.runners.base import Runner, infer_in_batches
 
 
@@ -167,24 +168,47 @@ def compare_outputs(
 
 
 def run_sets(
-    runner: Runner, input_sets: Sequence[InputSet], specs: tuple[TensorSpec, OutputSpec] | None = None
+    runner: Runner,
+    input_sets: Sequence[InputSet],
+    specs: tuple[TensorSpec, OutputSpec] | None = None,
+    num_classes: int | None = None,
 ) -> list[np.ndarray]:
-    """A runner's outputs for every set (batches concatenated), e.g. to reuse a reference across formats.
+    """A runner's (N, classes) scores for every set (batches concatenated), e.g. to reuse a reference.
 
-    ``specs`` (the manifest's input and output) name the tensors and say which batch sizes the artifact
-    admits; without them the runner's own first input and output are used.
+    ``specs`` (the manifest's input and output) name the tensors, say which batch sizes the artifact
+    admits and whether it takes images (it is then fed the sets' images); without them the runner's own
+    first input and output are used. A top-k output comes back as a dense (N, ``num_classes``) array: the k
+    probabilities at their class indices, zeros elsewhere (:func:`dense_top_k`).
     """
     input_spec = specs[0] if specs else TensorSpec(runner.inputs[0].name, list(runner.inputs[0].shape))
-    output_name = specs[1].name if specs else runner.outputs[0].name
-    return [
-        np.concatenate(
-            [
-                np.asarray(infer_in_batches(runner, input_spec, output_name, batch), dtype=np.float32)
-                for batch in input_set.batches
-            ]
-        )
-        for input_set in input_sets
-    ]
+    output_spec = specs[1] if specs else OutputSpec(runner.outputs[0].name)
+    results = []
+    for input_set in input_sets:
+        parts = []
+        for batch in input_set.feeds_for(input_spec.takes_images):
+            outputs = infer_in_batches(runner, input_spec, output_spec.names, batch)
+            if output_spec.is_top_k:
+                if num_classes is None:
+                    raise ValueError("a top-k output needs num_classes to be compared")
+                parts.append(dense_top_k(outputs[output_spec.name], outputs[output_spec.names[1]], num_classes))
+            else:
+                parts.append(np.asarray(outputs[output_spec.name], dtype=np.float32))
+        results.append(np.concatenate(parts))
+    return results
+
+
+def dense_top_k(probabilities: np.ndarray, indices: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N, k) probabilities at (N, k) class indices -> (N, classes), zeros outside the top k."""
+    dense = np.zeros((probabilities.shape[0], num_classes), dtype=np.float32)
+    np.put_along_axis(dense, indices.astype(np.int64), probabilities.astype(np.float32), axis=1)
+    return dense
+
+
+def reference_top_k(logits: np.ndarray, k: int) -> np.ndarray:
+    """The reference's logits in a top-k artifact's terms: softmax, then only its own k best kept (dense)."""
+    probabilities = softmax(logits).astype(np.float32)
+    best = top_k_indices(probabilities, k)
+    return dense_top_k(np.take_along_axis(probabilities, best, axis=1), best, logits.shape[1])
 
 
 def interface_mismatches(runner: Runner, input_spec: TensorSpec, output_spec: OutputSpec) -> list[str]:
@@ -194,8 +218,9 @@ def interface_mismatches(runner: Runner, input_spec: TensorSpec, output_spec: Ou
     outputs = [t.name for t in runner.outputs]
     if inputs != [input_spec.name]:
         problems.append(f"the artifact's inputs are {inputs}, the manifest says [{input_spec.name!r}]")
-    if outputs[:1] != [output_spec.name]:
-        problems.append(f"the artifact's first output is {outputs[:1]}, the manifest says [{output_spec.name!r}]")
+    expected = list(output_spec.names)
+    if outputs[: len(expected)] != expected:
+        problems.append(f"the artifact's first outputs are {outputs[: len(expected)]}, the manifest says {expected}")
     return problems
 
 
@@ -226,7 +251,10 @@ def compare_runners(
             sets=[],
             interface=interface,
         )
-    candidate_outputs = run_sets(candidate, input_sets, expected)
+    output_spec = expected[1] if expected is not None else None
+    if output_spec is not None and output_spec.is_top_k and output_spec.top_k is not None:
+        reference = [reference_top_k(logits, output_spec.top_k) for logits in reference]
+    candidate_outputs = run_sets(candidate, input_sets, expected, num_classes=reference[0].shape[1])
     reports = [
         compare_outputs(s.name, ref_out, cand_out, s.batch_sizes, criteria, s.require_top1)
         for s, ref_out, cand_out in zip(input_sets, reference, candidate_outputs, strict=False)

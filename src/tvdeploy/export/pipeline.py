@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from tvdeploy.errors import ExportError, MissingDependencyError
+from tvdeploy.errors import ExportError, MissingDependencyError, UserInputError
 from tvdeploy.export.artifact import check_output, staged_directory
 from tvdeploy.export.base import ExportResult, ProduceJob
 from tvdeploy.export.eager import EagerRunner
 from tvdeploy.export.inputs import InputSet, default_input_sets
-from tvdeploy.export.options import ExportOptions
+from tvdeploy.export.options import ExportOptions, GraphOptions
 from tvdeploy.export.parity import ParityReport, compare_runners, format_report, run_sets
 from tvdeploy.export.precision import CalibrationSet, calibration_set
 from tvdeploy.export.versions import tool_versions
@@ -150,6 +150,7 @@ def build_manifest(model: LoadedModel, job: ProduceJob, result: ExportResult, di
         versions=tool_versions(),
         source=model.source,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        optimized_graph=result.optimized_graph,
     )
 
 
@@ -185,6 +186,7 @@ def _produce(
         example=example,
         source_dir=source_dir,
         calibration=calibration,
+        preprocess=model.preprocess,
     )
     attempts: list[dict[str, Any]] = []
     last: tuple[Manifest, ParityReport] | None = None
@@ -204,7 +206,7 @@ def _produce(
                     reference,
                     runner,
                     input_sets,
-                    criteria=spec.criteria_for(manifest.precision),
+                    criteria=spec.criteria_for(manifest.precision, manifest.input.takes_images),
                     precision=manifest.precision,
                     expected=(manifest.input, manifest.output),
                 )
@@ -248,15 +250,16 @@ class _Production:
     scratch: bool
 
 
-def production_order(formats: list[str], precision: str = "fp32") -> list[_Production]:
-    """The requested formats, each converter's source first. Converters convert fp32 artifacts (they apply the
-    precision themselves), so a source is made as an fp32 scratch artifact unless it is requested at fp32."""
+def production_order(formats: list[str], precision: str = "fp32", plain: bool = True) -> list[_Production]:
+    """The requested formats, each converter's source first. Converters convert plain fp32 artifacts (they apply
+    the precision themselves), so a source is made as a plain fp32 scratch artifact unless it is requested at
+    fp32 and ``plain`` (no graph transformations)."""
     order: list[_Production] = []
 
     def visit(name: str, scratch: bool) -> None:
         source = get_format(name).producer.source
         if source is not None:
-            visit(source, scratch=source not in formats or precision != "fp32")
+            visit(source, scratch=source not in formats or precision != "fp32" or not plain)
         if _Production(name, scratch) not in order:
             order.append(_Production(name, scratch))
 
@@ -293,6 +296,11 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
                 f"exporting to {spec.name} needs {', '.join(missing)}, not installed", hint=spec.install_hint()
             )
         spec.criteria_for(request.options.precision)
+        if request.options.graph.active and not spec.graph_passes:
+            raise UserInputError(
+                f"{' '.join(request.options.graph.flags())} transforms ONNX graphs; {spec.name} artifacts take none",
+                hint="export those formats in a separate run without these flags",
+            )
     outputs = {fmt: artifact_dir_for(request, fmt) for fmt in request.formats}
     for output in outputs.values():
         check_output(output, request.force)  # before any heavy work
@@ -301,7 +309,7 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
             model = load_model(
                 request.model, request.weights, request.labels_file, request.preprocess, request.seed, request.progress
             )
-    input_sets = default_input_sets(model.preprocess, seed=request.seed)
+    input_sets = default_input_sets(model.preprocess, seed=request.seed, images=request.options.graph.embed_preprocess)
     calibration = None
     if request.options.precision == "int8" and request.options.calibration is not None:
         with _Step("load calibration data"):
@@ -314,11 +322,14 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
     outcomes = []
     failures: dict[str, str] = {}
     fp32_sources: dict[str, Path] = {}
-    source_request = dataclasses.replace(  # converters convert fp32 sources
-        request, options=dataclasses.replace(request.options, precision="fp32", calibration=None)
+    source_request = dataclasses.replace(  # converters convert plain fp32 sources
+        request,
+        options=dataclasses.replace(request.options, precision="fp32", calibration=None, graph=GraphOptions()),
     )
     with tempfile.TemporaryDirectory(prefix="tvdeploy-sources-") as scratch:
-        for step in production_order(request.formats, request.options.precision):
+        for step in production_order(
+            request.formats, request.options.precision, plain=not request.options.graph.active
+        ):
             fmt, spec = step.format, get_format(step.format)
             source = spec.producer.source
             source_dir = fp32_sources.get(source) if source else None
@@ -341,7 +352,7 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
                 logger.error("%s", exc.message)
                 failures[f"{fmt} (fp32 source)" if step.scratch else fmt] = exc.message
                 continue
-            if report.passed and manifest.precision == "fp32":
+            if report.passed and manifest.precision == "fp32" and not step_request.options.graph.active:
                 fp32_sources[fmt] = output
             if not step.scratch:
                 logger.info("wrote %s (%s)", output, "parity passed" if report.passed else "PARITY FAILED")

@@ -78,9 +78,9 @@ def artifact_parity(directory: Path, manifest: Manifest, model: LoadedModel, pro
     """Compare an artifact with its eager model on photos and noise, by its format's criteria at its precision."""
     if model.num_classes != manifest.num_classes:
         raise ArtifactError(f"the reference model has {model.num_classes} classes, the artifact {manifest.num_classes}")
-    input_sets = default_input_sets(manifest.preprocess, seed=manifest.source.seed)
-    reference = EagerRunner(model.module, manifest.input, manifest.output.name)
-    criteria = get_format(manifest.format).criteria_for(manifest.precision)
+    input_sets = default_input_sets(manifest.preprocess, seed=manifest.source.seed, images=manifest.input.takes_images)
+    reference = EagerRunner(model.module, manifest.network_input, manifest.network_output.name)
+    criteria = get_format(manifest.format).criteria_for(manifest.precision, manifest.input.takes_images)
     with runner_for_artifact(directory, manifest, provider=provider) as candidate:
         return compare_runners(
             reference,

@@ -21,7 +21,7 @@ import numpy as np
 from tvdeploy.errors import ImageError, UserInputError
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS, ImageSource, check_decode_mode, describe_source, load_image
 from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
-from tvdeploy.runtime.postprocess import Prediction, decode_predictions
+from tvdeploy.runtime.postprocess import Prediction, check_top_k, decode_outputs
 from tvdeploy.runtime.preprocess import ImagePreprocessor
 from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners import Runner, runner_for_artifact
@@ -80,7 +80,7 @@ class Classifier:
         self.preprocessor = ImagePreprocessor(manifest.preprocess)
         self.decode = decode
         self._shrink_to = self.preprocessor.needed_size if decode == "fast" else None
-        self.output_name = manifest.output.name
+        self.takes_images = manifest.input.takes_images
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -114,16 +114,35 @@ class Classifier:
             return self._pool
 
     def preprocess(self, image: ImageSource) -> np.ndarray:
-        """Decode and preprocess one image into the (3, H, W) float32 network input."""
-        return self.preprocessor(
-            load_image(image, exif_transpose=self.exif_transpose, max_pixels=self.max_pixels, shrink_to=self._shrink_to)
+        """Decode and preprocess one image into the model's input: the (3, H, W) float32 network input, or the
+        (H, W, 3) uint8 RGB image itself for an artifact that preprocesses in its graph."""
+        rgb = load_image(
+            image, exif_transpose=self.exif_transpose, max_pixels=self.max_pixels, shrink_to=self._shrink_to
+        )
+        if self.takes_images:
+            return np.asarray(rgb, dtype=np.uint8)
+        return self.preprocessor(rgb)
+
+    def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's named outputs for a batch of any N (cut to what the artifact's batch axis admits):
+        (N, 3, H, W) float32 tensors, or (N, H, W, 3) uint8 images for an artifact that takes images."""
+        dtype = np.uint8 if self.takes_images else np.float32
+        return infer_in_batches(
+            self.runner, self.manifest.input, self.manifest.output.names, np.ascontiguousarray(batch, dtype=dtype)
         )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Logits for an (N, 3, H, W) float32 batch of any N (cut to what the artifact's batch axis admits)."""
-        return infer_in_batches(
-            self.runner, self.manifest.input, self.output_name, np.ascontiguousarray(batch, dtype=np.float32)
-        )
+        """The scores for a batch (see :meth:`outputs`): logits, or the top-k probabilities of an artifact whose
+        graph ends in softmax + top-k."""
+        return self.outputs(batch)[self.manifest.output.name]
+
+    def predict_arrays(self, arrays: Sequence[np.ndarray], top_k: int = 5) -> list[list[Prediction]]:
+        """Top-k predictions for model inputs made by :meth:`preprocess`, in order. Images of different sizes
+        run in separate calls (a batch of images shares one size)."""
+        results: list[list[Prediction]] = []
+        for group in _same_shape_runs(arrays):
+            results.extend(decode_outputs(self.outputs(np.stack(group)), self.manifest.output, self.labels, top_k))
+        return results
 
     def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 5) -> list[list[Prediction]]:
         """Top-k predictions per image, best first, in input order; batches internally.
@@ -132,13 +151,13 @@ class Classifier:
         :class:`~tvdeploy.errors.ImageError`; use :meth:`predict_stream` to get
         per-input errors instead.
         """
+        check_top_k(top_k, self.manifest.output, len(self.labels))
         if _is_single(images):
             images = [images]  # type: ignore[list-item]
         results: list[list[Prediction]] = []
         for chunk in _chunks(list(images), self.batch_size):  # type: ignore[arg-type]
             arrays = [self.preprocess(chunk[0])] if len(chunk) == 1 else list(self.pool.map(self.preprocess, chunk))
-            batch = np.stack(arrays)
-            results.extend(decode_predictions(self.infer(batch), self.labels, top_k))
+            results.extend(self.predict_arrays(arrays, top_k))
         return results
 
     def predict_stream(
@@ -149,11 +168,7 @@ class Classifier:
         Decoding and preprocessing run in a thread pool ahead of the model so that it
         is not starved. A bad input yields a result with ``error`` set and the others go on.
         """
-        if not 1 <= top_k <= len(self.labels):
-            raise UserInputError(
-                f"top-k of {top_k} is out of range for a model with {len(self.labels)} classes",
-                hint=f"choose k between 1 and {len(self.labels)}",
-            )
+        check_top_k(top_k, self.manifest.output, len(self.labels))
         pool = executor or self.pool
         iterator = iter(sources)
         # keep two batches of decoding in flight ahead of the model
@@ -163,7 +178,7 @@ class Classifier:
             pending.extend((s, pool.submit(self._decode, s)) for s in islice(iterator, self.batch_size))
             decoded = [(source, future.result()) for source, future in chunk]
             good = [arr for _, arr in decoded if isinstance(arr, np.ndarray)]
-            predictions = iter(decode_predictions(self.infer(np.stack(good)), self.labels, top_k) if good else [])
+            predictions = iter(self.predict_arrays(good, top_k))
             for source, arr in decoded:
                 if isinstance(arr, np.ndarray):
                     yield PredictionResult(describe_source(source), predictions=next(predictions))
@@ -191,6 +206,18 @@ def _is_single(images: Any) -> bool:
         or hasattr(images, "read")
         or type(images).__module__.startswith("PIL.")
     )
+
+
+def _same_shape_runs(arrays: Sequence[np.ndarray]) -> Iterator[list[np.ndarray]]:
+    """Consecutive arrays of one shape, in order."""
+    run: list[np.ndarray] = []
+    for array in arrays:
+        if run and array.shape != run[0].shape:
+            yield run
+            run = []
+        run.append(array)
+    if run:
+        yield run
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

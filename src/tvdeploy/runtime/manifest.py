@@ -15,11 +15,27 @@ from typing import Any
 from tvdeploy.errors import ArtifactError
 from tvdeploy.runtime.formats import FORMATS
 
-SCHEMA_VERSION = 1
+#: The newest schema this tvdeploy reads and writes. A manifest is written at the lowest version that describes
+#: it: version 2 adds embedded pre/post-processing (``output.indices``, image inputs) and ``optimized_graph``, so
+#: plain artifacts stay readable by releases that know only version 1.
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "tvdeploy.json"
 #: Tensor names a fresh export gives its input and output; readers take the names from the manifest.
 DEFAULT_INPUT_NAME = "input"
 DEFAULT_OUTPUT_NAME = "logits"
+#: Tensor names of an export with embedded pre/post-processing (``--embed-preprocess`` / ``--embed-postprocess``).
+IMAGES_INPUT_NAME = "images"
+TOP_K_OUTPUT_NAME = "probabilities"
+TOP_K_INDICES_NAME = "indices"
+#: What an output's values are: raw class scores, or the top-k probabilities of an embedded softmax + TopK
+#: (with the class indices in a second output).
+LOGITS = "logits"
+TOP_K = "top_k"
+OUTPUT_MEANINGS = (LOGITS, TOP_K)
+#: The (height, width) of the example images fed to an artifact that takes images when it is timed (a VGA photo).
+EXAMPLE_IMAGE_SIZE = (480, 640)
+#: The layout of an input of whole images: uint8 RGB ``(N, H, W, 3)`` of any height and width.
+IMAGES_LAYOUT = "NHWC"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
@@ -114,6 +130,23 @@ class TensorSpec:
     max_batch: int | None = None
 
     @property
+    def takes_images(self) -> bool:
+        """Whether the input is whole uint8 RGB images (preprocessing embedded in the graph), not a preprocessed
+        float tensor."""
+        return self.layout == IMAGES_LAYOUT and self.dtype == "uint8"
+
+    def example(self, batch_size: int, seed: int = 0) -> Any:
+        """A seeded example batch for timing: standard-normal float32 tensors, or uniform uint8 noise images of
+        :data:`EXAMPLE_IMAGE_SIZE` for an input of whole images."""
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        if self.takes_images:
+            return rng.integers(0, 256, (batch_size, *EXAMPLE_IMAGE_SIZE, 3), dtype=np.uint8)
+        height, width = (int(v) for v in self.shape[2:4])
+        return rng.standard_normal((batch_size, 3, height, width), dtype=np.float32)
+
+    @property
     def fixed_batch(self) -> int | None:
         """The batch size of a static batch axis; ``None`` when it is dynamic."""
         return self.shape[0] if self.shape and isinstance(self.shape[0], int) else None
@@ -136,11 +169,38 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """A model output and what its values mean."""
+    """A model output and what its values mean.
+
+    ``meaning`` is :data:`LOGITS` (one score per class) or :data:`TOP_K`: the
+    probabilities of the k best classes, best first, with their class indices in
+    the output named ``indices``.
+    """
 
     name: str
-    meaning: str = "logits"
+    meaning: str = LOGITS
     shape: list[int | str] = field(default_factory=list)
+    indices: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.meaning not in OUTPUT_MEANINGS:
+            raise ArtifactError(f"unknown output meaning {self.meaning!r}", hint=f"one of {', '.join(OUTPUT_MEANINGS)}")
+        if self.meaning == TOP_K and not self.indices:
+            raise ArtifactError("a top_k output needs the name of its indices output (output.indices)")
+
+    @property
+    def is_top_k(self) -> bool:
+        """Whether the artifact ends in an embedded softmax + top-k."""
+        return self.meaning == TOP_K
+
+    @property
+    def top_k(self) -> int | None:
+        """How many classes a top-k output gives (``None`` for logits)."""
+        return int(self.shape[1]) if self.is_top_k and len(self.shape) > 1 else None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The names of the graph outputs this spec describes, the scores first."""
+        return (self.name, self.indices) if self.indices else (self.name,)
 
 
 SOURCE_KINDS = ("random", "pretrained", "checkpoint")
@@ -221,6 +281,36 @@ class FileEntry:
     bytes: int
 
 
+#: ONNX Runtime graph optimization levels an artifact can be saved at (``--optimize``).
+OPTIMIZED_GRAPH_LEVELS = ("basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class OptimizedGraph:
+    """The model file is ONNX Runtime's own offline-optimized graph (``tvdeploy export --optimize``).
+
+    Sessions load it with graph optimization off, which is what makes them start
+    fast. ``level`` ``all`` includes the CPU layout transformations of the host it
+    was made on (``host``, e.g. AVX-512 vs AVX2 blocking) and ONNX Runtime's own
+    kernels of ``onnxruntime``: such a graph runs only where both match.
+    """
+
+    level: str
+    onnxruntime: str
+    host: str
+
+    def __post_init__(self) -> None:
+        if self.level not in OPTIMIZED_GRAPH_LEVELS:
+            raise ArtifactError(
+                f"unknown optimized graph level {self.level!r}", hint=f"one of {', '.join(OPTIMIZED_GRAPH_LEVELS)}"
+            )
+
+    @property
+    def host_specific(self) -> bool:
+        """Whether the graph holds layout transformations for one CPU (level ``all``)."""
+        return self.level == "all"
+
+
 @dataclass
 class Manifest:
     """Everything a consumer needs to run an artifact, and nothing it has to guess."""
@@ -243,12 +333,30 @@ class Manifest:
     parity: dict[str, Any] | None = None
     export_info: dict[str, Any] = field(default_factory=dict)
     created: str = ""
-    schema_version: int = SCHEMA_VERSION
+    #: the version read from the file (written: :attr:`lowest_schema_version`), not part of equality
+    schema_version: int = field(default=SCHEMA_VERSION, compare=False)
+    optimized_graph: OptimizedGraph | None = None
 
     @property
     def num_classes(self) -> int:
         """Number of classes (the length of ``labels``)."""
         return len(self.labels)
+
+    @property
+    def network_input(self) -> TensorSpec:
+        """The float tensor the network itself takes: the input, or, where preprocessing is embedded, the
+        (batch, 3, h, w) tensor it makes (what the eager reference is fed)."""
+        if not self.input.takes_images:
+            return self.input
+        return TensorSpec(DEFAULT_INPUT_NAME, [self.input.shape[0], 3, *self.preprocess.crop_hw])
+
+    @property
+    def network_output(self) -> OutputSpec:
+        """The network's own logits output: the output, or, where softmax + top-k are embedded, the logits
+        they take (what the eager reference gives)."""
+        if not self.output.is_top_k:
+            return self.output
+        return OutputSpec(DEFAULT_OUTPUT_NAME, shape=[self.output.shape[0], self.num_classes])
 
     @property
     def model_file(self) -> FileEntry:
@@ -260,9 +368,18 @@ class Manifest:
         data = asdict(self)
         data["preprocess"] = self.preprocess.to_dict()
         data["source"] = self.source.to_dict()
-        ordered = {"schema_version": data.pop("schema_version")}
-        ordered.update(data)
-        return ordered
+        if self.output.indices is None:
+            del data["output"]["indices"]
+        if self.optimized_graph is None:
+            del data["optimized_graph"]
+        data.pop("schema_version")
+        return {"schema_version": self.lowest_schema_version, **data}
+
+    @property
+    def lowest_schema_version(self) -> int:
+        """The lowest schema version that describes this manifest (what :meth:`to_dict` writes)."""
+        uses_v2 = self.input.takes_images or self.output.indices is not None or self.optimized_graph is not None
+        return 2 if uses_v2 else 1
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Manifest":
@@ -302,6 +419,7 @@ class Manifest:
                 export_info=dict(data.get("export_info", {})),
                 created=data.get("created", ""),
                 schema_version=version,
+                optimized_graph=OptimizedGraph(**data["optimized_graph"]) if data.get("optimized_graph") else None,
             )
         except KeyError as exc:
             raise ArtifactError(f"manifest lacks the key {exc.args[0]!r}") from exc

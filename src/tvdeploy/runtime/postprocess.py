@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from tvdeploy.errors import UserInputError
+from tvdeploy.runtime.manifest import OutputSpec
 
 
 @dataclass(frozen=True)
@@ -62,4 +63,35 @@ def decode_predictions(logits: np.ndarray, labels: Sequence[str], k: int = 5) ->
     return [
         [Prediction(label=labels[i], index=int(i), probability=float(row_probs[i])) for i in row]
         for row, row_probs in zip(indices, probabilities, strict=False)
+    ]
+
+
+def check_top_k(k: int, output: OutputSpec, num_classes: int) -> None:
+    """Refuse a k the artifact cannot answer: outside 1..classes, or over the k its graph's own top-k keeps."""
+    if not 1 <= k <= num_classes:
+        raise UserInputError(
+            f"top-k of {k} is out of range for a model with {num_classes} classes",
+            hint=f"choose k between 1 and {num_classes}",
+        )
+    if output.top_k is not None and k > output.top_k:
+        raise UserInputError(
+            f"this artifact's graph ends in a top-{output.top_k}; top-{k} was asked for",
+            hint=f"ask for at most {output.top_k}, or re-export with --embed-postprocess {k}",
+        )
+
+
+def decode_outputs(
+    outputs: dict[str, np.ndarray], output: OutputSpec, labels: Sequence[str], k: int = 5
+) -> list[list[Prediction]]:
+    """Top-k predictions from a model's named outputs: softmax + top-k of logits, or the graph's own top-k."""
+    if not output.is_top_k:
+        return decode_predictions(outputs[output.name], labels, k)
+    check_top_k(k, output, len(labels))
+    probabilities, indices = outputs[output.name], outputs[output.names[1]]
+    return [
+        [
+            Prediction(label=labels[int(i)], index=int(i), probability=float(p))
+            for p, i in zip(row_p[:k], row_i[:k], strict=True)
+        ]
+        for row_p, row_i in zip(probabilities, indices, strict=False)
     ]

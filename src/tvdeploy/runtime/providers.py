@@ -41,16 +41,20 @@ GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """ONNX Runtime session settings; ``None`` leaves ONNX Runtime's default."""
+    """ONNX Runtime session settings; ``None`` leaves ONNX Runtime's default.
+
+    ``graph_optimization`` ``None`` means ``all`` for a plain model and ``disable`` for
+    an artifact that is already ONNX Runtime's optimized graph (``--optimize``).
+    """
 
     intra_op_threads: int | None = None
     inter_op_threads: int | None = None
-    graph_optimization: str = "all"
+    graph_optimization: str | None = None
     parallel_execution: bool = False
     provider_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+        if self.graph_optimization is not None and self.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
             raise ProviderError(
                 f"unknown graph optimization level {self.graph_optimization!r}",
                 hint=f"use one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}",
@@ -74,7 +78,7 @@ class SessionConfig:
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[self.graph_optimization]
+        }[self.graph_optimization or "all"]
         options.execution_mode = (
             ort.ExecutionMode.ORT_PARALLEL if self.parallel_execution else ort.ExecutionMode.ORT_SEQUENTIAL
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,8 +105,10 @@ class Runner(ABC):
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-def infer_in_batches(runner: Runner, input_spec: TensorSpec, output_name: str, batch: np.ndarray) -> np.ndarray:
-    """``runner``'s output ``output_name`` for a batch of any size, cut to what the artifact's input admits.
+def infer_in_batches(
+    runner: Runner, input_spec: TensorSpec, output_names: Sequence[str], batch: np.ndarray
+) -> dict[str, np.ndarray]:
+    """``runner``'s outputs ``output_names`` for a batch of any size, cut to what the artifact's input admits.
 
     A static batch axis of B gets chunks of exactly B (the last one padded by
     repeating its final row, the padding's outputs dropped); a bounded dynamic
@@ -114,12 +116,14 @@ def infer_in_batches(runner: Runner, input_spec: TensorSpec, output_name: str, b
     """
     fixed, step = input_spec.fixed_batch, input_spec.fixed_batch or input_spec.max_batch
     if step is None or (fixed is None and len(batch) <= step):
-        return runner.infer({input_spec.name: batch})[output_name]
-    outputs = []
+        outputs = runner.infer({input_spec.name: batch})
+        return {name: outputs[name] for name in output_names}
+    chunks: list[dict[str, np.ndarray]] = []
     for start in range(0, len(batch), step):
         chunk = batch[start : start + step]
         count = len(chunk)
         if fixed is not None and count < fixed:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - count, axis=0)])
-        outputs.append(runner.infer({input_spec.name: chunk})[output_name][:count])
-    return np.concatenate(outputs)
+        outputs = runner.infer({input_spec.name: chunk})
+        chunks.append({name: outputs[name][:count] for name in output_names})
+    return {name: np.concatenate([c[name] for c in chunks]) for name in output_names}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from tvdeploy.errors import ArtifactError
-from tvdeploy.runtime.manifest import Manifest
+from tvdeploy.runtime.host import cpu_signature
+from tvdeploy.runtime.manifest import Manifest, OptimizedGraph
 from tvdeploy.runtime.providers import (
     SessionConfig,
     available_providers,
@@ -57,6 +59,14 @@ class OnnxRunner(Runner):
     def for_artifact(
         cls, artifact_dir: Path, manifest: Manifest, provider: str, config: SessionConfig | None = None
     ) -> "OnnxRunner":
+        config = config or SessionConfig()
+        graph = manifest.optimized_graph
+        if graph is not None:
+            check_optimized_graph(graph, provider)
+            # fully optimized for this host: sessions skip the work; a portable level still gets this host's
+            # layout optimizations (level all) at load
+            if graph.host_specific and config.graph_optimization is None:
+                config = dataclasses.replace(config, graph_optimization="disable")
         return cls(artifact_dir / manifest.model_file.path, provider=provider, config=config)
 
     def _load(self) -> None:
@@ -105,3 +115,30 @@ class OnnxRunner(Runner):
         self.activate()
         session = self.session
         return lambda: session.run(None, feeds)
+
+
+def check_optimized_graph(graph: OptimizedGraph, provider: str) -> None:
+    """Refuse a host-specific optimized graph where it was not made for: another CPU, another ONNX Runtime
+    release, or a provider other than the CPU."""
+    if not graph.host_specific:
+        return
+    import onnxruntime as ort
+
+    way_out = (
+        "run `tvdeploy optimize ARTIFACT --optimize` on this machine with the fp32 source artifact, "
+        "or export with --optimize extended (portable, a slower session start)"
+    )
+    if provider != "cpu":
+        raise ArtifactError(
+            f"this artifact holds a graph optimized for the CPU at level 'all'; it cannot run on {provider}",
+            hint=way_out,
+        )
+    problems = []
+    if graph.onnxruntime != ort.__version__:
+        problems.append(f"onnxruntime {graph.onnxruntime}, this is {ort.__version__}")
+    if graph.host != cpu_signature():
+        problems.append(f"a CPU with {graph.host}, this is {cpu_signature()}")
+    if problems:
+        raise ArtifactError(
+            "this artifact's graph was optimized at level 'all' for " + " and ".join(problems), hint=way_out
+        )
