@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ class BenchConfig:
     e2e: bool = False
     bare: bool = False
     cold_start: bool = True
+    #: fresh processes per torch-free backend whose median is reported (a single start is at the mercy of
+    #: whatever else the machine does; torch-backed backends take seconds to start and get one)
+    cold_start_runs: int = 3
     images: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -202,8 +206,10 @@ def _cold_start(target: BenchTarget, config: BenchConfig, provider: str) -> dict
         "batch_size": config.batch_sizes[0],
         "source": target.source,
     }
+    runs = 1 if runs_on_torch(target.backend) else config.cold_start_runs
     try:
-        return measure_in_subprocess(spec)
+        samples = [measure_in_subprocess(spec) for _ in range(runs)]
+        return {key: statistics.median(sample[key] for sample in samples) for key in samples[0]}
     except (RuntimeError, OSError) as exc:
         logger.warning("cold start of %s not measured: %s", target.name, exc)
         return {}
