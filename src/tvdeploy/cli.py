@@ -395,6 +395,52 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``tvdeploy serve ARTIFACT...``: the Open Inference Protocol on KServe's SDK, until SIGINT/SIGTERM."""
+    import importlib.util
+
+    from tvdeploy.errors import MissingDependencyError
+
+    if importlib.util.find_spec("kserve") is None:
+        raise MissingDependencyError("tvdeploy serve needs kserve, not installed", hint='pip install "tvdeploy[serve]"')
+    from tvdeploy.serve.options import ServeOptions
+    from tvdeploy.serve.server import serve
+
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        max_batch_size=args.max_batch_size,
+        max_queue_delay_ms=args.max_queue_delay_ms,
+        max_queue=args.max_queue,
+        request_timeout_s=args.request_timeout,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_pixels=args.max_pixels or None,
+        provider=args.provider,
+        grace_period_s=args.grace_period,
+    )
+
+    def announce(host: str, port: int) -> None:
+        print(f"serving on http://{host}:{port}", flush=True)
+
+    serve(args.artifacts, options, on_listening=announce)
+    return 0
+
+
+def cmd_export_triton(args: argparse.Namespace) -> int:
+    """``tvdeploy export-triton ARTIFACT... --output REPO``: a Triton model repository."""
+    from tvdeploy.serve.triton import TritonOptions, export_triton
+
+    options = TritonOptions(
+        max_batch_size=args.max_batch_size,
+        max_queue_delay_us=args.max_queue_delay_us,
+        instances=args.instances,
+        kind=args.kind,
+    )
+    for directory in export_triton(args.artifacts, args.output, options, force=args.force):
+        print(directory)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """``tvdeploy bench``: backends side by side in one run."""
     from tvdeploy.bench import report as output
@@ -629,7 +675,84 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="plot latency and throughput against batch size")
     p.set_defaults(handler=cmd_bench)
 
+    _add_serve_parser(sub)
     return parser
+
+
+def _add_serve_parser(sub: Any) -> None:
+    from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS
+    from tvdeploy.runtime.providers import PROVIDER_CHOICES
+    from tvdeploy.serve.options import (
+        DEFAULT_HOST,
+        DEFAULT_MAX_BATCH_SIZE,
+        DEFAULT_MAX_BODY_MB,
+        DEFAULT_MAX_QUEUE,
+        DEFAULT_MAX_QUEUE_DELAY_MS,
+        DEFAULT_PORT,
+        DEFAULT_REQUEST_TIMEOUT_S,
+    )
+
+    p = sub.add_parser(
+        "serve",
+        help="serve artifacts on the Open Inference Protocol (KServe v2 / Triton clients), with dynamic batching",
+    )
+    p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT", help="artifacts to serve (by manifest name)")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT}; 0: any free)")
+    p.add_argument(
+        "--max-batch-size",
+        type=_positive_int,
+        default=DEFAULT_MAX_BATCH_SIZE,
+        help=f"rows per model call; concurrent requests are batched up to it, 1 turns batching off "
+        f"(default {DEFAULT_MAX_BATCH_SIZE})",
+    )
+    p.add_argument(
+        "--max-queue-delay-ms",
+        type=float,
+        default=DEFAULT_MAX_QUEUE_DELAY_MS,
+        help=f"how long a request waits for others to join its batch (default {DEFAULT_MAX_QUEUE_DELAY_MS})",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=_positive_int,
+        default=DEFAULT_MAX_QUEUE,
+        help=f"rows that may wait per model; more get 503 + Retry-After (default {DEFAULT_MAX_QUEUE})",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_REQUEST_TIMEOUT_S,
+        help=f"seconds before an unanswered request gets 504 (default {DEFAULT_REQUEST_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=DEFAULT_MAX_BODY_MB,
+        help=f"larger bodies get 413 (default {DEFAULT_MAX_BODY_MB:g})",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"larger images get 400 (default {DEFAULT_MAX_PIXELS}; 0: no limit)",
+    )
+    p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
+    p.add_argument(
+        "--grace-period", type=int, default=30, help="seconds in-flight requests may take on shutdown (default 30)"
+    )
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("export-triton", help="write a Triton Inference Server model repository from ONNX artifacts")
+    p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT")
+    p.add_argument("--output", type=Path, required=True, metavar="REPO", help="the model repository directory")
+    p.add_argument(
+        "--max-batch-size", type=_positive_int, default=DEFAULT_MAX_BATCH_SIZE, help="Triton's max_batch_size"
+    )
+    p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching's queue delay (default 2000)")
+    p.add_argument("--instances", type=_positive_int, default=1, help="model instances (default 1)")
+    p.add_argument("--kind", default="KIND_CPU", choices=["KIND_CPU", "KIND_GPU"], help="instance kind (default CPU)")
+    p.add_argument("--force", action="store_true", help="replace models already in the repository")
+    p.set_defaults(handler=cmd_export_triton)
 
 
 def _configure_logging(args: argparse.Namespace) -> None:

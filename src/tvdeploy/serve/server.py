@@ -1,0 +1,345 @@
+"""The server: KServe's REST server and data plane around tvdeploy's models, on a socket we bind ourselves.
+
+KServe's ``RESTServer`` builds uvicorn with host 0.0.0.0 (it is made for a pod);
+``RESTServer.run(sockets=...)`` serves on sockets we bind, which is how
+``--host`` (127.0.0.1 by default) is honoured. What tvdeploy adds to KServe's
+app: server readiness that waits for every model to be loaded and warmed up,
+503 + ``Retry-After`` when a queue is full, 504 on the request timeout, 413 for
+bodies over the limit, request metrics and access logs, and an image upload
+endpoint, ``POST /tvdeploy/models/{name}/classify``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from tvdeploy.errors import UserInputError
+from tvdeploy.serve import metrics
+from tvdeploy.serve.model import Overloaded, RequestTimeout, ServedClassifier
+from tvdeploy.serve.options import ServeOptions
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("tvdeploy.serve.access")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Where the image upload endpoint lives (outside the protocol's /v2 namespace).
+CLASSIFY_ROUTE = "/tvdeploy/models/{model_name}/classify"
+
+
+def _kserve_app() -> Any:
+    """KServe's module-level FastAPI app. Its module parses ``sys.argv`` when imported, so it is imported with
+    an empty command line (ours is not KServe's)."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        import kserve.model_server
+    finally:
+        sys.argv = saved
+    return kserve.model_server.app
+
+
+def _route_kind(path: str) -> str:
+    if path.startswith("/v2/health"):
+        return "health"
+    if path.endswith("/infer"):
+        return "infer"
+    if path.endswith("/classify"):
+        return "classify"
+    if path.startswith("/v2"):
+        return "metadata"
+    return "metrics" if path == "/metrics" else "other"
+
+
+async def _send_json(send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _discard_body(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class ServerMiddleware:
+    """Body size limit (413), request metrics and the access log, as one ASGI middleware."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        kind = _route_kind(scope["path"])
+        status = 500
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = int(message["status"]), True
+            await send(message)
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        too_large = (
+            f'{{"error": "the request body is larger than this server\'s limit of {self.max_body_bytes} bytes; '
+            f'send fewer or smaller images, or start the server with a larger --max-body-mb"}}'
+        ).encode()
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        try:
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                await _discard_body(receive)  # read (not kept), so that the client sees the answer, not a reset
+                await _send_json(tracking_send, 413, too_large)
+            else:
+                await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _send_json(tracking_send, 413, too_large)
+        finally:
+            elapsed = time.perf_counter() - start
+            metrics.REQUESTS.labels(kind, scope.get("method", ""), str(status)).inc()
+            metrics.REQUEST_LATENCY.labels(kind).observe(elapsed)
+            client = scope.get("client") or ("-", 0)
+            access_logger.info(
+                '%s "%s %s" %d %.1fms', client[0], scope.get("method"), scope["path"], status, elapsed * 1000
+            )
+
+
+def _install(app: Any, repository: Any, options: ServeOptions) -> None:
+    """tvdeploy's handlers, route and middleware on KServe's app (before it starts)."""
+    from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+
+    async def overloaded(_: Request, exc: Exception) -> JSONResponse:
+        retry = str(getattr(exc, "retry_after_s", 1))
+        return JSONResponse(status_code=503, content={"error": str(exc)}, headers={"Retry-After": retry})
+
+    async def timed_out(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=504, content={"error": str(exc)})
+
+    async def malformed(_: Request, exc: Exception) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg')}"
+            for error in getattr(exc, "errors", list)()
+        )
+        return JSONResponse(status_code=400, content={"error": f"malformed request: {problems or exc}"})
+
+    app.add_exception_handler(Overloaded, overloaded)
+    app.add_exception_handler(RequestTimeout, timed_out)
+    app.add_exception_handler(RequestValidationError, malformed)
+
+    async def classify(model_name: str, request: Request, top_k: int = 5) -> dict[str, Any]:
+        """Classify uploaded images: a raw image body, or multipart form files; the runtime's top-k JSON."""
+        model = repository.get_model(model_name)
+        if model is None:
+            raise ModelNotFound(model_name)
+        if not model.ready:
+            raise ModelNotReady(model_name)
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            form = await request.form()
+            uploads = [
+                (getattr(v, "filename", key), await v.read()) for key, v in form.multi_items() if hasattr(v, "read")
+            ]
+        else:
+            uploads = [("body", await request.body())]
+        if not uploads or not all(data for _, data in uploads):
+            raise InvalidInput("send an image: the raw bytes as the body, or multipart form files")
+        predictions = await model.classify([data for _, data in uploads], top_k)
+        return {
+            "model": model_name,
+            "results": [
+                {"source": name, "predictions": [p.to_dict() for p in rows]}
+                for (name, _), rows in zip(uploads, predictions, strict=True)
+            ],
+        }
+
+    app.add_api_route(CLASSIFY_ROUTE, classify, methods=["POST"])
+    app.add_middleware(ServerMiddleware, max_body_bytes=options.max_body_bytes)
+
+
+def parse_binary_request(body: bytes, headers: dict[str, str], model_name: str) -> Any:
+    """A request in the binary tensor data extension (what tritonclient sends by default) as an InferRequest.
+
+    KServe's own parser turns binary BYTES tensors into UTF-8 strings, which fails for encoded images; this one
+    keeps them as bytes, and names what is wrong with a malformed request.
+    """
+    import orjson
+    from kserve import InferInput, InferRequest
+    from kserve.errors import InvalidInput
+    from kserve.protocol.infer_type import RequestedOutput
+
+    header = headers.get("inference-header-content-length")
+    if header is None:  # a JSON request sent without a JSON content type
+        header = str(len(body))
+    if not header.isdigit() or int(header) > len(body):
+        raise InvalidInput(
+            f"the Inference-Header-Content-Length header ({header!r}) must be a length within the body "
+            f"of {len(body)} bytes"
+        )
+    json_length = int(header)
+    try:
+        request = orjson.loads(body[:json_length])
+        inputs = request["inputs"]
+        if not isinstance(inputs, list):
+            raise TypeError("'inputs' is not a list")
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"malformed inference request header: {exc}") from exc
+    start = json_length
+    infer_inputs = []
+    for entry in inputs:
+        try:
+            tensor = InferInput(name=entry["name"], shape=entry["shape"], datatype=entry["datatype"],
+                                parameters=entry.get("parameters"))  # fmt: skip
+        except (KeyError, TypeError) as exc:
+            raise InvalidInput(f"malformed input in the request: {exc}") from exc
+        size = (entry.get("parameters") or {}).get("binary_data_size")
+        if "data" in entry:
+            tensor.data = entry["data"]
+        elif isinstance(size, int) and size >= 0:
+            if start + size > len(body):
+                raise InvalidInput(
+                    f"input '{tensor.name}' announces {size} bytes of binary data but the body holds "
+                    f"{len(body) - start}"
+                )
+            tensor._raw_data = body[start : start + size]
+            start += size
+        else:
+            raise InvalidInput(f"input '{tensor.name}' has neither 'data' nor a binary_data_size")
+        infer_inputs.append(tensor)
+    outputs = request.get("outputs")
+    requested = [RequestedOutput(name=o["name"], parameters=o.get("parameters")) for o in outputs] if outputs else None
+    return InferRequest(
+        model_name=model_name,
+        request_id=request.get("id"),
+        parameters=request.get("parameters"),
+        infer_inputs=infer_inputs,
+        request_outputs=requested,
+    )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: any free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserInputError(
+            f"cannot listen on {host}:{port}: {exc.strerror}", hint="choose another --port (0 picks a free one)"
+        ) from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    artifacts: Sequence[Path], options: ServeOptions, on_listening: Callable[[str, int], None] | None = None
+) -> None:
+    """Serve the artifacts until SIGINT/SIGTERM; models load in the background after the socket listens, and
+    the server reports ready once every one of them is loaded and warmed up."""
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+    from kserve.protocol.rest.server import RESTServer
+
+    models = [ServedClassifier(Path(artifact), options) for artifact in artifacts]  # manifests read: fail early
+    names = [m.name for m in models]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserInputError(
+            f"two artifacts have the name {duplicates[0]!r}", hint="export them with different --name values"
+        )
+    repository = ModelRepository()
+    for model in models:
+        repository.update(model)
+
+    class TvdeployDataPlane(DataPlane):
+        """Ready once every model is; binary requests parsed with BYTES kept as bytes (images)."""
+
+        async def ready(self) -> bool:
+            return all(m.ready for m in repository.get_models().values())
+
+        def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> Any:
+            if isinstance(body, bytes):
+                return parse_binary_request(body, headers, model_name)
+            return super().decode_inference_request(body, headers, model_name)
+
+    dataplane = TvdeployDataPlane(model_registry=repository)
+    app = _kserve_app()
+    _install(app, repository, options)
+    server = RESTServer(
+        "kserve.model_server:app",
+        dataplane,
+        ModelRepositoryExtension(model_registry=repository),
+        http_port=options.port,
+        grace_period=options.grace_period_s,
+    )
+    sock = bind_socket(options.host, options.port)
+    host, port = sock.getsockname()[:2]
+    logger.info("listening on http://%s:%d (models loading: %s)", host, port, ", ".join(names))
+    if on_listening is not None:
+        on_listening(host, port)
+
+    def load_all() -> None:
+        for model in models:
+            start = time.perf_counter()
+            try:
+                model.load()
+            except Exception:
+                logger.exception("model %s failed to load; the server stays not ready", model.name)
+                continue
+            logger.info("model %s loaded and warmed up in %.2f s", model.name, time.perf_counter() - start)
+
+    threading.Thread(target=load_all, name="tvdeploy-load", daemon=True).start()
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it found; a
+    # handler that does nothing makes that graceful stop an ordinary exit (status 0)
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for model in models:
+            model.stop()
+        sock.close()

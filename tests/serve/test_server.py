@@ -1,0 +1,270 @@
+"""`tvdeploy serve` as a user runs it: a real server process on a free loopback port, and the stock tritonclient."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+tritonclient_http = pytest.importorskip("tritonclient.http")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from tvdeploy.runtime import load  # noqa: E402
+
+
+class Server:
+    """A `tvdeploy serve` subprocess; ``url`` is host:port."""
+
+    def __init__(self, *argv: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tvdeploy", "serve", *argv, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # "serving on http://127.0.0.1:PORT"
+        match = re.search(r"http://([\d.]+):(\d+)", line)
+        assert match, f"no address in {line!r}; stderr: {self.proc.stderr.read() if self.proc.stderr else ''}"
+        self.host, self.port = match.group(1), int(match.group(2))
+        self.url = f"{self.host}:{self.port}"
+        self.started = time.perf_counter()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            assert self.proc.poll() is None, "".join(self.stderr)
+            try:
+                if urllib.request.urlopen(f"http://{self.url}/v2/health/ready", timeout=2).status == 200:
+                    return time.perf_counter() - self.started
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("server not ready in time: " + "".join(self.stderr))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict, dict]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read()), {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), {k.lower(): v for k, v in exc.headers.items()}
+
+
+@pytest.fixture(scope="module")
+def server(resnet18_artifacts) -> Iterator[Server]:
+    srv = Server(str(resnet18_artifacts["onnx"]), "--max-pixels", "1000000", "--max-body-mb", "8")
+    srv.wait_ready()
+    yield srv
+    assert srv.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def offline(resnet18_artifacts):
+    return load(resnet18_artifacts["onnx"])
+
+
+@pytest.fixture
+def client(server):
+    return tritonclient_http.InferenceServerClient(server.url, concurrency=8)
+
+
+def _tensor_input(batch: np.ndarray, binary: bool = True):
+    tensor = tritonclient_http.InferInput("input", list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch, binary_data=binary)
+    return tensor
+
+
+def _image_input(paths: list[Path]):
+    data = np.array([p.read_bytes() for p in paths], dtype=np.object_)
+    tensor = tritonclient_http.InferInput("image_bytes", [len(paths)], "BYTES")
+    tensor.set_data_from_numpy(data)
+    return tensor
+
+
+def test_health_and_metadata(client, server) -> None:
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("resnet18")
+    assert server.host == "127.0.0.1"  # loopback unless asked
+    metadata = client.get_model_metadata("resnet18")
+    assert metadata["inputs"] == [
+        {"name": "input", "datatype": "FP32", "shape": [-1, 3, 224, 224]},
+        {"name": "image_bytes", "datatype": "BYTES", "shape": [-1]},
+    ]
+    assert metadata["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 1000]}]
+    assert "name" in client.get_server_metadata()
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_infer_equals_offline_onnx_runtime(client, offline, binary) -> None:
+    rows = 3 if binary else 1  # JSON spells each float out: a batch of 3 is ~9 MB
+    batch = np.random.default_rng(1).standard_normal((rows, 3, 224, 224), dtype=np.float32)
+    result = client.infer("resnet18", [_tensor_input(batch, binary)])
+    np.testing.assert_allclose(result.as_numpy("logits"), offline.infer(batch), atol=1e-5)
+
+
+def test_classification_extension_and_image_bytes(client, offline, photo_files) -> None:
+    requested = tritonclient_http.InferRequestedOutput("logits", class_count=3)
+    result = client.infer("resnet18", [_image_input(photo_files[:2])], outputs=[requested])
+    rows = result.as_numpy("logits")
+    assert rows.shape == (2, 3)
+    expected = offline.predict(photo_files[:2], top_k=3)
+    logits = offline.infer(np.stack([offline.preprocess(p) for p in photo_files[:2]]))
+    for row, predictions, scores in zip(rows, expected, logits, strict=True):
+        fields = [item.decode().split(":", 2) for item in row]
+        assert [int(index) for _, index, _ in fields] == [p.index for p in predictions]
+        assert [label for _, _, label in fields] == [p.label for p in predictions]
+        assert [float(value) for value, _, _ in fields] == pytest.approx(
+            [scores[p.index] for p in predictions], abs=1e-4
+        )
+
+
+def test_image_upload_returns_the_runtimes_top_k(server, offline, photo_files) -> None:
+    status, body, _ = post(f"http://{server.url}/tvdeploy/models/resnet18/classify?top_k=2",
+                           photo_files[0].read_bytes(), "image/jpeg")  # fmt: skip
+    assert status == 200
+    expected = [p.to_dict() for p in offline.predict(photo_files[0], top_k=2)[0]]
+    got = body["results"][0]["predictions"]
+    assert [p["index"] for p in got] == [p["index"] for p in expected]
+    assert [p["probability"] for p in got] == pytest.approx([p["probability"] for p in expected], abs=1e-5)
+
+
+def _big_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1200, 1000), (10, 20, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_bad_requests_get_4xx_in_the_protocols_error_format(server, client) -> None:
+    infer = f"http://{server.url}/v2/models/resnet18/infer"
+    tensor = {"name": "input", "shape": [1, 3, 224, 224], "datatype": "FP32", "data": [0.0] * (3 * 224 * 224)}
+    cases = {
+        "malformed json": (b'{"inputs": [', 400, "malformed"),
+        "wrong name": (json.dumps({"inputs": [{**tensor, "name": "pixels"}]}).encode(), 400, "unknown input 'pixels'"),
+        "wrong shape": (json.dumps({"inputs": [{**tensor, "shape": [1, 3, 200, 224]}]}).encode(), 400, "has shape"),
+        "wrong datatype": (json.dumps({"inputs": [{**tensor, "datatype": "INT32"}]}).encode(), 400, "takes FP32"),
+        "short data": (json.dumps({"inputs": [{**tensor, "data": [1.0, 2.0]}]}).encode(), 400, "does not match"),
+        "too many rows": (
+            json.dumps({"inputs": [{**tensor, "shape": [9, 3, 224, 224], "data": [0.0] * (9 * 3 * 224 * 224)}]}).encode(),
+            400, "max batch size 8",
+        ),
+    }  # fmt: skip
+    for name, (body, status, message) in cases.items():
+        got_status, got, _ = post(infer, body)
+        assert (got_status, message in got.get("error", "")) == (status, True), (name, got_status, got)
+    classify = f"http://{server.url}/tvdeploy/models/resnet18/classify"
+    status, got, _ = post(classify, b"not an image", "image/jpeg")
+    assert status == 400 and "not an image" in got["error"]
+    status, got, _ = post(classify, _big_png(), "image/png")
+    assert status == 400 and "pixels" in got["error"]
+    status, got, _ = post(classify, b"\0" * (9 * 1024 * 1024), "image/jpeg")
+    assert status == 413 and "--max-body-mb" in got["error"]
+    with pytest.raises(InferenceServerException, match="nope"):
+        client.get_model_metadata("nope")
+    assert client.is_server_live()
+
+
+def test_load_8_clients_zero_errors(server, offline) -> None:
+    batch = np.random.default_rng(2).standard_normal((1, 3, 224, 224), dtype=np.float32)
+    expected = offline.infer(batch)
+
+    def client_thread(_: int) -> list[float]:  # one client per thread: tritonclient.http's are not thread-safe
+        own = tritonclient_http.InferenceServerClient(server.url)
+        latencies = []
+        for _ in range(50):
+            start = time.perf_counter()
+            result = own.infer("resnet18", [_tensor_input(batch)])
+            latencies.append(time.perf_counter() - start)
+            np.testing.assert_allclose(result.as_numpy("logits"), expected, atol=1e-5)
+        return latencies
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        latencies = [t for per_client in pool.map(client_thread, range(8)) for t in per_client]  # raises on errors
+    elapsed = time.perf_counter() - start
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1000
+    print(f"\n8 clients x 50 requests: {400 / elapsed:.1f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    assert len(latencies) == 400
+
+
+def test_metrics_count_requests_batches_and_queue(server, client) -> None:
+    client.infer("resnet18", [_tensor_input(np.zeros((1, 3, 224, 224), np.float32))])
+    text = urllib.request.urlopen(f"http://{server.url}/metrics", timeout=5).read().decode()
+    assert re.search(r'tvdeploy_requests_total\{method="POST",route="infer",status="200"\} [1-9]', text)
+    assert re.search(r'tvdeploy_requests_total\{method="POST",route="infer",status="400"\} [1-9]', text)
+    assert re.search(r'tvdeploy_batch_size_count\{model="resnet18"\} [1-9]', text)
+    assert 'tvdeploy_queue_depth{model="resnet18"} 0.0' in text
+    assert "tvdeploy_request_duration_seconds_bucket" in text
+
+
+def test_overload_answers_503_and_recovers(resnet18_artifacts) -> None:
+    srv = Server(
+        str(resnet18_artifacts["onnx"]), "--max-queue", "1", "--max-batch-size", "1", "--max-queue-delay-ms", "0"
+    )
+    try:
+        srv.wait_ready()
+        url = f"http://{srv.url}/v2/models/resnet18/infer"
+        body = json.dumps({"inputs": [{"name": "input", "shape": [1, 3, 224, 224], "datatype": "FP32",
+                                       "data": [0.0] * (3 * 224 * 224)}]}).encode()  # fmt: skip
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda _: post(url, body), range(32)))
+        statuses = [status for status, _, _ in results]
+        assert 503 in statuses and 200 in statuses and set(statuses) <= {200, 503}
+        refused = next(r for r in results if r[0] == 503)
+        assert refused[2].get("retry-after") == "1" and "overloaded" in refused[1]["error"]
+        assert post(url, body)[0] == 200  # still up, serving again
+    finally:
+        assert srv.stop() == 0
+
+
+def test_graceful_shutdown_finishes_in_flight_requests(resnet18_artifacts, photo_files) -> None:
+    srv = Server(str(resnet18_artifacts["onnx"]))
+    srv.wait_ready()
+    url = f"http://{srv.url}/tvdeploy/models/resnet18/classify"
+    with ThreadPoolExecutor(4) as pool:
+        futures = [
+            pool.submit(post, url, photo_files[i % len(photo_files)].read_bytes(), "image/jpeg") for i in range(4)
+        ]
+        time.sleep(0.05)
+        srv.proc.send_signal(signal.SIGTERM)
+        statuses = [f.result()[0] for f in futures]
+    assert statuses == [200] * 4
+    assert srv.proc.wait(timeout=30) == 0
+
+
+def test_cold_server_is_ready_fast(resnet18_artifacts) -> None:
+    srv = Server(str(resnet18_artifacts["onnx"]))
+    try:
+        seconds = srv.wait_ready()
+        print(f"\nresnet18 server ready {seconds:.2f} s after it listened")
+        assert seconds < 10  # generous on a shared machine; docs/serving.md has resnet50 measured quietly
+    finally:
+        srv.stop()
