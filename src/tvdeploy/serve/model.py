@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,13 @@ from tvdeploy.runtime.manifest import Manifest, read_manifest
 from tvdeploy.runtime.postprocess import Prediction, top_k_indices
 from tvdeploy.serve import metrics
 from tvdeploy.serve.batching import DynamicBatcher, QueueFull
+from tvdeploy.serve.datatypes import DATATYPES
 from tvdeploy.serve.options import RETRY_AFTER_S, ServeOptions
 
 logger = logging.getLogger(__name__)
 
 #: The input that takes encoded images (JPEG, PNG, ...) as BYTES, decoded and preprocessed like the runtime.
 ENCODED_IMAGES_INPUT = "image_bytes"
-#: numpy dtype names (the manifest's) -> Open Inference Protocol datatypes.
-DATATYPES = {"float32": "FP32", "float16": "FP16", "uint8": "UINT8", "int64": "INT64", "int32": "INT32"}
 
 
 class Overloaded(Exception):
@@ -56,7 +54,6 @@ class ServedClassifier(Model):
         self.manifest: Manifest = manifest
         self.classifier: Classifier | None = None
         self.batcher: DynamicBatcher | None = None
-        self._decoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"tvdeploy-decode-{manifest.name}")
 
     # -- loading -----------------------------------------------------------------------------------------------
     def load(self) -> bool:
@@ -85,7 +82,6 @@ class ServedClassifier(Model):
             self.batcher.close()
         if self.classifier is not None:
             self.classifier.close()
-        self._decoders.shutdown(wait=False, cancel_futures=True)
 
     # -- metadata ----------------------------------------------------------------------------------------------
     def get_input_types(self) -> list[dict[str, Any]]:
@@ -200,7 +196,7 @@ class ServedClassifier(Model):
         loop = asyncio.get_running_loop()
         try:
             arrays = await asyncio.gather(
-                *(loop.run_in_executor(self._decoders, self.classifier.preprocess, image) for image in images)
+                *(loop.run_in_executor(self.classifier.pool, self.classifier.preprocess, image) for image in images)
             )
         except ImageError as exc:
             metrics.INFERENCE_ERRORS.labels(self.name, "bad_image").inc()

@@ -17,13 +17,12 @@ from pathlib import Path
 
 from tvdeploy.errors import ArtifactError, MissingDependencyError, UserInputError
 from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
+from tvdeploy.serve.datatypes import DATATYPES
 
 logger = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.txt"
 CONFIG_FILE = "config.pbtxt"
-#: numpy dtype names (the manifest's) -> Triton's data types.
-TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8", "int64": "TYPE_INT64"}
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ def model_config(manifest: Manifest, options: TritonOptions) -> str:
         kept = shape[1:] if dynamic else shape
         return [d if isinstance(d, int) else -1 for d in kept]
 
-    config.input.add(name=spec.name, data_type=getattr(pb, TRITON_TYPES[spec.dtype]), dims=dims(spec.shape))
+    config.input.add(name=spec.name, data_type=getattr(pb, "TYPE_" + DATATYPES[spec.dtype]), dims=dims(spec.shape))
     scores = config.output.add(name=output.name, data_type=pb.TYPE_FP32, dims=dims(output.shape))  # type: ignore[attr-defined]
     if not output.is_top_k:
         scores.label_filename = LABELS_FILE
