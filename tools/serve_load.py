@@ -1,18 +1,28 @@
 """Load-test `tvdeploy serve` against the offline runtime, in one run: the figures of docs/serving.md.
 
-    python tools/serve_load.py ARTIFACT [--clients 8] [--requests 50] [--max-batch-size 8] [--json FILE]
+    python tools/serve_load.py ARTIFACT [--clients 8] [--requests 50] [--client raw|tritonclient] [--json FILE]
+        [server options: --max-batch-size 4 --instances 2 ...]
 
 Starts the server in a fresh process (time to ready = process start to /v2/health/ready: import, load and
-warm-up), drives it with CLIENTS stock tritonclient.http clients sending batch-1 FP32 tensors, reads the
-mean batch size the server formed from its /metrics, then times the offline runtime at that batch size in this
-process. Client, server and offline run share this machine's cores: the ratio is what one machine gives.
+warm-up), drives it with CLIENTS concurrent clients sending batch-1 FP32 tensors, reads the mean batch size
+the server formed from its /metrics, and times the offline runtime at that batch size in this process, right
+before (the server stopped) and right after the measured run: this machine's speed drifts by tens of percent
+over minutes, so the server is compared with the mean of the two.
+
+Clients: ``tritonclient`` is the stock tritonclient.http client, one per thread (what user code looks like;
+its own encoding costs about half a millisecond of CPU a request); ``raw`` sends the very bytes tritonclient
+sends (built once by tritonclient) over keep-alive connections from one asyncio loop, as a load generator
+such as Triton's perf_analyzer does, so that the client takes little of the cores the server needs. Client,
+server and offline run share this machine's cores: the ratio is what one machine gives.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -43,8 +53,15 @@ def start_server(artifact: Path, extra: list[str]) -> tuple[subprocess.Popen[str
             time.sleep(0.02)
 
 
-def drive(url: str, name: str, input_name: str, shape: list[int], clients: int, requests: int) -> dict[str, float]:
-    batch = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1000
+    return {"throughput_ips": len(latencies) / elapsed, "p50_ms": float(p50), "p99_ms": float(p99)}
+
+
+def drive_tritonclient(
+    url: str, name: str, input_name: str, batch: np.ndarray, clients: int, requests: int
+) -> dict[str, float]:
+    shape = list(batch.shape)
 
     def client(_: int) -> list[float]:
         own = http.InferenceServerClient(url)
@@ -61,19 +78,74 @@ def drive(url: str, name: str, input_name: str, shape: list[int], clients: int, 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         latencies = [t for per in pool.map(client, range(clients)) for t in per]
-    elapsed = time.perf_counter() - start
-    p50, p99 = np.percentile(latencies, [50, 99]) * 1000
-    return {"throughput_ips": len(latencies) / elapsed, "p50_ms": float(p50), "p99_ms": float(p99)}
+    return summary(latencies, time.perf_counter() - start)
 
 
-def mean_batch(url: str, name: str) -> float:
+async def _read_response(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 response's status line, after its headers and body (Content-Length or chunked) are read."""
+    status = await reader.readline()
+    length = None
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-length":
+            length = int(value)
+    if length is not None:
+        await reader.readexactly(length)
+    else:
+        while size := int((await reader.readline()).strip(), 16):
+            await reader.readexactly(size + 2)
+        await reader.readline()
+    return status
+
+
+def drive_raw(url: str, name: str, input_name: str, batch: np.ndarray, clients: int, requests: int) -> dict[str, float]:
+    tensor = http.InferInput(input_name, list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch)
+    body, json_size = http.InferenceServerClient.generate_request_body([tensor])
+    head = (
+        f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: {url}\r\nContent-Type: application/octet-stream\r\n"
+        f"Inference-Header-Content-Length: {json_size}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    request = head.encode() + body
+    host, port = url.rsplit(":", 1)
+
+    async def client(count: int) -> list[float]:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        latencies = []
+        for _ in range(count):
+            start = time.perf_counter()
+            writer.write(request)
+            status = await _read_response(reader)
+            latencies.append(time.perf_counter() - start)
+            if b" 200 " not in status:
+                raise RuntimeError(f"the server answered {status.decode().strip()}")
+        writer.close()
+        return latencies
+
+    async def run() -> tuple[list[float], float]:
+        await client(10)  # warm the path once
+        start = time.perf_counter()
+        per_client = await asyncio.gather(*(client(requests) for _ in range(clients)))
+        return [t for per in per_client for t in per], time.perf_counter() - start
+
+    try:
+        import uvloop  # KServe's dependency: a cheaper event loop for the client too
+
+        latencies, elapsed = uvloop.run(run())
+    except ImportError:
+        latencies, elapsed = asyncio.run(run())
+    return summary(latencies, elapsed)
+
+
+def batch_totals(url: str, name: str) -> tuple[float, float]:
+    """The server's batch-size histogram so far: rows run and model calls."""
     text = urllib.request.urlopen(f"http://{url}/metrics", timeout=5).read().decode()
     total = float(re.search(rf'tvdeploy_batch_size_sum\{{model="{name}"\}} (\S+)', text).group(1))  # type: ignore[union-attr]
     count = float(re.search(rf'tvdeploy_batch_size_count\{{model="{name}"\}} (\S+)', text).group(1))  # type: ignore[union-attr]
-    return total / count
+    return total, count
 
 
-def offline_throughput(artifact: Path, batch_size: int, seconds: float = 8.0) -> float:
+def offline_throughput(artifact: Path, batch_size: int, seconds: float = 5.0) -> float:
     classifier = load(artifact)
     batch = classifier.manifest.input.example(batch_size)
     classifier.infer(batch)
@@ -89,23 +161,37 @@ def main() -> None:
     parser.add_argument("artifact", type=Path)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=50, help="per client")
+    parser.add_argument("--client", choices=["raw", "tritonclient"], default="raw", help="see the docstring")
     parser.add_argument("--json", type=Path)
     args, server_args = parser.parse_known_args()
     manifest = read_manifest(args.artifact)
     shape = [1, *(int(d) for d in manifest.input.shape[1:])]
-    results = {"artifact": manifest.name, "server_args": server_args, "clients": args.clients,
-               "requests_per_client": args.requests}  # fmt: skip
+    batch = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    results = {"artifact": manifest.name, "server_args": server_args, "client": args.client,
+               "clients": args.clients, "requests_per_client": args.requests}  # fmt: skip
+    drive = drive_raw if args.client == "raw" else drive_tritonclient
+    # this machine's speed drifts: the offline runtime is timed right before and right after the server's run,
+    # at the batch size the server formed, and the server is compared with their mean
     proc, url, ready_s = start_server(args.artifact, server_args)
     try:
         results["ready_s"] = ready_s
-        results["server"] = drive(url, manifest.name, manifest.input.name, shape, args.clients, args.requests)
-        results["mean_batch"] = mean_batch(url, manifest.name)
+        drive(url, manifest.name, manifest.input.name, batch, args.clients, max(1, args.requests // 2))  # warm-up
+        rows, calls = batch_totals(url, manifest.name)
+        effective = max(1, round(rows / calls))  # the batch size the server forms under this load
+        proc.send_signal(signal.SIGSTOP)  # the server holds no core while the offline runtime is timed
+        before = offline_throughput(args.artifact, effective)
+        proc.send_signal(signal.SIGCONT)
+        results["server"] = drive(url, manifest.name, manifest.input.name, batch, args.clients, args.requests)
+        rows_after, calls_after = batch_totals(url, manifest.name)
+        results["mean_batch"] = (rows_after - rows) / (calls_after - calls)
     finally:
+        proc.send_signal(signal.SIGCONT)
         proc.terminate()
         proc.wait(timeout=60)
-    effective = max(1, round(results["mean_batch"]))
+    after = offline_throughput(args.artifact, effective)
     results["offline_batch"] = effective
-    results["offline_throughput_ips"] = offline_throughput(args.artifact, effective)
+    results["offline_throughput_ips"] = (before + after) / 2
+    results["offline_before_after_ips"] = [before, after]
     results["ratio"] = results["server"]["throughput_ips"] / results["offline_throughput_ips"]
     print(json.dumps(results, indent=2))
     if args.json:

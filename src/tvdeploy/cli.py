@@ -404,14 +404,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("kserve") is None:
         raise MissingDependencyError("tvdeploy serve needs kserve, not installed", hint='pip install "tvdeploy[serve]"')
     from tvdeploy.serve.options import ServeOptions
-    from tvdeploy.serve.server import serve
+    from tvdeploy.serve.server import Listening, serve
 
     options = ServeOptions(
         host=args.host,
         port=args.port,
+        grpc_port=args.grpc_port,
         max_batch_size=args.max_batch_size,
         max_queue_delay_ms=args.max_queue_delay_ms,
         max_queue=args.max_queue,
+        instances=args.instances,
         request_timeout_s=args.request_timeout,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_pixels=args.max_pixels or None,
@@ -419,8 +421,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         grace_period_s=args.grace_period,
     )
 
-    def announce(host: str, port: int) -> None:
-        print(f"serving on http://{host}:{port}", flush=True)
+    def announce(where: Listening) -> None:
+        grpc = f" and grpc://{where.host}:{where.grpc_port}" if where.grpc_port is not None else ""
+        print(f"serving on http://{where.host}:{where.http_port}{grpc}", flush=True)
 
     serve(args.artifacts, options, on_listening=announce)
     return 0
@@ -684,6 +687,7 @@ def _add_serve_parser(sub: Any) -> None:
     from tvdeploy.runtime.providers import PROVIDER_CHOICES
     from tvdeploy.serve.options import (
         DEFAULT_HOST,
+        DEFAULT_INSTANCES,
         DEFAULT_MAX_BATCH_SIZE,
         DEFAULT_MAX_BODY_MB,
         DEFAULT_MAX_QUEUE,
@@ -699,6 +703,9 @@ def _add_serve_parser(sub: Any) -> None:
     p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT", help="artifacts to serve (by manifest name)")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT}; 0: any free)")
+    p.add_argument(
+        "--grpc-port", type=int, default=None, help="also serve the protocol over gRPC on this port (0: any free)"
+    )
     p.add_argument(
         "--max-batch-size",
         type=_positive_int,
@@ -717,6 +724,13 @@ def _add_serve_parser(sub: Any) -> None:
         type=_positive_int,
         default=DEFAULT_MAX_QUEUE,
         help=f"rows that may wait per model; more get 503 + Retry-After (default {DEFAULT_MAX_QUEUE})",
+    )
+    p.add_argument(
+        "--instances",
+        type=_positive_int,
+        default=DEFAULT_INSTANCES,
+        help="model calls that run at once, each on cores/instances threads; on a CPU, 2 with --max-batch-size "
+        f"= clients/2 keeps the cores busy while requests are parsed (default {DEFAULT_INSTANCES})",
     )
     p.add_argument(
         "--request-timeout",

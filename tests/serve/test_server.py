@@ -44,6 +44,8 @@ class Server:
         assert match, f"no address in {line!r}; stderr: {self.proc.stderr.read() if self.proc.stderr else ''}"
         self.host, self.port = match.group(1), int(match.group(2))
         self.url = f"{self.host}:{self.port}"
+        grpc = re.search(r"grpc://([\d.]+:\d+)", line)
+        self.grpc_url = grpc.group(1) if grpc else None
         self.started = time.perf_counter()
         self.stderr: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
@@ -82,7 +84,10 @@ def post(url: str, body: bytes, content_type: str = "application/json") -> tuple
 
 @pytest.fixture(scope="module")
 def server(resnet18_artifacts) -> Iterator[Server]:
-    srv = Server(str(resnet18_artifacts["onnx"]), "--max-pixels", "1000000", "--max-body-mb", "8")
+    srv = Server(
+        str(resnet18_artifacts["onnx"]), "--max-pixels", "1000000", "--max-body-mb", "8", "--instances", "2",
+        "--grpc-port", "0",
+    )  # fmt: skip
     srv.wait_ready()
     yield srv
     assert srv.stop() == 0
@@ -145,6 +150,34 @@ def test_classification_extension_and_image_bytes(client, offline, photo_files) 
         assert [float(value) for value, _, _ in fields] == pytest.approx(
             [scores[p.index] for p in predictions], abs=1e-4
         )
+
+
+def test_grpc_serves_the_same_protocol(server, offline, photo_files) -> None:
+    grpc = pytest.importorskip("tritonclient.grpc")
+    client = grpc.InferenceServerClient(server.grpc_url)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("resnet18")
+    assert [i.name for i in client.get_model_metadata("resnet18").inputs] == ["input", "image_bytes"]
+    batch = np.random.default_rng(3).standard_normal((2, 3, 224, 224), dtype=np.float32)
+    tensor = grpc.InferInput("input", list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch)
+    result = client.infer("resnet18", [tensor])
+    np.testing.assert_allclose(result.as_numpy("logits"), offline.infer(batch), atol=1e-5)
+    images = grpc.InferInput("image_bytes", [1], "BYTES")
+    images.set_data_from_numpy(np.array([photo_files[0].read_bytes()], dtype=np.object_))
+    top = client.infer("resnet18", [images], outputs=[grpc.InferRequestedOutput("logits", class_count=2)])
+    expected = offline.predict(photo_files[0], top_k=2)[0]
+    assert [int(item.decode().split(":")[1]) for item in top.as_numpy("logits")[0]] == [p.index for p in expected]
+    wrong = grpc.InferInput("pixels", [1, 3, 224, 224], "FP32")
+    wrong.set_data_from_numpy(batch[:1])
+    with pytest.raises(InferenceServerException, match="unknown input 'pixels'") as raised:
+        client.infer("resnet18", [wrong])
+    assert raised.value.status() == "StatusCode.INVALID_ARGUMENT"
+    with pytest.raises(InferenceServerException) as raised:
+        client.infer("nope", [tensor])
+    assert raised.value.status() == "StatusCode.NOT_FOUND"
+    text = urllib.request.urlopen(f"http://{server.url}/metrics", timeout=5).read().decode()
+    assert re.search(r'tvdeploy_requests_total\{method="gRPC",route="infer",status="OK"\} [1-9]', text)
+    assert re.search(r'tvdeploy_requests_total\{method="gRPC",route="infer",status="INVALID_ARGUMENT"\} [1-9]', text)
 
 
 def test_image_upload_returns_the_runtimes_top_k(server, offline, photo_files) -> None:
@@ -227,8 +260,9 @@ def test_metrics_count_requests_batches_and_queue(server, client) -> None:
 
 def test_overload_answers_503_and_recovers(resnet18_artifacts) -> None:
     srv = Server(
-        str(resnet18_artifacts["onnx"]), "--max-queue", "1", "--max-batch-size", "1", "--max-queue-delay-ms", "0"
-    )
+        str(resnet18_artifacts["onnx"]), "--max-queue", "1", "--max-batch-size", "1", "--max-queue-delay-ms", "0",
+        "--grpc-port", "0",
+    )  # fmt: skip
     try:
         srv.wait_ready()
         url = f"http://{srv.url}/v2/models/resnet18/infer"
@@ -241,6 +275,23 @@ def test_overload_answers_503_and_recovers(resnet18_artifacts) -> None:
         refused = next(r for r in results if r[0] == 503)
         assert refused[2].get("retry-after") == "1" and "overloaded" in refused[1]["error"]
         assert post(url, body)[0] == 200  # still up, serving again
+
+        grpc = pytest.importorskip("tritonclient.grpc")
+        client = grpc.InferenceServerClient(srv.grpc_url)
+        tensor = grpc.InferInput("input", [1, 3, 224, 224], "FP32")
+        tensor.set_data_from_numpy(np.zeros((1, 3, 224, 224), np.float32))
+
+        def call(_: int) -> str:
+            try:
+                client.infer("resnet18", [tensor])
+                return "OK"
+            except InferenceServerException as exc:
+                return f"{exc.status()} {exc.message()}"
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(call, range(32)))
+        assert "OK" in answers
+        assert any(a.startswith("StatusCode.UNAVAILABLE") and "overloaded" in a for a in answers), answers
     finally:
         assert srv.stop() == 0
 

@@ -1,8 +1,10 @@
 """Dynamic batching in the server process: concurrent requests are queued and run as one model call.
 
 A request waits at most ``max_queue_delay`` for others to join it, a batch holds at
-most ``max_batch_size`` rows, inference runs on a worker thread (the event loop
-stays free), and the queue is bounded: when ``max_queue`` rows already wait, a new
+most ``max_batch_size`` rows, inference runs on worker threads (the event loop
+stays free), at most ``instances`` batches at once (a batch is formed when an
+instance is free, so requests that arrive while the model is busy join the next
+one), and the queue is bounded: when ``max_queue`` rows already wait, a new
 request is refused at once (:class:`QueueFull`, a 503) instead of waiting without
 limit.
 """
@@ -39,7 +41,13 @@ class DynamicBatcher:
     """Collects requests of one model into batches; see the module docstring."""
 
     def __init__(
-        self, model_name: str, run: RunBatch, max_batch_size: int, max_queue_delay_s: float, max_queue: int
+        self,
+        model_name: str,
+        run: RunBatch,
+        max_batch_size: int,
+        max_queue_delay_s: float,
+        max_queue: int,
+        instances: int = 1,
     ) -> None:
         self.model_name = model_name
         self.run = run
@@ -49,7 +57,9 @@ class DynamicBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._waiting_rows = 0
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tvdeploy-infer-{model_name}")
+        self.instances = instances
+        self._executor = ThreadPoolExecutor(max_workers=instances, thread_name_prefix=f"tvdeploy-infer-{model_name}")
+        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def waiting_rows(self) -> int:
@@ -77,8 +87,12 @@ class DynamicBatcher:
     async def _serve(self) -> None:
         assert self._queue is not None
         queue, loop = self._queue, asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.instances)
+        carried: _Pending | None = None
         while True:
-            first = await queue.get()
+            await slots.acquire()  # a batch is formed only when an instance is free to run it
+            first = carried if carried is not None else await queue.get()
+            carried = None
             group, rows = [first], len(first.batch)
             deadline = loop.time() + self.max_queue_delay_s
             while rows < self.max_batch_size:
@@ -88,13 +102,14 @@ class DynamicBatcher:
                 except (asyncio.QueueEmpty, asyncio.TimeoutError):
                     break
                 if rows + len(item.batch) > self.max_batch_size or item.batch.shape[1:] != first.batch.shape[1:]:
-                    await self._run(group)  # it does not fit: this batch goes now, the item starts the next
-                    group, rows = [item], len(item.batch)
-                    deadline = loop.time() + self.max_queue_delay_s
-                    continue
+                    carried = item  # it does not fit: this batch goes now, the item starts the next
+                    break
                 group.append(item)
                 rows += len(item.batch)
-            await self._run(group)
+            task = loop.create_task(self._run(group))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda _: slots.release())
 
     async def _run(self, group: list[_Pending]) -> None:
         rows = sum(len(p.batch) for p in group)
@@ -103,10 +118,10 @@ class DynamicBatcher:
         live = [p for p in group if not p.future.done()]  # a request that timed out is not run
         if not live:
             return
-        batch = live[0].batch if len(live) == 1 else np.concatenate([p.batch for p in live])
-        metrics.BATCH_SIZE.labels(self.model_name).observe(len(batch))
+        batches = [p.batch for p in live]
+        metrics.BATCH_SIZE.labels(self.model_name).observe(sum(len(b) for b in batches))
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.run, batch)
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_joined, batches)
         except Exception as exc:  # the model failed: every request of the batch gets the error
             logger.exception("inference failed for %s", self.model_name)
             for pending in live:
@@ -120,8 +135,13 @@ class DynamicBatcher:
                 pending.future.set_result({name: value[start : start + count] for name, value in outputs.items()})
             start += count
 
+    def _run_joined(self, batches: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """One model call on the requests' rows, joined on the worker thread (not on the event loop)."""
+        return self.run(batches[0] if len(batches) == 1 else np.concatenate(batches))
+
     def close(self) -> None:
         """Stop the batching task and the inference thread."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, *self._running):
+            if task is not None:
+                task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)

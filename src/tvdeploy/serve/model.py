@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class ServedClassifier(Model):
             provider=self.options.provider,
             max_pixels=self.options.max_pixels,
             batch_size=self.options.max_batch_size,
+            session_config=self.options.session_config(),
         )
         self.classifier.outputs(self.manifest.input.example(1))  # warm-up: the first call allocates
         self.batcher = DynamicBatcher(
@@ -71,6 +73,7 @@ class ServedClassifier(Model):
             max_batch_size=self.options.max_batch_size,
             max_queue_delay_s=self.options.max_queue_delay_ms / 1000,
             max_queue=self.options.max_queue,
+            instances=self.options.instances,
         )
         self.ready = True
         logger.info("model %s ready (%s, %s)", self.name, self.manifest.format, self.manifest.precision)
@@ -184,7 +187,7 @@ class ServedClassifier(Model):
             return np.asarray(tensor.as_numpy())
         except InvalidInput:
             raise
-        except (ValueError, TypeError) as exc:  # the data does not fill the shape, or is not of the datatype
+        except (ValueError, TypeError, struct.error) as exc:  # the data does not fill the shape or the datatype
             raise InvalidInput(
                 f"input '{tensor.name}': its data does not match shape {list(tensor.shape)} and datatype "
                 f"{tensor.datatype} ({exc})"

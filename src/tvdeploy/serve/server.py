@@ -11,33 +11,30 @@ endpoint, ``POST /tvdeploy/models/{name}/classify``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tvdeploy.errors import UserInputError
 from tvdeploy.serve import metrics
+from tvdeploy.serve.asgi import ASGIApp, Message, Receive, Scope, Send, send_bytes
+from tvdeploy.serve.infer_route import JSON, InferRoute, error_answer
 from tvdeploy.serve.model import Overloaded, RequestTimeout, ServedClassifier
 from tvdeploy.serve.options import ServeOptions
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("tvdeploy.serve.access")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Where the image upload endpoint lives (outside the protocol's /v2 namespace).
 CLASSIFY_ROUTE = "/tvdeploy/models/{model_name}/classify"
@@ -65,17 +62,6 @@ def _route_kind(path: str) -> str:
     if path.startswith("/v2"):
         return "metadata"
     return "metrics" if path == "/metrics" else "other"
-
-
-async def _send_json(send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _discard_body(receive: Receive) -> None:
@@ -130,12 +116,12 @@ class ServerMiddleware:
         try:
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
                 await _discard_body(receive)  # read (not kept), so that the client sees the answer, not a reset
-                await _send_json(tracking_send, 413, too_large)
+                await send_bytes(tracking_send, 413, too_large, JSON)
             else:
                 await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await _send_json(tracking_send, 413, too_large)
+                await send_bytes(tracking_send, 413, too_large, JSON)
         finally:
             elapsed = time.perf_counter() - start
             metrics.REQUESTS.labels(kind, scope.get("method", ""), str(status)).inc()
@@ -146,16 +132,13 @@ class ServerMiddleware:
             )
 
 
-def _install(app: Any, repository: Any, options: ServeOptions) -> None:
-    """tvdeploy's handlers, route and middleware on KServe's app (before it starts)."""
+def _install(app: Any, repository: Any, dataplane: Any, options: ServeOptions) -> None:
+    """tvdeploy's handlers, routes and middleware on KServe's app (before it starts)."""
     from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
-    async def overloaded(_: Request, exc: Exception) -> JSONResponse:
-        retry = str(getattr(exc, "retry_after_s", 1))
-        return JSONResponse(status_code=503, content={"error": str(exc)}, headers={"Retry-After": retry})
-
-    async def timed_out(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=504, content={"error": str(exc)})
+    async def protocol_error(_: Request, exc: Exception) -> Response:
+        status, body, headers = error_answer(exc)
+        return Response(body, status, {k.decode(): v.decode() for k, v in headers}, media_type=JSON.decode())
 
     async def malformed(_: Request, exc: Exception) -> JSONResponse:
         problems = "; ".join(
@@ -164,8 +147,8 @@ def _install(app: Any, repository: Any, options: ServeOptions) -> None:
         )
         return JSONResponse(status_code=400, content={"error": f"malformed request: {problems or exc}"})
 
-    app.add_exception_handler(Overloaded, overloaded)
-    app.add_exception_handler(RequestTimeout, timed_out)
+    app.add_exception_handler(Overloaded, protocol_error)
+    app.add_exception_handler(RequestTimeout, protocol_error)
     app.add_exception_handler(RequestValidationError, malformed)
 
     async def classify(model_name: str, request: Request, top_k: int = 5) -> dict[str, Any]:
@@ -195,6 +178,7 @@ def _install(app: Any, repository: Any, options: ServeOptions) -> None:
         }
 
     app.add_api_route(CLASSIFY_ROUTE, classify, methods=["POST"])
+    app.add_middleware(InferRoute, dataplane=dataplane)  # inside ServerMiddleware: limited, counted, logged
     app.add_middleware(ServerMiddleware, max_body_bytes=options.max_body_bytes)
 
 
@@ -242,7 +226,7 @@ def parse_binary_request(body: bytes, headers: dict[str, str], model_name: str) 
                     f"input '{tensor.name}' announces {size} bytes of binary data but the body holds "
                     f"{len(body) - start}"
                 )
-            tensor._raw_data = body[start : start + size]
+            tensor._raw_data = memoryview(body)[start : start + size]  # not copied
             start += size
         else:
             raise InvalidInput(f"input '{tensor.name}' has neither 'data' nor a binary_data_size")
@@ -275,16 +259,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(
-    artifacts: Sequence[Path], options: ServeOptions, on_listening: Callable[[str, int], None] | None = None
-) -> None:
-    """Serve the artifacts until SIGINT/SIGTERM; models load in the background after the socket listens, and
-    the server reports ready once every one of them is loaded and warmed up."""
-    from kserve.model_repository import ModelRepository
-    from kserve.protocol.dataplane import DataPlane
-    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
-    from kserve.protocol.rest.server import RESTServer
+class Listening(NamedTuple):
+    """Where a started server listens: host, HTTP port, and the gRPC port when gRPC is served."""
 
+    host: str
+    http_port: int
+    grpc_port: int | None
+
+
+def _models(artifacts: Sequence[Path], options: ServeOptions) -> list[ServedClassifier]:
     models = [ServedClassifier(Path(artifact), options) for artifact in artifacts]  # manifests read: fail early
     names = [m.name for m in models]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -292,13 +275,14 @@ def serve(
         raise UserInputError(
             f"two artifacts have the name {duplicates[0]!r}", hint="export them with different --name values"
         )
-    repository = ModelRepository()
-    for model in models:
-        repository.update(model)
+    return models
+
+
+def _dataplane(repository: Any) -> Any:
+    """KServe's data plane, ready once every model is, with binary requests parsed keeping BYTES as bytes."""
+    from kserve.protocol.dataplane import DataPlane
 
     class TvdeployDataPlane(DataPlane):
-        """Ready once every model is; binary requests parsed with BYTES kept as bytes (images)."""
-
         async def ready(self) -> bool:
             return all(m.ready for m in repository.get_models().values())
 
@@ -307,22 +291,10 @@ def serve(
                 return parse_binary_request(body, headers, model_name)
             return super().decode_inference_request(body, headers, model_name)
 
-    dataplane = TvdeployDataPlane(model_registry=repository)
-    app = _kserve_app()
-    _install(app, repository, options)
-    server = RESTServer(
-        "kserve.model_server:app",
-        dataplane,
-        ModelRepositoryExtension(model_registry=repository),
-        http_port=options.port,
-        grace_period=options.grace_period_s,
-    )
-    sock = bind_socket(options.host, options.port)
-    host, port = sock.getsockname()[:2]
-    logger.info("listening on http://%s:%d (models loading: %s)", host, port, ", ".join(names))
-    if on_listening is not None:
-        on_listening(host, port)
+    return TvdeployDataPlane(model_registry=repository)
 
+
+def _load_in_background(models: Sequence[ServedClassifier]) -> None:
     def load_all() -> None:
         for model in models:
             start = time.perf_counter()
@@ -334,11 +306,69 @@ def serve(
             logger.info("model %s loaded and warmed up in %.2f s", model.name, time.perf_counter() - start)
 
     threading.Thread(target=load_all, name="tvdeploy-load", daemon=True).start()
+
+
+def serve(
+    artifacts: Sequence[Path], options: ServeOptions, on_listening: Callable[[Listening], None] | None = None
+) -> None:
+    """Serve the artifacts until SIGINT/SIGTERM; models load in the background once the sockets listen, and
+    the server reports ready once every one of them is loaded and warmed up."""
+    import uvicorn
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+    from kserve.protocol.rest.server import RESTServer
+
+    models = _models(artifacts, options)
+    repository = ModelRepository()
+    for model in models:
+        repository.update(model)
+    dataplane = _dataplane(repository)
+    extension = ModelRepositoryExtension(model_registry=repository)
+    _install(_kserve_app(), repository, dataplane, options)
+
+    class TvdeployRESTServer(RESTServer):
+        """KServe's REST server without its ``TimingMiddleware``: that middleware only trace-logs latencies
+        (tvdeploy's middleware measures and logs them), and its two ``getrusage`` calls per request were a
+        quarter of the event loop's time under load."""
+
+        def _add_middlewares(self, app: Any) -> None:
+            pass
+
+    rest = TvdeployRESTServer(
+        "kserve.model_server:app", dataplane, extension, http_port=options.port, grace_period=options.grace_period_s
+    )
+    rest.create_application()
+    http = uvicorn.Server(rest.config)
+    sock = bind_socket(options.host, options.port)
+    host, http_port = sock.getsockname()[:2]
+
+    async def run() -> None:
+        grpc = None
+        grpc_port = None
+        if options.grpc_port is not None:
+            from tvdeploy.serve.grpc_server import GrpcServer
+
+            grpc = GrpcServer(options.host, options.grpc_port, dataplane, extension, options.max_body_bytes)
+            grpc_port = await grpc.start()
+        listening = Listening(host, http_port, grpc_port)
+        grpc_text = f", gRPC on {host}:{grpc_port}" if grpc_port is not None else ""
+        logger.info("listening on http://%s:%d%s (models loading: %s)", host, http_port, grpc_text,
+                    ", ".join(m.name for m in models))  # fmt: skip
+        if on_listening is not None:
+            on_listening(listening)
+        _load_in_background(models)
+        try:
+            await http.serve(sockets=[sock])  # until SIGINT/SIGTERM, then in-flight requests finish
+        finally:
+            if grpc is not None:
+                await grpc.stop(options.grace_period_s)
+
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it found; a
     # handler that does nothing makes that graceful stop an ordinary exit (status 0)
     signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        server.run(sockets=[sock])
+        with asyncio.Runner(loop_factory=rest.config.get_loop_factory()) as runner:
+            runner.run(run())
     finally:
         for model in models:
             model.stop()
