@@ -438,6 +438,7 @@ def cmd_export_triton(args: argparse.Namespace) -> int:
         max_queue_delay_us=args.max_queue_delay_us,
         instances=args.instances,
         kind=args.kind,
+        ensemble=args.ensemble,
     )
     for directory in export_triton(args.artifacts, args.output, options, force=args.force):
         print(directory)
@@ -765,6 +766,12 @@ def _add_serve_parser(sub: Any) -> None:
     p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching's queue delay (default 2000)")
     p.add_argument("--instances", type=_positive_int, default=1, help="model instances (default 1)")
     p.add_argument("--kind", default="KIND_CPU", choices=["KIND_CPU", "KIND_GPU"], help="instance kind (default CPU)")
+    p.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="also write NAME_preprocess (Triton's Python backend decoding BYTES images with tvdeploy's runtime) "
+        "and NAME_ensemble (images in, the model's outputs out)",
+    )
     p.add_argument("--force", action="store_true", help="replace models already in the repository")
     p.set_defaults(handler=cmd_export_triton)
 

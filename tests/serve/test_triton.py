@@ -1,13 +1,20 @@
-"""`tvdeploy export-triton`: a model repository whose config.pbtxt Triton's own schema parses."""
+"""`tvdeploy export-triton`: a model repository whose config.pbtxt Triton's own schema parses, and the ensemble's
+Python-backend step run as Triton runs it."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import types
+
+import numpy as np
 import pytest
 
 from tests.cli_helpers import run_cli
+from tvdeploy.runtime import load
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
-from google.protobuf import text_format  # noqa: E402
+from google.protobuf import json_format, text_format  # noqa: E402
 
 
 def test_repository_layout_and_config_parse_with_tritons_schema(resnet18_artifacts, tmp_path, capsys) -> None:
@@ -41,3 +48,79 @@ def test_only_portable_onnx_artifacts_go_to_triton(resnet18_artifacts, tmp_path,
     assert run_cli(capsys, "optimize", resnet18_artifacts["onnx"], "--optimize", "--output", optimized)[0] == 0
     code, _, err = run_cli(capsys, "export-triton", optimized, "--output", tmp_path / "repo")
     assert code in (1, 2) and "--optimize extended" in err
+
+
+class _PythonBackendUtils(types.ModuleType):
+    """The part of Triton's ``triton_python_backend_utils`` a Python-backend model uses (Triton itself is not
+    installable here): tensors by name, responses, errors."""
+
+    class Tensor:
+        def __init__(self, name: str, array: np.ndarray) -> None:
+            self.name, self.array = name, array
+
+        def as_numpy(self) -> np.ndarray:
+            return self.array
+
+    class TritonError:
+        def __init__(self, message: str) -> None:
+            self.message = message
+
+    class InferenceResponse:
+        def __init__(self, output_tensors: list, error=None) -> None:
+            self.output_tensors, self.error = output_tensors, error
+
+    @staticmethod
+    def get_input_tensor_by_name(request: dict, name: str):
+        return request.get(name)
+
+
+def test_ensemble_decodes_bytes_images_like_the_runtime(resnet18_artifacts, tmp_path, capsys, photo_files) -> None:
+    repo = tmp_path / "repo"
+    code, out, _ = run_cli(capsys, "export-triton", resnet18_artifacts["onnx"], "--output", repo, "--ensemble")
+    assert code == 0 and out.split() == [
+        str(repo / n) for n in ("resnet18", "resnet18_preprocess", "resnet18_ensemble")
+    ]
+    parse = lambda name: text_format.Parse((repo / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())  # noqa: E731
+    preprocess, ensemble = parse("resnet18_preprocess"), parse("resnet18_ensemble")
+    assert preprocess.backend == "python" and preprocess.max_batch_size == 8
+    assert [(i.name, i.data_type, list(i.dims)) for i in preprocess.input] == [
+        ("image_bytes", model_config_pb2.TYPE_STRING, [1])
+    ]
+    assert [(o.name, list(o.dims)) for o in preprocess.output] == [("input", [3, 224, 224])]
+    assert ensemble.platform == "ensemble" and [i.name for i in ensemble.input] == ["image_bytes"]
+    assert [(o.name, o.label_filename) for o in ensemble.output] == [("logits", "labels.txt")]
+    steps = ensemble.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == ["resnet18_preprocess", "resnet18"]
+    assert dict(steps[0].output_map) == {"input": "preprocessed"} and dict(steps[1].input_map) == {
+        "input": "preprocessed"
+    }
+    assert (repo / "resnet18_ensemble" / "1").is_dir() and (repo / "resnet18_ensemble" / "labels.txt").exists()
+
+    # the Python-backend model as Triton runs it, on a batch of requests: a bad image fails its own request
+    sys.modules["triton_python_backend_utils"] = _PythonBackendUtils("triton_python_backend_utils")
+    try:
+        spec = importlib.util.spec_from_file_location("preprocess_model", repo / "resnet18_preprocess/1/model.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["triton_python_backend_utils"]
+    model = module.TritonPythonModel()
+    model.initialize({"model_repository": str(repo / "resnet18_preprocess"), "model_version": "1",
+                      "model_config": json_format.MessageToJson(preprocess)})  # fmt: skip
+    images = np.array([[p.read_bytes()] for p in photo_files[:2]], dtype=np.object_)  # Triton's (N, 1) BYTES
+    Tensor = _PythonBackendUtils.Tensor
+    good, bad = model.execute([{"image_bytes": Tensor("image_bytes", images)},
+                               {"image_bytes": Tensor("image_bytes", np.array([[b"not an image"]], dtype=np.object_))}])  # fmt: skip
+    runtime = load(resnet18_artifacts["onnx"])
+    assert good.error is None and good.output_tensors[0].name == "input"
+    np.testing.assert_array_equal(
+        good.output_tensors[0].as_numpy(), np.stack([runtime.preprocess(p) for p in photo_files[:2]])
+    )
+    assert bad.output_tensors == [] and "image" in bad.error.message
+
+
+def test_ensemble_refuses_artifacts_that_take_decoded_images(resnet18_artifacts, tmp_path, capsys) -> None:
+    embedded = tmp_path / "embedded"
+    assert run_cli(capsys, "optimize", resnet18_artifacts["onnx"], "--embed-preprocess", "--output", embedded)[0] == 0
+    code, _, err = run_cli(capsys, "export-triton", embedded, "--output", tmp_path / "repo", "--ensemble")
+    assert code == 2 and "--embed-preprocess" in err

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from tvdeploy.errors import ImageError, UserInputError
-from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS, ImageSource, check_decode_mode, describe_source, load_image
+from tvdeploy.runtime.decoder import ImageDecoder
+from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS, ImageSource, check_decode_mode, describe_source
 from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
 from tvdeploy.runtime.postprocess import Prediction, check_top_k, decode_outputs
-from tvdeploy.runtime.preprocess import ImagePreprocessor
 from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners import Runner, runner_for_artifact
 from tvdeploy.runtime.runners.base import infer_in_batches
@@ -69,17 +69,12 @@ class Classifier:
     ) -> None:
         if batch_size < 1:
             raise UserInputError(f"batch size must be >= 1, got {batch_size}")
-        check_decode_mode(decode)
         self.artifact_dir = artifact_dir
         self.manifest = manifest
         self.runner = runner
         self.batch_size = batch_size
-        self.exif_transpose = exif_transpose
-        self.max_pixels = max_pixels
         self.decode_workers = decode_workers
-        self.preprocessor = ImagePreprocessor(manifest.preprocess)
-        self.decode = decode
-        self._shrink_to = self.preprocessor.needed_size if decode == "fast" else None
+        self.decoder = ImageDecoder(manifest, exif_transpose=exif_transpose, max_pixels=max_pixels, decode=decode)
         self.takes_images = manifest.input.takes_images
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -116,12 +111,7 @@ class Classifier:
     def preprocess(self, image: ImageSource) -> np.ndarray:
         """Decode and preprocess one image into the model's input: the (3, H, W) float32 network input, or the
         (H, W, 3) uint8 RGB image itself for an artifact that preprocesses in its graph."""
-        rgb = load_image(
-            image, exif_transpose=self.exif_transpose, max_pixels=self.max_pixels, shrink_to=self._shrink_to
-        )
-        if self.takes_images:
-            return np.asarray(rgb, dtype=np.uint8)
-        return self.preprocessor(rgb)
+        return self.decoder(image)
 
     def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The model's named outputs for a batch of any N (cut to what the artifact's batch axis admits):

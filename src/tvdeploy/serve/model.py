@@ -21,13 +21,10 @@ from tvdeploy.runtime.manifest import Manifest, read_manifest
 from tvdeploy.runtime.postprocess import Prediction, top_k_indices
 from tvdeploy.serve import metrics
 from tvdeploy.serve.batching import DynamicBatcher, QueueFull
-from tvdeploy.serve.datatypes import DATATYPES
+from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT
 from tvdeploy.serve.options import RETRY_AFTER_S, ServeOptions
 
 logger = logging.getLogger(__name__)
-
-#: The input that takes encoded images (JPEG, PNG, ...) as BYTES, decoded and preprocessed like the runtime.
-ENCODED_IMAGES_INPUT = "image_bytes"
 
 
 class Overloaded(Exception):

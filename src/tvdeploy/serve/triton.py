@@ -6,6 +6,12 @@ so Triton reads exactly what was meant: the onnxruntime backend, ``max_batch_siz
 and dims from the manifest (the batch axis left out, as Triton wants), dynamic
 batching, an instance group, and the labels file on the logits output so that
 Triton's classification extension returns labels.
+
+With ``--ensemble``, two more models per artifact: ``<name>_preprocess``, Triton's
+Python backend running tvdeploy's runtime decoder (BYTES images in, the network's
+input out; ``serve/triton_preprocess.py``), and ``<name>_ensemble``, which chains
+it to the ONNX model, so that Triton takes encoded images as ``tvdeploy serve``
+does.
 """
 
 from __future__ import annotations
@@ -14,15 +20,19 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tvdeploy.errors import ArtifactError, MissingDependencyError, UserInputError
-from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
-from tvdeploy.serve.datatypes import DATATYPES
+from tvdeploy.runtime.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_artifact_files
+from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT
 
 logger = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.txt"
 CONFIG_FILE = "config.pbtxt"
+#: Suffixes of the ensemble's two extra models.
+PREPROCESS_SUFFIX = "_preprocess"
+ENSEMBLE_SUFFIX = "_ensemble"
 
 
 @dataclass(frozen=True)
@@ -34,12 +44,14 @@ class TritonOptions:
         max_queue_delay_us: dynamic batching's ``max_queue_delay_microseconds``.
         instances: model instances (``instance_group.count``).
         kind: ``KIND_CPU`` or ``KIND_GPU``.
+        ensemble: also write the preprocessing model and the ensemble that takes encoded images.
     """
 
     max_batch_size: int = 8
     max_queue_delay_us: int = 2000
     instances: int = 1
     kind: str = "KIND_CPU"
+    ensemble: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or self.instances < 1 or self.max_queue_delay_us < 0:
@@ -48,7 +60,7 @@ class TritonOptions:
             raise UserInputError(f"unknown instance kind {self.kind!r}", hint="KIND_CPU or KIND_GPU")
 
 
-def _schema() -> tuple[object, object]:
+def _schema() -> tuple[Any, Any]:
     try:
         from google.protobuf import text_format
         from tritonclient.grpc import model_config_pb2
@@ -60,31 +72,96 @@ def _schema() -> tuple[object, object]:
     return model_config_pb2, text_format
 
 
-def model_config(manifest: Manifest, options: TritonOptions) -> str:
-    """The ``config.pbtxt`` text of one artifact."""
-    pb, text_format = _schema()
-    spec, output = manifest.input, manifest.output
-    dynamic = spec.fixed_batch is None
-    config = pb.ModelConfig(  # type: ignore[attr-defined]
-        name=manifest.name,
-        backend="onnxruntime",
-        max_batch_size=min(options.max_batch_size, spec.max_batch or options.max_batch_size) if dynamic else 0,
-    )
+def _dims(shape: list[int | str], batched: bool) -> list[int]:
+    """Triton's dims: the batch axis left out where Triton batches, dynamic axes as -1."""
+    kept = shape[1:] if batched else shape
+    return [d if isinstance(d, int) else -1 for d in kept]
 
-    def dims(shape: list[int | str]) -> list[int]:
-        kept = shape[1:] if dynamic else shape
-        return [d if isinstance(d, int) else -1 for d in kept]
 
-    config.input.add(name=spec.name, data_type=getattr(pb, "TYPE_" + DATATYPES[spec.dtype]), dims=dims(spec.shape))
-    scores = config.output.add(name=output.name, data_type=pb.TYPE_FP32, dims=dims(output.shape))  # type: ignore[attr-defined]
+def _max_batch_size(manifest: Manifest, options: TritonOptions) -> int:
+    spec = manifest.input
+    return min(options.max_batch_size, spec.max_batch or options.max_batch_size) if spec.fixed_batch is None else 0
+
+
+def _add_outputs(pb: Any, config: Any, manifest: Manifest, batched: bool) -> None:
+    output = manifest.output
+    scores = config.output.add(name=output.name, data_type=pb.TYPE_FP32, dims=_dims(output.shape, batched))
     if not output.is_top_k:
         scores.label_filename = LABELS_FILE
     else:
-        config.output.add(name=output.names[1], data_type=pb.TYPE_INT64, dims=dims(output.shape))  # type: ignore[attr-defined]
-    if dynamic:
+        config.output.add(name=output.names[1], data_type=pb.TYPE_INT64, dims=_dims(output.shape, batched))
+
+
+def model_config(manifest: Manifest, options: TritonOptions) -> str:
+    """The ``config.pbtxt`` text of one artifact."""
+    pb, text_format = _schema()
+    spec = manifest.input
+    max_batch_size = _max_batch_size(manifest, options)
+    batched = max_batch_size > 0
+    config = pb.ModelConfig(name=manifest.name, backend="onnxruntime", max_batch_size=max_batch_size)
+    config.input.add(
+        name=spec.name, data_type=getattr(pb, "TYPE_" + DATATYPES[spec.dtype]), dims=_dims(spec.shape, batched)
+    )
+    _add_outputs(pb, config, manifest, batched)
+    if batched:
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
-    config.instance_group.add(count=options.instances, kind=getattr(pb.ModelInstanceGroup, options.kind))  # type: ignore[attr-defined]
-    return str(text_format.MessageToString(config))  # type: ignore[attr-defined]
+    config.instance_group.add(count=options.instances, kind=getattr(pb.ModelInstanceGroup, options.kind))
+    return str(text_format.MessageToString(config))
+
+
+def preprocess_config(manifest: Manifest, options: TritonOptions) -> str:
+    """The ``config.pbtxt`` of the Python-backend step that decodes BYTES images into the network's input."""
+    pb, text_format = _schema()
+    spec = manifest.input
+    max_batch_size = _max_batch_size(manifest, options)
+    batched = max_batch_size > 0
+    config = pb.ModelConfig(name=manifest.name + PREPROCESS_SUFFIX, backend="python", max_batch_size=max_batch_size)
+    config.input.add(name=ENCODED_IMAGES_INPUT, data_type=pb.TYPE_STRING, dims=[1] if batched else [-1])
+    config.output.add(name=spec.name, data_type=pb.TYPE_FP32, dims=_dims(spec.shape, batched))
+    if batched:
+        config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
+    config.instance_group.add(count=options.instances, kind=pb.ModelInstanceGroup.KIND_CPU)  # decoding is CPU work
+    return str(text_format.MessageToString(config))
+
+
+def ensemble_config(manifest: Manifest, options: TritonOptions) -> str:
+    """The ``config.pbtxt`` of the ensemble: encoded images -> preprocessing step -> the ONNX model."""
+    pb, text_format = _schema()
+    spec = manifest.input
+    max_batch_size = _max_batch_size(manifest, options)
+    batched = max_batch_size > 0
+    config = pb.ModelConfig(name=manifest.name + ENSEMBLE_SUFFIX, platform="ensemble", max_batch_size=max_batch_size)
+    config.input.add(name=ENCODED_IMAGES_INPUT, data_type=pb.TYPE_STRING, dims=[1] if batched else [-1])
+    _add_outputs(pb, config, manifest, batched)
+    preprocess = config.ensemble_scheduling.step.add(model_name=manifest.name + PREPROCESS_SUFFIX, model_version=-1)
+    preprocess.input_map[ENCODED_IMAGES_INPUT] = ENCODED_IMAGES_INPUT
+    preprocess.output_map[spec.name] = "preprocessed"
+    model = config.ensemble_scheduling.step.add(model_name=manifest.name, model_version=-1)
+    model.input_map[spec.name] = "preprocessed"
+    for name in manifest.output.names:
+        model.output_map[name] = name
+    return str(text_format.MessageToString(config))
+
+
+def _write_ensemble(artifact: Path, manifest: Manifest, repository: Path, options: TritonOptions) -> list[Path]:
+    if manifest.input.takes_images:
+        raise UserInputError(
+            f"{artifact} takes decoded uint8 images (--embed-preprocess): the ensemble's step makes "
+            "preprocessed tensors",
+            hint="send it decoded images directly, or export without --embed-preprocess for --ensemble",
+        )
+    preprocess, ensemble = (
+        repository / (manifest.name + PREPROCESS_SUFFIX),
+        repository / (manifest.name + ENSEMBLE_SUFFIX),
+    )
+    (preprocess / "1").mkdir(parents=True)
+    shutil.copy2(Path(__file__).with_name("triton_preprocess.py"), preprocess / "1" / "model.py")
+    shutil.copy2(artifact / MANIFEST_NAME, preprocess / "1" / MANIFEST_NAME)
+    (preprocess / CONFIG_FILE).write_text(preprocess_config(manifest, options), encoding="utf-8")
+    (ensemble / "1").mkdir(parents=True)  # Triton wants a version directory, empty for an ensemble
+    (ensemble / LABELS_FILE).write_text("\n".join(manifest.labels) + "\n", encoding="utf-8")
+    (ensemble / CONFIG_FILE).write_text(ensemble_config(manifest, options), encoding="utf-8")
+    return [preprocess, ensemble]
 
 
 def export_triton(artifacts: list[Path], repository: Path, options: TritonOptions, force: bool = False) -> list[Path]:
@@ -103,17 +180,24 @@ def export_triton(artifacts: list[Path], repository: Path, options: TritonOption
                 hint="export with --optimize extended, or without --optimize (Triton optimizes at load)",
             )
         verify_artifact_files(artifact, manifest)
+        names = [manifest.name]
+        if options.ensemble:
+            names += [manifest.name + PREPROCESS_SUFFIX, manifest.name + ENSEMBLE_SUFFIX]
+        for name in names:
+            if (repository / name).exists():
+                if not force:
+                    raise UserInputError(f"{repository / name} already exists", hint="pass --force to replace it")
+                shutil.rmtree(repository / name)
         target = repository / manifest.name
-        if target.exists():
-            if not force:
-                raise UserInputError(f"{target} already exists", hint="pass --force to replace it")
-            shutil.rmtree(target)
         version = target / "1"
         version.mkdir(parents=True)
         for entry in manifest.files:
             shutil.copy2(artifact / entry.path, version / entry.path)
         (target / LABELS_FILE).write_text("\n".join(manifest.labels) + "\n", encoding="utf-8")
         (target / CONFIG_FILE).write_text(model_config(manifest, options), encoding="utf-8")
-        logger.info("wrote %s", target)
         written.append(target)
+        if options.ensemble:
+            written += _write_ensemble(artifact, manifest, repository, options)
+        for directory in written[-len(names) :]:
+            logger.info("wrote %s", directory)
     return written
