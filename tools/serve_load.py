@@ -1,13 +1,15 @@
 """Load-test `tvdeploy serve` against the offline runtime, in one run: the figures of docs/serving.md.
 
-    python tools/serve_load.py ARTIFACT [--clients 8] [--requests 50] [--client raw|tritonclient] [--json FILE]
+    python tools/serve_load.py ARTIFACT [--clients 8] [--requests 50] [--rounds 5] [--client raw|tritonclient]
+        [--json FILE]
         [server options: --max-batch-size 4 --instances 2 ...]
 
 Starts the server in a fresh process (time to ready = process start to /v2/health/ready: import, load and
 warm-up), drives it with CLIENTS concurrent clients sending batch-1 FP32 tensors, reads the mean batch size
-the server formed from its /metrics, and times the offline runtime at that batch size in this process, right
-before (the server stopped) and right after the measured run: this machine's speed drifts by tens of percent
-over minutes, so the server is compared with the mean of the two.
+the server formed from its /metrics, and times the offline runtime at that batch size in this process right
+after each round of load, the server stopped meanwhile. This machine's speed drifts by tens of percent within
+minutes, so each round's server throughput is compared with the offline figure taken next to it, over
+ROUNDS rounds, and the round with the median ratio is reported (all rounds are in the JSON).
 
 Clients: ``tritonclient`` is the stock tritonclient.http client, one per thread (what user code looks like;
 its own encoding costs about half a millisecond of CPU a request); ``raw`` sends the very bytes tritonclient
@@ -145,7 +147,7 @@ def batch_totals(url: str, name: str) -> tuple[float, float]:
     return total, count
 
 
-def offline_throughput(artifact: Path, batch_size: int, seconds: float = 5.0) -> float:
+def offline_throughput(artifact: Path, batch_size: int, seconds: float = 3.0) -> float:
     classifier = load(artifact)
     batch = classifier.manifest.input.example(batch_size)
     classifier.infer(batch)
@@ -161,6 +163,7 @@ def main() -> None:
     parser.add_argument("artifact", type=Path)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=50, help="per client")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of load, each followed by offline timing")
     parser.add_argument("--client", choices=["raw", "tritonclient"], default="raw", help="see the docstring")
     parser.add_argument("--json", type=Path)
     args, server_args = parser.parse_known_args()
@@ -173,26 +176,34 @@ def main() -> None:
     # this machine's speed drifts: the offline runtime is timed right before and right after the server's run,
     # at the batch size the server formed, and the server is compared with their mean
     proc, url, ready_s = start_server(args.artifact, server_args)
+    rounds: list[dict[str, float]] = []
     try:
         results["ready_s"] = ready_s
-        drive(url, manifest.name, manifest.input.name, batch, args.clients, max(1, args.requests // 2))  # warm-up
+        drive(url, manifest.name, manifest.input.name, batch, args.clients, 10)  # warm the path
         rows, calls = batch_totals(url, manifest.name)
-        effective = max(1, round(rows / calls))  # the batch size the server forms under this load
-        proc.send_signal(signal.SIGSTOP)  # the server holds no core while the offline runtime is timed
-        before = offline_throughput(args.artifact, effective)
-        proc.send_signal(signal.SIGCONT)
-        results["server"] = drive(url, manifest.name, manifest.input.name, batch, args.clients, args.requests)
-        rows_after, calls_after = batch_totals(url, manifest.name)
-        results["mean_batch"] = (rows_after - rows) / (calls_after - calls)
+        effective = 0
+        for _ in range(args.rounds):
+            served = drive(url, manifest.name, manifest.input.name, batch, args.clients, args.requests)
+            if not effective:
+                rows_now, calls_now = batch_totals(url, manifest.name)
+                effective = max(1, round((rows_now - rows) / (calls_now - calls)))  # the batch the server formed
+            proc.send_signal(signal.SIGSTOP)  # the server holds no core while the offline runtime is timed
+            try:
+                offline = offline_throughput(args.artifact, effective)
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            rounds.append({**served, "offline_throughput_ips": offline, "ratio": served["throughput_ips"] / offline})
+        rows_end, calls_end = batch_totals(url, manifest.name)
     finally:
-        proc.send_signal(signal.SIGCONT)
         proc.terminate()
         proc.wait(timeout=60)
-    after = offline_throughput(args.artifact, effective)
+    results["rounds"] = rounds
+    results["mean_batch"] = (rows_end - rows) / (calls_end - calls)
     results["offline_batch"] = effective
-    results["offline_throughput_ips"] = (before + after) / 2
-    results["offline_before_after_ips"] = [before, after]
-    results["ratio"] = results["server"]["throughput_ips"] / results["offline_throughput_ips"]
+    median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]  # the round with the median ratio
+    results["server"] = {key: median[key] for key in ("throughput_ips", "p50_ms", "p99_ms")}
+    results["offline_throughput_ips"] = median["offline_throughput_ips"]
+    results["ratio"] = median["ratio"]
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

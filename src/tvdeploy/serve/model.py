@@ -21,7 +21,7 @@ from tvdeploy.runtime.manifest import Manifest, read_manifest
 from tvdeploy.runtime.postprocess import Prediction, top_k_indices
 from tvdeploy.serve import metrics
 from tvdeploy.serve.batching import DynamicBatcher, QueueFull
-from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT
+from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT, protocol_dims
 from tvdeploy.serve.options import RETRY_AFTER_S, ServeOptions
 
 logger = logging.getLogger(__name__)
@@ -35,10 +35,6 @@ class Overloaded(Exception):
 
 class RequestTimeout(Exception):
     """A request was not answered within the server's request timeout: answered 504."""
-
-
-def _dims(shape: Sequence[Any]) -> list[int]:
-    return [d if isinstance(d, int) else -1 for d in shape]
 
 
 class ServedClassifier(Model):
@@ -88,7 +84,7 @@ class ServedClassifier(Model):
         """The model's tensor input, and the alternative input of encoded images (one of them per request)."""
         spec = self.manifest.input
         return [
-            {"name": spec.name, "datatype": DATATYPES.get(spec.dtype, spec.dtype), "shape": _dims(spec.shape)},
+            {"name": spec.name, "datatype": DATATYPES.get(spec.dtype, spec.dtype), "shape": protocol_dims(spec.shape)},
             {"name": ENCODED_IMAGES_INPUT, "datatype": "BYTES", "shape": [-1]},
         ]
 
@@ -96,10 +92,10 @@ class ServedClassifier(Model):
         """The outputs: logits, or the probabilities and indices of an embedded top-k."""
         output = self.manifest.output
         if not output.is_top_k:
-            return [{"name": output.name, "datatype": "FP32", "shape": _dims(output.shape)}]
+            return [{"name": output.name, "datatype": "FP32", "shape": protocol_dims(output.shape)}]
         return [
-            {"name": output.name, "datatype": "FP32", "shape": _dims(output.shape)},
-            {"name": output.names[1], "datatype": "INT64", "shape": _dims(output.shape)},
+            {"name": output.name, "datatype": "FP32", "shape": protocol_dims(output.shape)},
+            {"name": output.names[1], "datatype": "INT64", "shape": protocol_dims(output.shape)},
         ]
 
     # -- inference ---------------------------------------------------------------------------------------------
@@ -164,7 +160,7 @@ class ServedClassifier(Model):
         if tensor.name != spec.name:
             raise InvalidInput(
                 f"unknown input '{tensor.name}': model {self.name} takes '{spec.name}' "
-                f"({DATATYPES.get(spec.dtype, spec.dtype)} {_dims(spec.shape)}) or '{ENCODED_IMAGES_INPUT}' (BYTES)"
+                f"({DATATYPES.get(spec.dtype, spec.dtype)} {protocol_dims(spec.shape)}) or '{ENCODED_IMAGES_INPUT}' (BYTES)"
             )
         expected_type = DATATYPES.get(spec.dtype, spec.dtype)
         if tensor.datatype != expected_type:
@@ -173,7 +169,9 @@ class ServedClassifier(Model):
         if len(shape) != len(spec.shape) or any(
             isinstance(want, int) and got != want for got, want in zip(shape[1:], spec.shape[1:], strict=False)
         ):
-            raise InvalidInput(f"input '{spec.name}' has shape {shape}; model {self.name} takes {_dims(spec.shape)}")
+            raise InvalidInput(
+                f"input '{spec.name}' has shape {shape}; model {self.name} takes {protocol_dims(spec.shape)}"
+            )
         if shape[0] < 1:
             raise InvalidInput(f"input '{spec.name}' holds no rows (shape {shape})")
         return [self._as_numpy(tensor)]

@@ -24,7 +24,7 @@ from typing import Any
 
 from tvdeploy.errors import ArtifactError, MissingDependencyError, UserInputError
 from tvdeploy.runtime.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_artifact_files
-from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT
+from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT, protocol_dims
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +72,6 @@ def _schema() -> tuple[Any, Any]:
     return model_config_pb2, text_format
 
 
-def _dims(shape: list[int | str], batched: bool) -> list[int]:
-    """Triton's dims: the batch axis left out where Triton batches, dynamic axes as -1."""
-    kept = shape[1:] if batched else shape
-    return [d if isinstance(d, int) else -1 for d in kept]
-
-
 def _max_batch_size(manifest: Manifest, options: TritonOptions) -> int:
     spec = manifest.input
     return min(options.max_batch_size, spec.max_batch or options.max_batch_size) if spec.fixed_batch is None else 0
@@ -85,11 +79,11 @@ def _max_batch_size(manifest: Manifest, options: TritonOptions) -> int:
 
 def _add_outputs(pb: Any, config: Any, manifest: Manifest, batched: bool) -> None:
     output = manifest.output
-    scores = config.output.add(name=output.name, data_type=pb.TYPE_FP32, dims=_dims(output.shape, batched))
+    scores = config.output.add(name=output.name, data_type=pb.TYPE_FP32, dims=protocol_dims(output.shape, batched))
     if not output.is_top_k:
         scores.label_filename = LABELS_FILE
     else:
-        config.output.add(name=output.names[1], data_type=pb.TYPE_INT64, dims=_dims(output.shape, batched))
+        config.output.add(name=output.names[1], data_type=pb.TYPE_INT64, dims=protocol_dims(output.shape, batched))
 
 
 def model_config(manifest: Manifest, options: TritonOptions) -> str:
@@ -100,7 +94,7 @@ def model_config(manifest: Manifest, options: TritonOptions) -> str:
     batched = max_batch_size > 0
     config = pb.ModelConfig(name=manifest.name, backend="onnxruntime", max_batch_size=max_batch_size)
     config.input.add(
-        name=spec.name, data_type=getattr(pb, "TYPE_" + DATATYPES[spec.dtype]), dims=_dims(spec.shape, batched)
+        name=spec.name, data_type=getattr(pb, "TYPE_" + DATATYPES[spec.dtype]), dims=protocol_dims(spec.shape, batched)
     )
     _add_outputs(pb, config, manifest, batched)
     if batched:
@@ -117,7 +111,7 @@ def preprocess_config(manifest: Manifest, options: TritonOptions) -> str:
     batched = max_batch_size > 0
     config = pb.ModelConfig(name=manifest.name + PREPROCESS_SUFFIX, backend="python", max_batch_size=max_batch_size)
     config.input.add(name=ENCODED_IMAGES_INPUT, data_type=pb.TYPE_STRING, dims=[1] if batched else [-1])
-    config.output.add(name=spec.name, data_type=pb.TYPE_FP32, dims=_dims(spec.shape, batched))
+    config.output.add(name=spec.name, data_type=pb.TYPE_FP32, dims=protocol_dims(spec.shape, batched))
     if batched:
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
     config.instance_group.add(count=options.instances, kind=pb.ModelInstanceGroup.KIND_CPU)  # decoding is CPU work
