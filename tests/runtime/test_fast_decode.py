@@ -73,7 +73,7 @@ def test_fast_predictions_stay_close_to_exact(resnet18_artifacts, phone_photos: 
 
 def test_exact_stays_the_default(resnet18_artifacts, phone_photos: list[Path]) -> None:
     clf = load(resnet18_artifacts["onnx"])
-    assert clf.decode == "exact"
+    assert clf.decoder.decode == "exact"
     expected = ImagePreprocessor(clf.manifest.preprocess)(load_image(phone_photos[0]))
     assert np.array_equal(clf.preprocess(phone_photos[0]), expected)
     with pytest.raises(ImageError, match="unknown decode mode 'quick'"):

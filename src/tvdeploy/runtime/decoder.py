@@ -33,6 +33,7 @@ class ImageDecoder:
         decode: str = "exact",
     ) -> None:
         check_decode_mode(decode)
+        self.decode = decode
         self.exif_transpose = exif_transpose
         self.max_pixels = max_pixels
         self.preprocessor = ImagePreprocessor(manifest.preprocess)
