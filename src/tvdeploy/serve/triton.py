@@ -86,55 +86,66 @@ def _add_outputs(pb: Any, config: Any, manifest: Manifest, batched: bool) -> Non
         config.output.add(name=output.names[1], data_type=pb.TYPE_INT64, dims=protocol_dims(output.shape, batched))
 
 
+def _new_config(manifest: Manifest, options: TritonOptions, suffix: str = "", **kind: str) -> tuple[Any, Any, bool]:
+    """Triton's schema module, a ``ModelConfig`` named after the artifact (plus ``suffix``) with ``kind``
+    (``backend=`` or ``platform=``), and whether Triton batches it."""
+    pb, _ = _schema()
+    max_batch_size = _max_batch_size(manifest, options)
+    return pb, pb.ModelConfig(name=manifest.name + suffix, max_batch_size=max_batch_size, **kind), max_batch_size > 0
+
+
+def _as_text(config: Any) -> str:
+    _, text_format = _schema()
+    return str(text_format.MessageToString(config))
+
+
+def _add_images_input(pb: Any, config: Any, batched: bool) -> None:
+    """The BYTES input of encoded images: one image per batch row where Triton batches."""
+    config.input.add(name=ENCODED_IMAGES_INPUT, data_type=pb.TYPE_STRING, dims=[1] if batched else [-1])
+
+
+def _add_scheduling(pb: Any, config: Any, options: TritonOptions, batched: bool, kind: str) -> None:
+    if batched:
+        config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
+    config.instance_group.add(count=options.instances, kind=getattr(pb.ModelInstanceGroup, kind))
+
+
 def model_config(manifest: Manifest, options: TritonOptions) -> str:
     """The ``config.pbtxt`` text of one artifact."""
-    pb, text_format = _schema()
+    pb, config, batched = _new_config(manifest, options, backend="onnxruntime")
     spec = manifest.input
-    max_batch_size = _max_batch_size(manifest, options)
-    batched = max_batch_size > 0
-    config = pb.ModelConfig(name=manifest.name, backend="onnxruntime", max_batch_size=max_batch_size)
     config.input.add(
         name=spec.name, data_type=getattr(pb, "TYPE_" + DATATYPES[spec.dtype]), dims=protocol_dims(spec.shape, batched)
     )
     _add_outputs(pb, config, manifest, batched)
-    if batched:
-        config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
-    config.instance_group.add(count=options.instances, kind=getattr(pb.ModelInstanceGroup, options.kind))
-    return str(text_format.MessageToString(config))
+    _add_scheduling(pb, config, options, batched, options.kind)
+    return _as_text(config)
 
 
 def preprocess_config(manifest: Manifest, options: TritonOptions) -> str:
     """The ``config.pbtxt`` of the Python-backend step that decodes BYTES images into the network's input."""
-    pb, text_format = _schema()
-    spec = manifest.input
-    max_batch_size = _max_batch_size(manifest, options)
-    batched = max_batch_size > 0
-    config = pb.ModelConfig(name=manifest.name + PREPROCESS_SUFFIX, backend="python", max_batch_size=max_batch_size)
-    config.input.add(name=ENCODED_IMAGES_INPUT, data_type=pb.TYPE_STRING, dims=[1] if batched else [-1])
-    config.output.add(name=spec.name, data_type=pb.TYPE_FP32, dims=protocol_dims(spec.shape, batched))
-    if batched:
-        config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
-    config.instance_group.add(count=options.instances, kind=pb.ModelInstanceGroup.KIND_CPU)  # decoding is CPU work
-    return str(text_format.MessageToString(config))
+    pb, config, batched = _new_config(manifest, options, PREPROCESS_SUFFIX, backend="python")
+    _add_images_input(pb, config, batched)
+    config.output.add(
+        name=manifest.input.name, data_type=pb.TYPE_FP32, dims=protocol_dims(manifest.input.shape, batched)
+    )
+    _add_scheduling(pb, config, options, batched, "KIND_CPU")  # decoding is CPU work
+    return _as_text(config)
 
 
 def ensemble_config(manifest: Manifest, options: TritonOptions) -> str:
     """The ``config.pbtxt`` of the ensemble: encoded images -> preprocessing step -> the ONNX model."""
-    pb, text_format = _schema()
-    spec = manifest.input
-    max_batch_size = _max_batch_size(manifest, options)
-    batched = max_batch_size > 0
-    config = pb.ModelConfig(name=manifest.name + ENSEMBLE_SUFFIX, platform="ensemble", max_batch_size=max_batch_size)
-    config.input.add(name=ENCODED_IMAGES_INPUT, data_type=pb.TYPE_STRING, dims=[1] if batched else [-1])
+    pb, config, batched = _new_config(manifest, options, ENSEMBLE_SUFFIX, platform="ensemble")
+    _add_images_input(pb, config, batched)
     _add_outputs(pb, config, manifest, batched)
     preprocess = config.ensemble_scheduling.step.add(model_name=manifest.name + PREPROCESS_SUFFIX, model_version=-1)
     preprocess.input_map[ENCODED_IMAGES_INPUT] = ENCODED_IMAGES_INPUT
-    preprocess.output_map[spec.name] = "preprocessed"
+    preprocess.output_map[manifest.input.name] = "preprocessed"
     model = config.ensemble_scheduling.step.add(model_name=manifest.name, model_version=-1)
-    model.input_map[spec.name] = "preprocessed"
+    model.input_map[manifest.input.name] = "preprocessed"
     for name in manifest.output.names:
         model.output_map[name] = name
-    return str(text_format.MessageToString(config))
+    return _as_text(config)
 
 
 def _write_ensemble(artifact: Path, manifest: Manifest, repository: Path, options: TritonOptions) -> list[Path]:
