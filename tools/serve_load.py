@@ -36,6 +36,7 @@ import numpy as np
 import tritonclient.http as http
 
 from tvdeploy.runtime import load
+from tvdeploy.runtime.classifier import Classifier
 from tvdeploy.runtime.manifest import read_manifest
 
 
@@ -147,8 +148,7 @@ def batch_totals(url: str, name: str) -> tuple[float, float]:
     return total, count
 
 
-def offline_throughput(artifact: Path, batch_size: int, seconds: float = 3.0) -> float:
-    classifier = load(artifact)
+def offline_throughput(classifier: Classifier, batch_size: int, seconds: float = 3.0) -> float:
     batch = classifier.manifest.input.example(batch_size)
     classifier.infer(batch)
     calls, start = 0, time.perf_counter()
@@ -173,8 +173,9 @@ def main() -> None:
     results = {"artifact": manifest.name, "server_args": server_args, "client": args.client,
                "clients": args.clients, "requests_per_client": args.requests}  # fmt: skip
     drive = drive_raw if args.client == "raw" else drive_tritonclient
-    # this machine's speed drifts: the offline runtime is timed right before and right after the server's run,
-    # at the batch size the server formed, and the server is compared with their mean
+    # this machine's speed drifts: after each round the offline runtime is timed at the batch size the server
+    # formed, and each round's server figure is compared with the offline figure next to it
+    offline_classifier = load(args.artifact)  # loaded once, timed after every round
     proc, url, ready_s = start_server(args.artifact, server_args)
     rounds: list[dict[str, float]] = []
     try:
@@ -189,7 +190,7 @@ def main() -> None:
                 effective = max(1, round((rows_now - rows) / (calls_now - calls)))  # the batch the server formed
             proc.send_signal(signal.SIGSTOP)  # the server holds no core while the offline runtime is timed
             try:
-                offline = offline_throughput(args.artifact, effective)
+                offline = offline_throughput(offline_classifier, effective)
             finally:
                 proc.send_signal(signal.SIGCONT)
             rounds.append({**served, "offline_throughput_ips": offline, "ratio": served["throughput_ips"] / offline})

@@ -26,7 +26,6 @@ from tvdeploy.serve import metrics
 from tvdeploy.serve.model import Overloaded, RequestTimeout
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger("tvdeploy.serve.access")
 
 #: The protocol's gRPC methods by the route kind that the HTTP metrics use.
 _ROUTE_KINDS = {"ModelInfer": "infer", "ServerLive": "health", "ServerReady": "health", "ModelReady": "health"}
@@ -49,13 +48,10 @@ class StatusInterceptor(ExceptionToStatusInterceptor):
         try:
             return await super().intercept(method, request_or_iterator, context, method_name)
         finally:
-            elapsed = time.perf_counter() - start
-            code = context.code() or StatusCode.OK
             name = method_name.rsplit("/", 1)[-1]
+            code = (context.code() or StatusCode.OK).name
             kind = _ROUTE_KINDS.get(name, "metadata")
-            metrics.REQUESTS.labels(kind, "gRPC", code.name).inc()
-            metrics.REQUEST_LATENCY.labels(kind).observe(elapsed)
-            access_logger.info('%s "gRPC %s" %s %.1fms', context.peer(), name, code.name, elapsed * 1000)
+            metrics.record_request(kind, "gRPC", code, time.perf_counter() - start, context.peer(), name)
 
 
 class GrpcServer:

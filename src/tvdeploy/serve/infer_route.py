@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from kserve.constants.constants import PredictorProtocol
+from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady, UnsupportedProtocol
 
 from tvdeploy.serve.asgi import Receive, Scope, Send, send_bytes
 from tvdeploy.serve.model import Overloaded, RequestTimeout
@@ -29,22 +31,23 @@ JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
 
 
+#: Exceptions by the status they answer: KServe's own errors as KServe answers them, tvdeploy's overload and timeout.
+_ERROR_STATUSES: Sequence[tuple[type[BaseException], int]] = (
+    (InvalidInput, 400),
+    (ModelNotFound, 404),
+    (ModelNotReady, 503),
+    (Overloaded, 503),
+    (RequestTimeout, 504),
+    (NotImplementedError, 501),
+    (UnsupportedProtocol, 501),
+    (InferenceError, 500),
+)
+
+
 def error_answer(exc: BaseException) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     """The status, the protocol's ``{"error": ...}`` body and headers for an exception, as KServe answers
     its own errors, plus tvdeploy's overload (503 + ``Retry-After``) and timeout (504)."""
-    from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady, UnsupportedProtocol
-
-    statuses: Sequence[tuple[type[BaseException], int]] = (
-        (InvalidInput, 400),
-        (ModelNotFound, 404),
-        (ModelNotReady, 503),
-        (Overloaded, 503),
-        (RequestTimeout, 504),
-        (NotImplementedError, 501),
-        (UnsupportedProtocol, 501),
-        (InferenceError, 500),
-    )
-    status = next((code for kind, code in statuses if isinstance(exc, kind)), None)
+    status = next((code for kind, code in _ERROR_STATUSES if isinstance(exc, kind)), None)
     if status is None:
         logger.exception("inference failed", exc_info=exc)
         return 500, orjson.dumps({"error": f"{type(exc).__name__} : {exc}"}), []
@@ -85,9 +88,6 @@ class InferRoute:
             await send_bytes(send, 200, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), JSON, extra)
 
     async def _infer(self, model_name: str, body: bytes, headers: dict[str, str]) -> tuple[Any, list[Any]]:
-        from kserve.constants.constants import PredictorProtocol
-        from kserve.errors import ModelNotReady
-
         if not await self.dataplane.model_ready(model_name, True):  # raises ModelNotFound for an unknown name
             raise ModelNotReady(model_name)
         request, _ = self.dataplane.decode(

@@ -1,15 +1,19 @@
-"""Prometheus metrics of ``tvdeploy serve`` (served at ``/metrics`` beside KServe's own)."""
+"""Prometheus metrics of ``tvdeploy serve`` (served at ``/metrics`` beside KServe's own), and the access log."""
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import Counter, Gauge, Histogram
 
+access_logger = logging.getLogger("tvdeploy.serve.access")
+
 REQUESTS = Counter(
-    "tvdeploy_requests_total", "HTTP requests by route kind and status code", ["route", "method", "status"]
+    "tvdeploy_requests_total", "HTTP and gRPC requests by route kind, method and status", ["route", "method", "status"]
 )
 REQUEST_LATENCY = Histogram(
     "tvdeploy_request_duration_seconds",
-    "HTTP request latency",
+    "Request latency (HTTP and gRPC)",
     ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
@@ -20,3 +24,10 @@ QUEUE_DEPTH = Gauge("tvdeploy_queue_depth", "Rows waiting for a model call", ["m
 INFERENCE_ERRORS = Counter(
     "tvdeploy_inference_errors_total", "Requests refused or failed, by reason", ["model", "reason"]
 )
+
+
+def record_request(kind: str, method: str, status: str, seconds: float, client: str, target: str) -> None:
+    """Count one finished request (HTTP or gRPC), observe its latency and write its access log line."""
+    REQUESTS.labels(kind, method, status).inc()
+    REQUEST_LATENCY.labels(kind).observe(seconds)
+    access_logger.info('%s "%s %s" %s %.1fms', client, method, target, status, seconds * 1000)

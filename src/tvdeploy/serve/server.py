@@ -22,9 +22,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from kserve import InferInput, InferRequest
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+from kserve.protocol.infer_type import RequestedOutput
 
 from tvdeploy.errors import UserInputError
 from tvdeploy.serve import metrics
@@ -34,7 +38,6 @@ from tvdeploy.serve.model import Overloaded, RequestTimeout, ServedClassifier
 from tvdeploy.serve.options import ServeOptions
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger("tvdeploy.serve.access")
 
 #: Where the image upload endpoint lives (outside the protocol's /v2 namespace).
 CLASSIFY_ROUTE = "/tvdeploy/models/{model_name}/classify"
@@ -81,6 +84,10 @@ class ServerMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.too_large = (
+            f'{{"error": "the request body is larger than this server\'s limit of {max_body_bytes} bytes; '
+            f'send fewer or smaller images, or start the server with a larger --max-body-mb"}}'
+        ).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,33 +115,25 @@ class ServerMiddleware:
                     raise _BodyTooLarge
             return message
 
-        too_large = (
-            f'{{"error": "the request body is larger than this server\'s limit of {self.max_body_bytes} bytes; '
-            f'send fewer or smaller images, or start the server with a larger --max-body-mb"}}'
-        ).encode()
         length = dict(scope.get("headers", [])).get(b"content-length")
         try:
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
                 await _discard_body(receive)  # read (not kept), so that the client sees the answer, not a reset
-                await send_bytes(tracking_send, 413, too_large, JSON)
+                await send_bytes(tracking_send, 413, self.too_large, JSON)
             else:
                 await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await send_bytes(tracking_send, 413, too_large, JSON)
+                await send_bytes(tracking_send, 413, self.too_large, JSON)
         finally:
-            elapsed = time.perf_counter() - start
-            metrics.REQUESTS.labels(kind, scope.get("method", ""), str(status)).inc()
-            metrics.REQUEST_LATENCY.labels(kind).observe(elapsed)
             client = scope.get("client") or ("-", 0)
-            access_logger.info(
-                '%s "%s %s" %d %.1fms', client[0], scope.get("method"), scope["path"], status, elapsed * 1000
+            metrics.record_request(
+                kind, scope.get("method", ""), str(status), time.perf_counter() - start, client[0], scope["path"]
             )
 
 
 def _install(app: Any, repository: Any, dataplane: Any, options: ServeOptions) -> None:
     """tvdeploy's handlers, routes and middleware on KServe's app (before it starts)."""
-    from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
     async def protocol_error(_: Request, exc: Exception) -> Response:
         status, body, headers = error_answer(exc)
@@ -188,11 +187,6 @@ def parse_binary_request(body: bytes, headers: dict[str, str], model_name: str) 
     KServe's own parser turns binary BYTES tensors into UTF-8 strings, which fails for encoded images; this one
     keeps them as bytes, and names what is wrong with a malformed request.
     """
-    import orjson
-    from kserve import InferInput, InferRequest
-    from kserve.errors import InvalidInput
-    from kserve.protocol.infer_type import RequestedOutput
-
     header = headers.get("inference-header-content-length")
     if header is None:  # a JSON request sent without a JSON content type
         header = str(len(body))

@@ -9,7 +9,6 @@ A bad image fails its own request with the runtime's message; the other requests
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
         version_dir = Path(args["model_repository"]) / str(args["model_version"])
         manifest = read_manifest(version_dir)
-        config = json.loads(args["model_config"])
-        self.output_name = config["output"][0]["name"]
+        self.output_name = manifest.input.name  # the network's input is this step's output (preprocess_config)
         self.decoder = ImageDecoder(manifest)
 
     def execute(self, requests: list[Any]) -> list[Any]:
