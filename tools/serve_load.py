@@ -8,8 +8,9 @@ Starts the server in a fresh process (time to ready = process start to /v2/healt
 warm-up), drives it with CLIENTS concurrent clients sending batch-1 FP32 tensors, reads the mean batch size
 the server formed from its /metrics, and times the offline runtime at that batch size in this process right
 after each round of load, the server stopped meanwhile. This machine's speed drifts by tens of percent within
-minutes, so each round's server throughput is compared with the offline figure taken next to it, over
-ROUNDS rounds, and the round with the median ratio is reported (all rounds are in the JSON).
+minutes, so each round's server throughput is compared with the offline figure taken next to it (timed for
+as long as the round of load took, at least 1 s), over ROUNDS rounds, and the round with the median ratio is
+reported (all rounds are in the JSON). Many short rounds follow the drift better than a few long ones.
 
 Clients: ``tritonclient`` is the stock tritonclient.http client, one per thread (what user code looks like;
 its own encoding costs about half a millisecond of CPU a request); ``raw`` sends the very bytes tritonclient
@@ -188,9 +189,10 @@ def main() -> None:
             if not effective:
                 rows_now, calls_now = batch_totals(url, manifest.name)
                 effective = max(1, round((rows_now - rows) / (calls_now - calls)))  # the batch the server formed
+            load_s = args.clients * args.requests / served["throughput_ips"]
             proc.send_signal(signal.SIGSTOP)  # the server holds no core while the offline runtime is timed
-            try:
-                offline = offline_throughput(offline_classifier, effective)
+            try:  # for as long as the round of load took: short rounds, close together, follow the drift
+                offline = offline_throughput(offline_classifier, effective, max(1.0, load_s))
             finally:
                 proc.send_signal(signal.SIGCONT)
             rounds.append({**served, "offline_throughput_ips": offline, "ratio": served["throughput_ips"] / offline})

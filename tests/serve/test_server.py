@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -73,7 +73,7 @@ class Server:
         return self.proc.wait(timeout=30)
 
 
-def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict, dict]:
+def post(url: str, body: bytes | Iterable[bytes], content_type: str = "application/json") -> tuple[int, dict, dict]:
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -220,6 +220,9 @@ def test_bad_requests_get_4xx_in_the_protocols_error_format(server, client) -> N
     assert status == 400 and "pixels" in got["error"]
     status, got, _ = post(classify, b"\0" * (9 * 1024 * 1024), "image/jpeg")
     assert status == 413 and "--max-body-mb" in got["error"]
+    for url in (classify, infer):  # chunked: no Content-Length, so the limit is found while reading
+        status, got, _ = post(url, iter([b"\0" * (1024 * 1024)] * 9), "application/octet-stream")
+        assert status == 413 and "--max-body-mb" in got["error"], url
     with pytest.raises(InferenceServerException, match="nope"):
         client.get_model_metadata("nope")
     assert client.is_server_live()

@@ -78,16 +78,21 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _too_large_body(max_body_bytes: int) -> bytes:
+    """The 413 answer's body, in the protocol's error format."""
+    return (
+        f'{{"error": "the request body is larger than this server\'s limit of {max_body_bytes} bytes; '
+        f'send fewer or smaller images, or start the server with a larger --max-body-mb"}}'
+    ).encode()
+
+
 class ServerMiddleware:
     """Body size limit (413), request metrics and the access log, as one ASGI middleware."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.too_large = (
-            f'{{"error": "the request body is larger than this server\'s limit of {max_body_bytes} bytes; '
-            f'send fewer or smaller images, or start the server with a larger --max-body-mb"}}'
-        ).encode()
+        self.too_large = _too_large_body(max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,6 +117,8 @@ class ServerMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    if message.get("more_body", False):
+                        await _discard_body(receive)  # read (not kept): the client sees the 413, not a reset
                     raise _BodyTooLarge
             return message
 
@@ -150,6 +157,11 @@ def _install(app: Any, repository: Any, dataplane: Any, options: ServeOptions) -
     app.add_exception_handler(RequestTimeout, protocol_error)
     app.add_exception_handler(RequestValidationError, malformed)
 
+    async def too_large(_: Request, exc: Exception) -> Response:  # a chunked body over the limit, read by a route
+        return Response(_too_large_body(options.max_body_bytes), 413, media_type=JSON.decode())
+
+    app.add_exception_handler(_BodyTooLarge, too_large)
+
     async def classify(model_name: str, request: Request, top_k: int = 5) -> dict[str, Any]:
         """Classify uploaded images: a raw image body, or multipart form files; the runtime's top-k JSON."""
         model = repository.get_model(model_name)
@@ -177,8 +189,16 @@ def _install(app: Any, repository: Any, dataplane: Any, options: ServeOptions) -
         }
 
     app.add_api_route(CLASSIFY_ROUTE, classify, methods=["POST"])
-    app.add_middleware(InferRoute, dataplane=dataplane)  # inside ServerMiddleware: limited, counted, logged
-    app.add_middleware(ServerMiddleware, max_body_bytes=options.max_body_bytes)
+
+
+def _outer_app(app: Any, dataplane: Any, options: ServeOptions) -> ASGIApp:
+    """What uvicorn runs: tvdeploy's middleware around KServe's app, outside FastAPI's own middleware stack.
+
+    Every request is limited, counted and logged by :class:`ServerMiddleware`; unversioned infer requests are
+    answered by :class:`InferRoute` before FastAPI's middleware stack (server errors, telemetry, body limit,
+    exception handlers, routing), about 7% of the event loop's samples under load (py-spy).
+    """
+    return ServerMiddleware(InferRoute(app, dataplane), options.max_body_bytes)
 
 
 def parse_binary_request(body: bytes, headers: dict[str, str], model_name: str) -> Any:
@@ -332,6 +352,7 @@ def serve(
         "kserve.model_server:app", dataplane, extension, http_port=options.port, grace_period=options.grace_period_s
     )
     rest.create_application()
+    rest.config.app = _outer_app(_kserve_app(), dataplane, options)
     http = uvicorn.Server(rest.config)
     sock = bind_socket(options.host, options.port)
     host, http_port = sock.getsockname()[:2]
