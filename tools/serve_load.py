@@ -1,13 +1,15 @@
 """Load-test `tvdeploy serve` against the offline runtime, in one run: the figures of docs/serving.md.
 
     python tools/serve_load.py ARTIFACT [--clients 8] [--requests 50] [--rounds 5] [--client raw|tritonclient]
-        [--json FILE]
+        [--input tensor|image] [--json FILE]
         [server options: --max-batch-size 4 --instances 2 ...]
 
 Starts the server in a fresh process (time to ready = process start to /v2/health/ready: import, load and
-warm-up), drives it with CLIENTS concurrent clients sending batch-1 FP32 tensors, reads the mean batch size
-the server formed from its /metrics, and times the offline runtime at that batch size in this process right
-after each round of load, the server stopped meanwhile. This machine's speed drifts by tens of percent within
+warm-up), drives it with CLIENTS concurrent clients sending batch-1 requests (``tensor``: an FP32 tensor;
+``image``: one of the six shipped photos as encoded bytes, with ``class_count=5``), reads the mean batch size
+the server formed from its /metrics, and times the offline runtime at that batch size doing the same work
+(``infer`` on a tensor batch; ``predict`` on the photos: decode, preprocess, model, top-5) in this process
+right after each round of load, the server stopped meanwhile. This machine's speed drifts by tens of percent within
 minutes, so each round's server throughput is compared with the offline figure taken next to it (timed for
 as long as the round of load took, at least 1 s), over ROUNDS rounds, and the round with the median ratio is
 reported (all rounds are in the JSON). Many short rounds follow the drift better than a few long ones.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import re
 import signal
@@ -36,9 +39,11 @@ from pathlib import Path
 import numpy as np
 import tritonclient.http as http
 
+from tvdeploy.export.inputs import photo_paths
 from tvdeploy.runtime import load
 from tvdeploy.runtime.classifier import Classifier
-from tvdeploy.runtime.manifest import read_manifest
+from tvdeploy.runtime.manifest import Manifest, read_manifest
+from tvdeploy.serve.datatypes import ENCODED_IMAGES_INPUT
 
 
 def start_server(artifact: Path, extra: list[str]) -> tuple[subprocess.Popen[str], str, float]:
@@ -62,19 +67,40 @@ def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
     return {"throughput_ips": len(latencies) / elapsed, "p50_ms": float(p50), "p99_ms": float(p99)}
 
 
-def drive_tritonclient(
-    url: str, name: str, input_name: str, batch: np.ndarray, clients: int, requests: int
-) -> dict[str, float]:
-    shape = list(batch.shape)
+class Payload:
+    """What each client sends: one batch-1 FP32 tensor, or one encoded photo (client i sends photo i mod 6) with
+    Triton's classification extension asking for the top 5, decoded and preprocessed by the server."""
 
-    def client(_: int) -> list[float]:
+    def __init__(self, manifest: Manifest, kind: str) -> None:
+        self.kind = kind
+        self.output = manifest.output.name
+        if kind == "tensor":
+            shape = [1, *(int(d) for d in manifest.input.shape[1:])]
+            self.tensor = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+            self.input_name = manifest.input.name
+        else:
+            self.photos = [path.read_bytes() for path in photo_paths()]
+            self.input_name = ENCODED_IMAGES_INPUT
+
+    def inputs(self, client: int) -> tuple[list[http.InferInput], list[http.InferRequestedOutput] | None]:
+        if self.kind == "tensor":
+            tensor = http.InferInput(self.input_name, list(self.tensor.shape), "FP32")
+            tensor.set_data_from_numpy(self.tensor)
+            return [tensor], None
+        photo = np.array([self.photos[client % len(self.photos)]], dtype=np.object_)
+        tensor = http.InferInput(self.input_name, [1], "BYTES")
+        tensor.set_data_from_numpy(photo)
+        return [tensor], [http.InferRequestedOutput(self.output, class_count=5)]
+
+
+def drive_tritonclient(url: str, name: str, payload: Payload, clients: int, requests: int) -> dict[str, float]:
+    def client(index: int) -> list[float]:
         own = http.InferenceServerClient(url)
-        tensor = http.InferInput(input_name, shape, "FP32")
-        tensor.set_data_from_numpy(batch)
+        inputs, outputs = payload.inputs(index)
         latencies = []
         for _ in range(requests):
             start = time.perf_counter()
-            own.infer(name, [tensor])
+            own.infer(name, inputs, outputs=outputs)
             latencies.append(time.perf_counter() - start)
         return latencies
 
@@ -102,18 +128,21 @@ async def _read_response(reader: asyncio.StreamReader) -> bytes:
     return status
 
 
-def drive_raw(url: str, name: str, input_name: str, batch: np.ndarray, clients: int, requests: int) -> dict[str, float]:
-    tensor = http.InferInput(input_name, list(batch.shape), "FP32")
-    tensor.set_data_from_numpy(batch)
-    body, json_size = http.InferenceServerClient.generate_request_body([tensor])
-    head = (
-        f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: {url}\r\nContent-Type: application/octet-stream\r\n"
-        f"Inference-Header-Content-Length: {json_size}\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    request = head.encode() + body
+def drive_raw(url: str, name: str, payload: Payload, clients: int, requests: int) -> dict[str, float]:
+    def request(index: int) -> bytes:
+        inputs, outputs = payload.inputs(index)
+        body, json_size = http.InferenceServerClient.generate_request_body(inputs, outputs=outputs)
+        head = (
+            f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: {url}\r\nContent-Type: application/octet-stream\r\n"
+            f"Inference-Header-Content-Length: {json_size}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    requests_by_client = [request(index) for index in range(clients)]
     host, port = url.rsplit(":", 1)
 
-    async def client(count: int) -> list[float]:
+    async def client(count: int, index: int = 0) -> list[float]:
+        request = requests_by_client[index]
         reader, writer = await asyncio.open_connection(host, int(port))
         latencies = []
         for _ in range(count):
@@ -129,7 +158,7 @@ def drive_raw(url: str, name: str, input_name: str, batch: np.ndarray, clients: 
     async def run() -> tuple[list[float], float]:
         await client(10)  # warm the path once
         start = time.perf_counter()
-        per_client = await asyncio.gather(*(client(requests) for _ in range(clients)))
+        per_client = await asyncio.gather(*(client(requests, index) for index in range(clients)))
         return [t for per in per_client for t in per], time.perf_counter() - start
 
     try:
@@ -149,14 +178,27 @@ def batch_totals(url: str, name: str) -> tuple[float, float]:
     return total, count
 
 
-def offline_throughput(classifier: Classifier, batch_size: int, seconds: float = 3.0) -> float:
-    batch = classifier.manifest.input.example(batch_size)
-    classifier.infer(batch)
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+def offline_throughput(classifier: Classifier, payload: Payload, seconds: float) -> float:
+    """Images per second of the offline runtime at ``classifier.batch_size``, doing the server's work: ``infer``
+    on a tensor batch, or ``predict_stream`` on the photos (decoding in a thread pool ahead of the model,
+    preprocessing, model, top-5: the runtime's fastest path for many images)."""
+    if payload.kind == "tensor":
+        batch = classifier.manifest.input.example(classifier.batch_size)
         classifier.infer(batch)
-        calls += 1
-    return calls * batch_size / (time.perf_counter() - start)
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            classifier.infer(batch)
+            calls += 1
+        return calls * classifier.batch_size / (time.perf_counter() - start)
+    stream = classifier.predict_stream(itertools.cycle(payload.photos), top_k=5)
+    for _ in itertools.islice(stream, 2 * classifier.batch_size):  # warm the pool and the model
+        pass
+    images, start = 0, time.perf_counter()
+    for _ in stream:
+        images += 1
+        if time.perf_counter() - start >= seconds:
+            break
+    return images / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -166,33 +208,35 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50, help="per client")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of load, each followed by offline timing")
     parser.add_argument("--client", choices=["raw", "tritonclient"], default="raw", help="see the docstring")
+    parser.add_argument("--input", choices=["tensor", "image"], default="tensor", help="what each request carries")
     parser.add_argument("--json", type=Path)
     args, server_args = parser.parse_known_args()
     manifest = read_manifest(args.artifact)
-    shape = [1, *(int(d) for d in manifest.input.shape[1:])]
-    batch = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    results = {"artifact": manifest.name, "server_args": server_args, "client": args.client,
+    payload = Payload(manifest, args.input)
+    results = {"artifact": manifest.name, "server_args": server_args, "client": args.client, "input": args.input,
                "clients": args.clients, "requests_per_client": args.requests}  # fmt: skip
     drive = drive_raw if args.client == "raw" else drive_tritonclient
     # this machine's speed drifts: after each round the offline runtime is timed at the batch size the server
     # formed, and each round's server figure is compared with the offline figure next to it
-    offline_classifier = load(args.artifact)  # loaded once, timed after every round
     proc, url, ready_s = start_server(args.artifact, server_args)
     rounds: list[dict[str, float]] = []
     try:
         results["ready_s"] = ready_s
-        drive(url, manifest.name, manifest.input.name, batch, args.clients, 10)  # warm the path
+        drive(url, manifest.name, payload, args.clients, 10)  # warm the path
         rows, calls = batch_totals(url, manifest.name)
         effective = 0
+        offline_classifier: Classifier | None = None  # loaded once at the batch size the server formed
         for _ in range(args.rounds):
-            served = drive(url, manifest.name, manifest.input.name, batch, args.clients, args.requests)
+            served = drive(url, manifest.name, payload, args.clients, args.requests)
             if not effective:
                 rows_now, calls_now = batch_totals(url, manifest.name)
                 effective = max(1, round((rows_now - rows) / (calls_now - calls)))  # the batch the server formed
+                offline_classifier = load(args.artifact, batch_size=effective)
+            assert offline_classifier is not None
             load_s = args.clients * args.requests / served["throughput_ips"]
             proc.send_signal(signal.SIGSTOP)  # the server holds no core while the offline runtime is timed
             try:  # for as long as the round of load took: short rounds, close together, follow the drift
-                offline = offline_throughput(offline_classifier, effective, max(1.0, load_s))
+                offline = offline_throughput(offline_classifier, payload, max(1.0, load_s))
             finally:
                 proc.send_signal(signal.SIGCONT)
             rounds.append({**served, "offline_throughput_ips": offline, "ratio": served["throughput_ips"] / offline})
