@@ -8,7 +8,7 @@ Starts the server in a fresh process (time to ready = process start to /v2/healt
 warm-up), drives it with CLIENTS concurrent clients sending batch-1 requests (``tensor``: an FP32 tensor;
 ``image``: one of the six shipped photos as encoded bytes, with ``class_count=5``), reads the mean batch size
 the server formed from its /metrics, and times the offline runtime at that batch size doing the same work
-(``infer`` on a tensor batch; ``predict`` on the photos: decode, preprocess, model, top-5) in this process
+(``infer`` on a tensor batch; ``predict_stream`` on the photos: decode, preprocess, model, top-5) in this process
 right after each round of load, the server stopped meanwhile. This machine's speed drifts by tens of percent within
 minutes, so each round's server throughput is compared with the offline figure taken next to it (timed for
 as long as the round of load took, at least 1 s), over ROUNDS rounds, and the round with the median ratio is
@@ -224,15 +224,13 @@ def main() -> None:
         results["ready_s"] = ready_s
         drive(url, manifest.name, payload, args.clients, 10)  # warm the path
         rows, calls = batch_totals(url, manifest.name)
-        effective = 0
-        offline_classifier: Classifier | None = None  # loaded once at the batch size the server formed
+        offline_classifier: Classifier | None = None  # loaded once, at the batch size the server formed
         for _ in range(args.rounds):
             served = drive(url, manifest.name, payload, args.clients, args.requests)
-            if not effective:
+            if offline_classifier is None:
                 rows_now, calls_now = batch_totals(url, manifest.name)
                 effective = max(1, round((rows_now - rows) / (calls_now - calls)))  # the batch the server formed
                 offline_classifier = load(args.artifact, batch_size=effective)
-            assert offline_classifier is not None
             load_s = args.clients * args.requests / served["throughput_ips"]
             proc.send_signal(signal.SIGSTOP)  # the server holds no core while the offline runtime is timed
             try:  # for as long as the round of load took: short rounds, close together, follow the drift
@@ -246,7 +244,7 @@ def main() -> None:
         proc.wait(timeout=60)
     results["rounds"] = rounds
     results["mean_batch"] = (rows_end - rows) / (calls_end - calls)
-    results["offline_batch"] = effective
+    results["offline_batch"] = offline_classifier.batch_size if offline_classifier is not None else 0
     median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]  # the round with the median ratio
     results["server"] = {key: median[key] for key in ("throughput_ips", "p50_ms", "p99_ms")}
     results["offline_throughput_ips"] = median["offline_throughput_ips"]
