@@ -1,11 +1,12 @@
 """Load-test `tvdeploy serve` against the offline runtime, in one run: the figures of docs/serving.md.
 
     python tools/serve_load.py ARTIFACT [--clients 8] [--requests 50] [--rounds 5] [--client raw|tritonclient]
-        [--input tensor|image] [--json FILE]
+        [--input tensor|shm|image] [--json FILE]
         [server options: --max-batch-size 4 --instances 2 ...]
 
 Starts the server in a fresh process (time to ready = process start to /v2/health/ready: import, load and
 warm-up), drives it with CLIENTS concurrent clients sending batch-1 requests (``tensor``: an FP32 tensor;
+``shm``: the same tensor, written once into a system shared memory region per client, the request naming it;
 ``image``: one of the six shipped photos as encoded bytes, with ``class_count=5``), reads the mean batch size
 the server formed from its /metrics, and times the offline runtime at that batch size doing the same work
 (``infer`` on a tensor batch; ``predict_stream`` on the photos: decode, preprocess, model, top-5) in this process
@@ -35,9 +36,11 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tritonclient.http as http
+import tritonclient.utils.shared_memory as shared_memory
 
 from tvdeploy.export.inputs import photo_paths
 from tvdeploy.runtime import load
@@ -74,7 +77,7 @@ class Payload:
     def __init__(self, manifest: Manifest, kind: str) -> None:
         self.kind = kind
         self.output = manifest.output.name
-        if kind == "tensor":
+        if kind in ("tensor", "shm"):
             shape = [1, *(int(d) for d in manifest.input.shape[1:])]
             self.tensor = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
             self.input_name = manifest.input.name
@@ -82,10 +85,35 @@ class Payload:
             self.photos = [path.read_bytes() for path in photo_paths()]
             self.input_name = ENCODED_IMAGES_INPUT
 
+        self.regions: list[Any] = []
+
+    def register_regions(self, url: str, clients: int) -> None:
+        """``shm``: one system shared memory region per client holding the tensor, registered with the server."""
+        if self.kind != "shm":
+            return
+        client = http.InferenceServerClient(url)
+        for index in range(clients):
+            region = shared_memory.create_shared_memory_region(f"load{index}", f"/tvdeploy_load_{index}", self.nbytes)
+            shared_memory.set_shared_memory_region(region, [self.tensor])
+            client.register_system_shared_memory(f"load{index}", f"/tvdeploy_load_{index}", self.nbytes)
+            self.regions.append(region)
+
+    def release_regions(self) -> None:
+        for region in self.regions:
+            shared_memory.destroy_shared_memory_region(region)
+        self.regions.clear()
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.tensor.nbytes)
+
     def inputs(self, client: int) -> tuple[list[http.InferInput], list[http.InferRequestedOutput] | None]:
-        if self.kind == "tensor":
+        if self.kind in ("tensor", "shm"):
             tensor = http.InferInput(self.input_name, list(self.tensor.shape), "FP32")
-            tensor.set_data_from_numpy(self.tensor)
+            if self.kind == "shm":
+                tensor.set_shared_memory(f"load{client}", self.nbytes)
+            else:
+                tensor.set_data_from_numpy(self.tensor)
             return [tensor], None
         photo = np.array([self.photos[client % len(self.photos)]], dtype=np.object_)
         tensor = http.InferInput(self.input_name, [1], "BYTES")
@@ -132,10 +160,12 @@ def drive_raw(url: str, name: str, payload: Payload, clients: int, requests: int
     def request(index: int) -> bytes:
         inputs, outputs = payload.inputs(index)
         body, json_size = http.InferenceServerClient.generate_request_body(inputs, outputs=outputs)
-        head = (
-            f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: {url}\r\nContent-Type: application/octet-stream\r\n"
-            f"Inference-Header-Content-Length: {json_size}\r\nContent-Length: {len(body)}\r\n\r\n"
+        binary = (  # no binary part (shm: the tensor is in the region): a plain JSON request
+            f"Content-Type: application/octet-stream\r\nInference-Header-Content-Length: {json_size}\r\n"
+            if json_size is not None
+            else "Content-Type: application/json\r\n"
         )
+        head = f"POST /v2/models/{name}/infer HTTP/1.1\r\nHost: {url}\r\n{binary}Content-Length: {len(body)}\r\n\r\n"
         return head.encode() + body
 
     requests_by_client = [request(index) for index in range(clients)]
@@ -182,7 +212,7 @@ def offline_throughput(classifier: Classifier, payload: Payload, seconds: float)
     """Images per second of the offline runtime at ``classifier.batch_size``, doing the server's work: ``infer``
     on a tensor batch, or ``predict_stream`` on the photos (decoding in a thread pool ahead of the model,
     preprocessing, model, top-5: the runtime's fastest path for many images)."""
-    if payload.kind == "tensor":
+    if payload.kind in ("tensor", "shm"):
         batch = classifier.manifest.input.example(classifier.batch_size)
         classifier.infer(batch)
         calls, start = 0, time.perf_counter()
@@ -208,7 +238,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50, help="per client")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of load, each followed by offline timing")
     parser.add_argument("--client", choices=["raw", "tritonclient"], default="raw", help="see the docstring")
-    parser.add_argument("--input", choices=["tensor", "image"], default="tensor", help="what each request carries")
+    parser.add_argument("--input", choices=["tensor", "shm", "image"], default="tensor",
+                        help="what each request carries (shm: the name of a shared memory region holding the tensor)")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args, server_args = parser.parse_known_args()
     manifest = read_manifest(args.artifact)
@@ -222,6 +253,7 @@ def main() -> None:
     rounds: list[dict[str, float]] = []
     try:
         results["ready_s"] = ready_s
+        payload.register_regions(url, args.clients)
         drive(url, manifest.name, payload, args.clients, 10)  # warm the path
         rows, calls = batch_totals(url, manifest.name)
         offline_classifier: Classifier | None = None  # loaded once, at the batch size the server formed
@@ -242,6 +274,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+        payload.release_regions()
     results["rounds"] = rounds
     results["mean_batch"] = (rows_end - rows) / (calls_end - calls)
     results["offline_batch"] = offline_classifier.batch_size if offline_classifier is not None else 0

@@ -414,11 +414,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_queue_delay_ms=args.max_queue_delay_ms,
         max_queue=args.max_queue,
         instances=args.instances,
+        pin_instances=args.pin_instances,
         request_timeout_s=args.request_timeout,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_pixels=args.max_pixels or None,
         provider=args.provider,
         grace_period_s=args.grace_period,
+        shared_memory=args.shared_memory,
     )
 
     def announce(where: Listening) -> None:
@@ -734,6 +736,13 @@ def _add_serve_parser(sub: Any) -> None:
         f"= clients/2 keeps the cores busy while requests are parsed (default {DEFAULT_INSTANCES})",
     )
     p.add_argument(
+        "--no-pin-instances",
+        dest="pin_instances",
+        action="store_false",
+        help="with --instances > 1, leave the instance threads to the scheduler (by default each is pinned to its "
+        "share of the cores, below the event loop's priority)",
+    )
+    p.add_argument(
         "--request-timeout",
         type=float,
         default=DEFAULT_REQUEST_TIMEOUT_S,
@@ -754,6 +763,13 @@ def _add_serve_parser(sub: Any) -> None:
     p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
     p.add_argument(
         "--grace-period", type=int, default=30, help="seconds in-flight requests may take on shutdown (default 30)"
+    )
+    p.add_argument(
+        "--no-shared-memory",
+        dest="shared_memory",
+        action="store_false",
+        help="refuse the system shared memory extension (by default clients on this host may register POSIX "
+        "shared memory regions, mapped read-only, and send input tensors through them)",
     )
     p.set_defaults(handler=cmd_serve)
 

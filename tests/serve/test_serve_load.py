@@ -14,7 +14,7 @@ pytest.importorskip("tritonclient.http")
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "serve_load.py"
 
 
-@pytest.mark.parametrize("kind", ["tensor", "image"])
+@pytest.mark.parametrize("kind", ["tensor", "shm", "image"])
 def test_serve_load_compares_each_round_with_offline(resnet18_artifacts, tmp_path: Path, kind: str) -> None:
     out = tmp_path / "load.json"
     command = [

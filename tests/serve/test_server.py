@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 tritonclient_http = pytest.importorskip("tritonclient.http")
-from tritonclient.utils import InferenceServerException  # noqa: E402
+from tritonclient.utils import InferenceServerException, serialize_byte_tensor, serialized_byte_size  # noqa: E402
 
 from tvdeploy.runtime import load  # noqa: E402
 
@@ -180,6 +180,54 @@ def test_grpc_serves_the_same_protocol(server, offline, photo_files) -> None:
     assert re.search(r'tvdeploy_requests_total\{method="gRPC",route="infer",status="INVALID_ARGUMENT"\} [1-9]', text)
 
 
+def test_system_shared_memory_inputs_with_the_stock_client(server, client, offline, photo_files) -> None:
+    """Triton's system shared memory extension as tritonclient's own shared memory helpers drive it."""
+    shm = pytest.importorskip("tritonclient.utils.shared_memory")
+    batch = np.random.default_rng(4).standard_normal((2, 3, 224, 224), dtype=np.float32)
+    images = serialize_byte_tensor(np.array([photo_files[0].read_bytes()], dtype=np.object_))  # length-prefixed
+    region = shm.create_shared_memory_region("tvdeploy_test", "/tvdeploy_test", batch.nbytes + 2**20)
+    try:
+        shm.set_shared_memory_region(region, [batch])
+        shm.set_shared_memory_region(region, [images], offset=batch.nbytes)
+        client.register_system_shared_memory("tvdeploy_test", "/tvdeploy_test", batch.nbytes + 2**20)
+        assert client.get_system_shared_memory_status() == [
+            {"name": "tvdeploy_test", "key": "/tvdeploy_test", "offset": 0, "byte_size": batch.nbytes + 2**20}
+        ]
+        tensor = tritonclient_http.InferInput("input", list(batch.shape), "FP32")
+        tensor.set_shared_memory("tvdeploy_test", batch.nbytes)
+        result = client.infer("resnet18", [tensor])
+        np.testing.assert_allclose(result.as_numpy("logits"), offline.infer(batch), atol=1e-5)
+
+        encoded = tritonclient_http.InferInput("image_bytes", [1], "BYTES")
+        encoded.set_shared_memory("tvdeploy_test", serialized_byte_size(images), offset=batch.nbytes)
+        top = client.infer(
+            "resnet18", [encoded], outputs=[tritonclient_http.InferRequestedOutput("logits", class_count=2)]
+        )
+        expected = offline.predict(photo_files[0], top_k=2)[0]
+        assert [int(item.decode().split(":")[1]) for item in top.as_numpy("logits")[0]] == [p.index for p in expected]
+
+        into_shm = tritonclient_http.InferRequestedOutput("logits")
+        into_shm.set_shared_memory("tvdeploy_test", 8000)
+        with pytest.raises(InferenceServerException, match="shared memory is for inputs"):
+            client.infer("resnet18", [tensor], outputs=[into_shm])
+        with pytest.raises(InferenceServerException, match="does not fit"):
+            client.register_system_shared_memory("too_big", "/tvdeploy_test", batch.nbytes + 2**20 + 1)
+
+        grpc = pytest.importorskip("tritonclient.grpc")  # a region registered over HTTP serves gRPC requests too
+        grpc_tensor = grpc.InferInput("input", list(batch.shape), "FP32")
+        grpc_tensor.set_shared_memory("tvdeploy_test", batch.nbytes)
+        grpc_result = grpc.InferenceServerClient(server.grpc_url).infer("resnet18", [grpc_tensor])
+        np.testing.assert_allclose(grpc_result.as_numpy("logits"), offline.infer(batch), atol=1e-5)
+
+        client.unregister_system_shared_memory("tvdeploy_test")
+        assert client.get_system_shared_memory_status() == []
+        with pytest.raises(InferenceServerException, match="'tvdeploy_test' is not registered"):
+            client.infer("resnet18", [tensor])
+    finally:
+        client.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(region)
+
+
 def test_image_upload_returns_the_runtimes_top_k(server, offline, photo_files) -> None:
     status, body, _ = post(f"http://{server.url}/tvdeploy/models/resnet18/classify?top_k=2",
                            photo_files[0].read_bytes(), "image/jpeg")  # fmt: skip
@@ -315,10 +363,13 @@ def test_graceful_shutdown_finishes_in_flight_requests(resnet18_artifacts, photo
 
 
 def test_cold_server_is_ready_fast(resnet18_artifacts) -> None:
-    srv = Server(str(resnet18_artifacts["onnx"]))
+    srv = Server(str(resnet18_artifacts["onnx"]), "--no-shared-memory")
     try:
         seconds = srv.wait_ready()
         print(f"\nresnet18 server ready {seconds:.2f} s after it listened")
         assert seconds < 10  # generous on a shared machine; docs/serving.md has resnet50 measured quietly
+        client = tritonclient_http.InferenceServerClient(srv.url)
+        with pytest.raises(InferenceServerException, match="--no-shared-memory"):
+            client.register_system_shared_memory("r", "/tvdeploy_unused", 16)
     finally:
         srv.stop()

@@ -4,9 +4,10 @@ A request waits at most ``max_queue_delay`` for others to join it, a batch holds
 most ``max_batch_size`` rows, inference runs on worker threads (the event loop
 stays free), at most ``instances`` batches at once (a batch is formed when an
 instance is free, so requests that arrive while the model is busy join the next
-one), and the queue is bounded: when ``max_queue`` rows already wait, a new
-request is refused at once (:class:`QueueFull`, a 503) instead of waiting without
-limit.
+one; several instances' threads may each be placed on their own cores, see
+:mod:`tvdeploy.serve.placement`), and the queue is bounded: when ``max_queue``
+rows already wait, a new request is refused at once (:class:`QueueFull`, a 503)
+instead of waiting without limit.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tvdeploy.serve import metrics
+from tvdeploy.serve.placement import instance_thread_initializer
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class DynamicBatcher:
         max_queue_delay_s: float,
         max_queue: int,
         instances: int = 1,
+        place_instances: bool = False,
     ) -> None:
         self.model_name = model_name
         self.run = run
@@ -58,7 +61,11 @@ class DynamicBatcher:
         self._waiting_rows = 0
         self._task: asyncio.Task[None] | None = None
         self.instances = instances
-        self._executor = ThreadPoolExecutor(max_workers=instances, thread_name_prefix=f"tvdeploy-infer-{model_name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=instances,
+            thread_name_prefix=f"tvdeploy-infer-{model_name}",
+            initializer=instance_thread_initializer(instances) if place_instances else None,
+        )
         self._running: set[asyncio.Task[None]] = set()
 
     @property

@@ -8,6 +8,9 @@ from collections.abc import Sequence
 #: numpy dtype names (the manifest's) -> Open Inference Protocol datatypes.
 DATATYPES = {"float32": "FP32", "float16": "FP16", "uint8": "UINT8", "int64": "INT64", "int32": "INT32"}
 
+#: Open Inference Protocol datatypes -> numpy dtype names (BYTES has none: its items are length-prefixed).
+NUMPY_DTYPES = {datatype: dtype for dtype, datatype in DATATYPES.items()}
+
 #: The input that takes encoded images (JPEG, PNG, ...) as BYTES, decoded and preprocessed like the runtime.
 ENCODED_IMAGES_INPUT = "image_bytes"
 

@@ -21,6 +21,7 @@ from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotR
 
 from tvdeploy.serve.asgi import Receive, Scope, Send, send_bytes
 from tvdeploy.serve.model import Overloaded, RequestTimeout
+from tvdeploy.serve.shared_memory import SharedMemoryError
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ OCTET_STREAM = b"application/octet-stream"
 #: Exceptions by the status they answer: KServe's own errors as KServe answers them, tvdeploy's overload and timeout.
 _ERROR_STATUSES: Sequence[tuple[type[BaseException], int]] = (
     (InvalidInput, 400),
+    (SharedMemoryError, 400),
     (ModelNotFound, 404),
     (ModelNotReady, 503),
     (Overloaded, 503),

@@ -23,6 +23,7 @@ from tvdeploy.serve import metrics
 from tvdeploy.serve.batching import DynamicBatcher, QueueFull
 from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT, protocol_dims
 from tvdeploy.serve.options import RETRY_AFTER_S, ServeOptions
+from tvdeploy.serve.shared_memory import SharedMemoryError, SharedMemoryRegistry, points_at_shared_memory
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +41,14 @@ class RequestTimeout(Exception):
 class ServedClassifier(Model):
     """An artifact served under its manifest's name; ready only once loaded and warmed up."""
 
-    def __init__(self, artifact: Path, options: ServeOptions) -> None:
+    def __init__(
+        self, artifact: Path, options: ServeOptions, shared_memory: SharedMemoryRegistry | None = None
+    ) -> None:
         manifest = read_manifest(artifact)
         super().__init__(manifest.name)
         self.artifact = artifact
         self.options = options
+        self.shared_memory = shared_memory if shared_memory is not None else SharedMemoryRegistry(enabled=False)
         self.manifest: Manifest = manifest
         self.classifier: Classifier | None = None
         self.batcher: DynamicBatcher | None = None
@@ -67,6 +71,7 @@ class ServedClassifier(Model):
             max_queue_delay_s=self.options.max_queue_delay_ms / 1000,
             max_queue=self.options.max_queue,
             instances=self.options.instances,
+            place_instances=self.options.pin_instances,
         )
         self.ready = True
         logger.info("model %s ready (%s, %s)", self.name, self.manifest.format, self.manifest.precision)
@@ -176,8 +181,13 @@ class ServedClassifier(Model):
             raise InvalidInput(f"input '{spec.name}' holds no rows (shape {shape})")
         return [self._as_numpy(tensor)]
 
-    @staticmethod
-    def _as_numpy(tensor: Any) -> np.ndarray:
+    def _as_numpy(self, tensor: Any) -> np.ndarray:
+        """The input's data: from the request, or in place from the shared memory region it names."""
+        if points_at_shared_memory(tensor.parameters):
+            try:
+                return self.shared_memory.read(tensor.name, tensor.datatype, list(tensor.shape), tensor.parameters)
+            except SharedMemoryError as exc:
+                raise InvalidInput(str(exc)) from exc
         try:
             return np.asarray(tensor.as_numpy())
         except InvalidInput:
@@ -207,11 +217,19 @@ class ServedClassifier(Model):
         output_spec = self.manifest.output
         requested = payload.request_outputs or []
         names = [r.name for r in requested] or list(output_spec.names)
+        # gRPC answers in raw output contents, as Triton does (all tritonclient.grpc reads); KServe would answer a
+        # request without raw inputs (its tensors in shared memory) in typed contents
+        binary = payload.use_binary_outputs or payload.from_grpc
         infer_outputs = []
         for name in names:
             if name not in output_spec.names:
                 raise InvalidInput(f"unknown output '{name}': model {self.name} gives {list(output_spec.names)}")
             request = next((r for r in requested if r.name == name), None)
+            if request is not None and points_at_shared_memory(request.parameters):
+                raise InvalidInput(
+                    f"output '{name}' is requested into shared memory, which this server does not write: "
+                    "read it from the response (shared memory is for inputs)"
+                )
             class_count = _class_count(request.parameters if request is not None else None)
             if class_count is None:
                 values = np.ascontiguousarray(outputs[name])
@@ -220,13 +238,13 @@ class ServedClassifier(Model):
                 values = self._classification(outputs, name, class_count)
                 datatype = "BYTES"
             infer_output = InferOutput(name=name, shape=list(values.shape), datatype=datatype)
-            infer_output.set_data_from_numpy(values, binary_data=payload.use_binary_outputs)
+            infer_output.set_data_from_numpy(values, binary_data=binary)
             infer_outputs.append(infer_output)
         return InferResponse(
             response_id=payload.id or "",
             model_name=self.name,
             infer_outputs=infer_outputs,
-            use_binary_outputs=payload.use_binary_outputs,
+            use_binary_outputs=binary,
             requested_outputs=requested or None,
         )
 

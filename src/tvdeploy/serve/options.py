@@ -37,11 +37,15 @@ class ServeOptions:
         instances: model calls of one model that may run at once (Triton's ``instance_group`` count); with
             more than one, each call gets ``usable cores / instances`` threads, so that calls run side by side
             instead of splitting every operator across all cores.
+        pin_instances: with more than one instance, pin each instance's thread to its share of the cores and run
+            it below the event loop's priority (:mod:`tvdeploy.serve.placement`).
         request_timeout_s: a request that has not been answered by then gets 504.
         max_body_bytes: larger request bodies get 413.
         max_pixels: larger images get 400 (decompression bombs).
         provider: the execution provider of every model.
         grace_period_s: on SIGTERM/SIGINT, how long in-flight requests may take to finish.
+        shared_memory: serve the system shared memory extension (inputs read in place from regions that clients
+            on this host register); False refuses registrations.
     """
 
     host: str = DEFAULT_HOST
@@ -51,11 +55,13 @@ class ServeOptions:
     max_queue_delay_ms: float = DEFAULT_MAX_QUEUE_DELAY_MS
     max_queue: int = DEFAULT_MAX_QUEUE
     instances: int = DEFAULT_INSTANCES
+    pin_instances: bool = True
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 1024 * 1024)
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     provider: str = "cpu"
     grace_period_s: int = 30
+    shared_memory: bool = True
 
     def __post_init__(self) -> None:
         for port in (self.port, self.grpc_port):

@@ -36,6 +36,7 @@ from tvdeploy.serve.asgi import ASGIApp, Message, Receive, Scope, Send, send_byt
 from tvdeploy.serve.infer_route import JSON, InferRoute, error_answer
 from tvdeploy.serve.model import Overloaded, RequestTimeout, ServedClassifier
 from tvdeploy.serve.options import ServeOptions
+from tvdeploy.serve.shared_memory import SharedMemoryError, SharedMemoryRegistry, add_routes, points_at_shared_memory
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,9 @@ class ServerMiddleware:
             )
 
 
-def _install(app: Any, repository: Any, dataplane: Any, options: ServeOptions) -> None:
+def _install(
+    app: Any, repository: Any, dataplane: Any, options: ServeOptions, shared_memory: SharedMemoryRegistry
+) -> None:
     """tvdeploy's handlers, routes and middleware on KServe's app (before it starts)."""
 
     async def protocol_error(_: Request, exc: Exception) -> Response:
@@ -155,6 +158,7 @@ def _install(app: Any, repository: Any, dataplane: Any, options: ServeOptions) -
 
     app.add_exception_handler(Overloaded, protocol_error)
     app.add_exception_handler(RequestTimeout, protocol_error)
+    app.add_exception_handler(SharedMemoryError, protocol_error)
     app.add_exception_handler(RequestValidationError, malformed)
 
     async def too_large(_: Request, exc: Exception) -> Response:  # a chunked body over the limit, read by a route
@@ -189,6 +193,7 @@ def _install(app: Any, repository: Any, dataplane: Any, options: ServeOptions) -
         }
 
     app.add_api_route(CLASSIFY_ROUTE, classify, methods=["POST"])
+    add_routes(app, shared_memory)
 
 
 def _outer_app(app: Any, dataplane: Any, options: ServeOptions) -> ASGIApp:
@@ -232,7 +237,9 @@ def parse_binary_request(body: bytes, headers: dict[str, str], model_name: str) 
         except (KeyError, TypeError) as exc:
             raise InvalidInput(f"malformed input in the request: {exc}") from exc
         size = (entry.get("parameters") or {}).get("binary_data_size")
-        if "data" in entry:
+        if points_at_shared_memory(entry.get("parameters")):
+            pass  # the model reads it from the region (the system shared memory extension)
+        elif "data" in entry:
             tensor.data = entry["data"]
         elif isinstance(size, int) and size >= 0:
             if start + size > len(body):
@@ -243,7 +250,9 @@ def parse_binary_request(body: bytes, headers: dict[str, str], model_name: str) 
             tensor._raw_data = memoryview(body)[start : start + size]  # not copied
             start += size
         else:
-            raise InvalidInput(f"input '{tensor.name}' has neither 'data' nor a binary_data_size")
+            raise InvalidInput(
+                f"input '{tensor.name}' has neither 'data', a binary_data_size nor a shared_memory_region"
+            )
         infer_inputs.append(tensor)
     outputs = request.get("outputs")
     requested = [RequestedOutput(name=o["name"], parameters=o.get("parameters")) for o in outputs] if outputs else None
@@ -281,8 +290,10 @@ class Listening(NamedTuple):
     grpc_port: int | None
 
 
-def _models(artifacts: Sequence[Path], options: ServeOptions) -> list[ServedClassifier]:
-    models = [ServedClassifier(Path(artifact), options) for artifact in artifacts]  # manifests read: fail early
+def _models(
+    artifacts: Sequence[Path], options: ServeOptions, shared_memory: SharedMemoryRegistry
+) -> list[ServedClassifier]:
+    models = [ServedClassifier(Path(a), options, shared_memory) for a in artifacts]  # manifests read: fail early
     names = [m.name for m in models]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -332,13 +343,14 @@ def serve(
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
     from kserve.protocol.rest.server import RESTServer
 
-    models = _models(artifacts, options)
+    shared_memory = SharedMemoryRegistry(enabled=options.shared_memory)
+    models = _models(artifacts, options, shared_memory)
     repository = ModelRepository()
     for model in models:
         repository.update(model)
     dataplane = _dataplane(repository)
     extension = ModelRepositoryExtension(model_registry=repository)
-    _install(_kserve_app(), repository, dataplane, options)
+    _install(_kserve_app(), repository, dataplane, options, shared_memory)
 
     class TvdeployRESTServer(RESTServer):
         """KServe's REST server without its ``TimingMiddleware``: that middleware only trace-logs latencies
