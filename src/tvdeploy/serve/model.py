@@ -141,6 +141,8 @@ class ServedClassifier(Model):
             raise RequestTimeout(
                 f"model {self.name} did not answer within {self.options.request_timeout_s:g} s"
             ) from exc
+        if len(parts) == 1:  # one batch (a tensor request): its rows as they are, not copied
+            return parts[0]
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     async def _batches(self, payload: InferRequest) -> list[np.ndarray]:
