@@ -77,7 +77,8 @@ class Payload:
     def __init__(self, manifest: Manifest, kind: str) -> None:
         self.kind = kind
         self.output = manifest.output.name
-        if kind in ("tensor", "shm"):
+        self.regions: list[Any] = []
+        if self.sends_tensor:
             shape = [1, *(int(d) for d in manifest.input.shape[1:])]
             self.tensor = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
             self.input_name = manifest.input.name
@@ -85,7 +86,14 @@ class Payload:
             self.photos = [path.read_bytes() for path in photo_paths()]
             self.input_name = ENCODED_IMAGES_INPUT
 
-        self.regions: list[Any] = []
+    @property
+    def sends_tensor(self) -> bool:
+        """``tensor`` and ``shm`` carry the model's FP32 input (in the body or in a region); ``image`` photos."""
+        return self.kind in ("tensor", "shm")
+
+    @staticmethod
+    def region_name(client: int) -> str:
+        return f"load{client}"
 
     def register_regions(self, url: str, clients: int) -> None:
         """``shm``: one system shared memory region per client holding the tensor, registered with the server."""
@@ -93,9 +101,10 @@ class Payload:
             return
         client = http.InferenceServerClient(url)
         for index in range(clients):
-            region = shared_memory.create_shared_memory_region(f"load{index}", f"/tvdeploy_load_{index}", self.nbytes)
+            name, key = self.region_name(index), f"/tvdeploy_load_{index}"
+            region = shared_memory.create_shared_memory_region(name, key, self.nbytes)
             shared_memory.set_shared_memory_region(region, [self.tensor])
-            client.register_system_shared_memory(f"load{index}", f"/tvdeploy_load_{index}", self.nbytes)
+            client.register_system_shared_memory(name, key, self.nbytes)
             self.regions.append(region)
 
     def release_regions(self) -> None:
@@ -108,10 +117,10 @@ class Payload:
         return int(self.tensor.nbytes)
 
     def inputs(self, client: int) -> tuple[list[http.InferInput], list[http.InferRequestedOutput] | None]:
-        if self.kind in ("tensor", "shm"):
+        if self.sends_tensor:
             tensor = http.InferInput(self.input_name, list(self.tensor.shape), "FP32")
             if self.kind == "shm":
-                tensor.set_shared_memory(f"load{client}", self.nbytes)
+                tensor.set_shared_memory(self.region_name(client), self.nbytes)
             else:
                 tensor.set_data_from_numpy(self.tensor)
             return [tensor], None
@@ -212,7 +221,7 @@ def offline_throughput(classifier: Classifier, payload: Payload, seconds: float)
     """Images per second of the offline runtime at ``classifier.batch_size``, doing the server's work: ``infer``
     on a tensor batch, or ``predict_stream`` on the photos (decoding in a thread pool ahead of the model,
     preprocessing, model, top-5: the runtime's fastest path for many images)."""
-    if payload.kind in ("tensor", "shm"):
+    if payload.sends_tensor:
         batch = classifier.manifest.input.example(classifier.batch_size)
         classifier.infer(batch)
         calls, start = 0, time.perf_counter()

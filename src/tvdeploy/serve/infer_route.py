@@ -32,7 +32,8 @@ JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
 
 
-#: Exceptions by the status they answer: KServe's own errors as KServe answers them, tvdeploy's overload and timeout.
+#: Exceptions by the status they answer: KServe's own errors as KServe answers them, tvdeploy's overload and
+#: timeout, and a shared memory registration or reference that cannot be served.
 _ERROR_STATUSES: Sequence[tuple[type[BaseException], int]] = (
     (InvalidInput, 400),
     (SharedMemoryError, 400),

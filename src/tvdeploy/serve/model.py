@@ -41,14 +41,12 @@ class RequestTimeout(Exception):
 class ServedClassifier(Model):
     """An artifact served under its manifest's name; ready only once loaded and warmed up."""
 
-    def __init__(
-        self, artifact: Path, options: ServeOptions, shared_memory: SharedMemoryRegistry | None = None
-    ) -> None:
+    def __init__(self, artifact: Path, options: ServeOptions, shared_memory: SharedMemoryRegistry) -> None:
         manifest = read_manifest(artifact)
         super().__init__(manifest.name)
         self.artifact = artifact
         self.options = options
-        self.shared_memory = shared_memory if shared_memory is not None else SharedMemoryRegistry(enabled=False)
+        self.shared_memory = shared_memory
         self.manifest: Manifest = manifest
         self.classifier: Classifier | None = None
         self.batcher: DynamicBatcher | None = None

@@ -6,7 +6,7 @@ core while another core idles, and the loop, whose short work (reading requests,
 instances, waits behind a model call. Measured with 8 clients on 2 cores (docs/serving.md): the instance threads
 slept 20-26% of the time with requests waiting and the machine was 20% idle. Pinning instance k to its share of
 the usable cores and running it at a lower priority (nice +10) than the event loop raised mobilenet_v3_small
-from 381-411 to 411-507 requests/s in A/B pairs. ``--no-pin-instances`` turns it off (several servers sharing
+from 417 to 475 requests/s (mean of 6 A/B pairs, the pinned server ahead in each). ``--no-pin-instances`` turns it off (several servers sharing
 one machine's cores, say).
 """
 

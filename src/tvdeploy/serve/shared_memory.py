@@ -65,7 +65,7 @@ class Region:
 
 def points_at_shared_memory(parameters: Mapping[str, Any] | None) -> bool:
     """Whether a tensor's parameters name a shared memory region (its data is there, not in the request)."""
-    return bool(parameters) and REGION in parameters  # type: ignore[operator]
+    return parameters is not None and REGION in parameters
 
 
 def _object_path(key: str) -> Path:
