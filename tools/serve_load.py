@@ -15,6 +15,14 @@ minutes, so each round's server throughput is compared with the offline figure t
 as long as the round of load took, at least 1 s), over ROUNDS rounds, and the round with the median ratio is
 reported (all rounds are in the JSON). Many short rounds follow the drift better than a few long ones.
 
+CPU accounting (Linux): each round also records the CPU time per request of the server's event loop (its main
+thread), of its other threads (the model instances, image decoding), of the load generator, and the offline
+runtime's CPU time per image. From them, ``cpu_bound_ips``: the throughput if every usable core did nothing but
+this work, and ``cpu_ceiling_ratio`` (that over the offline figure): the most the ratio can be on this machine
+with the client sharing its cores, whatever the server's scheduling. ``busy`` is the share of the cores the
+server and client used. The summary gives their medians over the rounds, and ``cpu_ms`` the medians of the CPU
+times.
+
 Clients: ``tritonclient`` is the stock tritonclient.http client, one per thread (what user code looks like;
 its own encoding costs about half a millisecond of CPU a request); ``raw`` sends the very bytes tritonclient
 sends (built once by tritonclient) over keep-alive connections from one asyncio loop, as a load generator
@@ -26,14 +34,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import re
+import resource
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -44,7 +55,7 @@ import tritonclient.utils.shared_memory as shared_memory
 
 from tvdeploy.export.inputs import photo_paths
 from tvdeploy.runtime import load
-from tvdeploy.runtime.classifier import Classifier
+from tvdeploy.runtime.classifier import Classifier, usable_cores
 from tvdeploy.runtime.manifest import Manifest, read_manifest
 from tvdeploy.serve.datatypes import ENCODED_IMAGES_INPUT
 
@@ -130,7 +141,14 @@ class Payload:
         return [tensor], [http.InferRequestedOutput(self.output, class_count=5)]
 
 
-def drive_tritonclient(url: str, name: str, payload: Payload, clients: int, requests: int) -> dict[str, float]:
+#: A load generator: (url, model name, payload, clients, requests per client, meter of its timed part) ->
+#: throughput and latencies.
+Drive = Callable[[str, str, "Payload", int, int, "CpuMeter | None"], dict[str, float]]
+
+
+def drive_tritonclient(
+    url: str, name: str, payload: Payload, clients: int, requests: int, meter: CpuMeter | None = None
+) -> dict[str, float]:
     def client(index: int) -> list[float]:
         own = http.InferenceServerClient(url)
         inputs, outputs = payload.inputs(index)
@@ -142,10 +160,11 @@ def drive_tritonclient(url: str, name: str, payload: Payload, clients: int, requ
         return latencies
 
     client(0)  # warm the path once
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
+    with meter or contextlib.nullcontext(), ThreadPoolExecutor(clients) as pool:
+        start = time.perf_counter()
         latencies = [t for per in pool.map(client, range(clients)) for t in per]
-    return summary(latencies, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+    return summary(latencies, elapsed)
 
 
 async def _read_response(reader: asyncio.StreamReader) -> bytes:
@@ -165,7 +184,9 @@ async def _read_response(reader: asyncio.StreamReader) -> bytes:
     return status
 
 
-def drive_raw(url: str, name: str, payload: Payload, clients: int, requests: int) -> dict[str, float]:
+def drive_raw(
+    url: str, name: str, payload: Payload, clients: int, requests: int, meter: CpuMeter | None = None
+) -> dict[str, float]:
     def request(index: int) -> bytes:
         inputs, outputs = payload.inputs(index)
         body, json_size = http.InferenceServerClient.generate_request_body(inputs, outputs=outputs)
@@ -196,9 +217,11 @@ def drive_raw(url: str, name: str, payload: Payload, clients: int, requests: int
 
     async def run() -> tuple[list[float], float]:
         await client(10)  # warm the path once
-        start = time.perf_counter()
-        per_client = await asyncio.gather(*(client(requests, index) for index in range(clients)))
-        return [t for per in per_client for t in per], time.perf_counter() - start
+        with meter or contextlib.nullcontext():
+            start = time.perf_counter()
+            per_client = await asyncio.gather(*(client(requests, index) for index in range(clients)))
+            elapsed = time.perf_counter() - start
+        return [t for per in per_client for t in per], elapsed
 
     try:
         import uvloop  # KServe's dependency: a cheaper event loop for the client too
@@ -209,6 +232,54 @@ def drive_raw(url: str, name: str, payload: Payload, clients: int, requests: int
     return summary(latencies, elapsed)
 
 
+def process_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds a process's threads have run (``/proc/<pid>/task/*/schedstat``, in nanoseconds): its main
+    thread (the server's event loop), and all its threads (the server's threads live as long as it does)."""
+    main = total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            seconds = int((task / "schedstat").read_text().split()[0]) / 1e9
+        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+            continue
+        total += seconds
+        if task.name == str(pid):
+            main = seconds
+    return main, total
+
+
+def own_cpu_s() -> float:
+    """CPU seconds this process (the load generator, or the offline runtime) has used, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU seconds the server (its event loop; all its threads) and this process used inside ``with meter:``,
+    the timed part of a round of load (not its warm-up)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.loop_s = self.server_s = self.client_s = 0.0
+
+    def _now(self) -> tuple[float, float, float]:
+        return (*process_cpu_s(self.pid), own_cpu_s())
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.loop_s, self.server_s, self.client_s = (b - a for a, b in zip(self._start, self._now(), strict=True))
+
+    def per_request_ms(self, requests: int) -> dict[str, float]:
+        """The round's CPU time per request: the server's event loop, its other threads, the load generator."""
+        return {
+            "server_loop_cpu_ms": 1000 * self.loop_s / requests,
+            "server_other_cpu_ms": 1000 * (self.server_s - self.loop_s) / requests,
+            "client_cpu_ms": 1000 * self.client_s / requests,
+        }
+
+
 def batch_totals(url: str, name: str) -> tuple[float, float]:
     """The server's batch-size histogram so far: rows run and model calls."""
     text = urllib.request.urlopen(f"http://{url}/metrics", timeout=5).read().decode()
@@ -217,27 +288,43 @@ def batch_totals(url: str, name: str) -> tuple[float, float]:
     return total, count
 
 
-def offline_throughput(classifier: Classifier, payload: Payload, seconds: float) -> float:
+def offline_throughput(classifier: Classifier, payload: Payload, seconds: float) -> tuple[float, float]:
     """Images per second of the offline runtime at ``classifier.batch_size``, doing the server's work: ``infer``
     on a tensor batch, or ``predict_stream`` on the photos (decoding in a thread pool ahead of the model,
-    preprocessing, model, top-5: the runtime's fastest path for many images)."""
+    preprocessing, model, top-5: the runtime's fastest path for many images); and its CPU seconds per image."""
     if payload.sends_tensor:
         batch = classifier.manifest.input.example(classifier.batch_size)
         classifier.infer(batch)
-        calls, start = 0, time.perf_counter()
+        calls, start, cpu = 0, time.perf_counter(), own_cpu_s()
         while time.perf_counter() - start < seconds:
             classifier.infer(batch)
             calls += 1
-        return calls * classifier.batch_size / (time.perf_counter() - start)
-    stream = classifier.predict_stream(itertools.cycle(payload.photos), top_k=5)
-    for _ in itertools.islice(stream, 2 * classifier.batch_size):  # warm the pool and the model
-        pass
-    images, start = 0, time.perf_counter()
-    for _ in stream:
-        images += 1
-        if time.perf_counter() - start >= seconds:
-            break
-    return images / (time.perf_counter() - start)
+        images = calls * classifier.batch_size
+    else:
+        stream = classifier.predict_stream(itertools.cycle(payload.photos), top_k=5)
+        for _ in itertools.islice(stream, 2 * classifier.batch_size):  # warm the pool and the model
+            pass
+        images, start, cpu = 0, time.perf_counter(), own_cpu_s()
+        for _ in stream:
+            images += 1
+            if time.perf_counter() - start >= seconds:
+                break
+    return images / (time.perf_counter() - start), (own_cpu_s() - cpu) / images
+
+
+def cpu_budget(served: dict[str, float], offline_ips: float, offline_cpu_s: float) -> dict[str, float]:
+    """The round's ratio to offline, and what this machine's cores allow: see the module docstring."""
+    per_request_ms = served["server_loop_cpu_ms"] + served["server_other_cpu_ms"] + served["client_cpu_ms"]
+    cores = usable_cores()
+    cpu_bound_ips = 1000 * cores / per_request_ms
+    return {
+        "offline_throughput_ips": offline_ips,
+        "offline_cpu_ms": 1000 * offline_cpu_s,
+        "ratio": served["throughput_ips"] / offline_ips,
+        "cpu_bound_ips": cpu_bound_ips,
+        "cpu_ceiling_ratio": cpu_bound_ips / offline_ips,
+        "busy": served["throughput_ips"] / cpu_bound_ips,
+    }
 
 
 def main() -> None:
@@ -255,7 +342,7 @@ def main() -> None:
     payload = Payload(manifest, args.input)
     results = {"artifact": manifest.name, "server_args": server_args, "client": args.client, "input": args.input,
                "clients": args.clients, "requests_per_client": args.requests}  # fmt: skip
-    drive = drive_raw if args.client == "raw" else drive_tritonclient
+    drive: Drive = drive_raw if args.client == "raw" else drive_tritonclient
     # this machine's speed drifts: after each round the offline runtime is timed at the batch size the server
     # formed, and each round's server figure is compared with the offline figure next to it
     proc, url, ready_s = start_server(args.artifact, server_args)
@@ -263,11 +350,13 @@ def main() -> None:
     try:
         results["ready_s"] = ready_s
         payload.register_regions(url, args.clients)
-        drive(url, manifest.name, payload, args.clients, 10)  # warm the path
+        drive(url, manifest.name, payload, args.clients, 10, None)  # warm the path
         rows, calls = batch_totals(url, manifest.name)
         offline_classifier: Classifier | None = None  # loaded once, at the batch size the server formed
         for _ in range(args.rounds):
-            served = drive(url, manifest.name, payload, args.clients, args.requests)
+            meter = CpuMeter(proc.pid)
+            served = drive(url, manifest.name, payload, args.clients, args.requests, meter)
+            served.update(meter.per_request_ms(args.clients * args.requests))
             if offline_classifier is None:
                 rows_now, calls_now = batch_totals(url, manifest.name)
                 effective = max(1, round((rows_now - rows) / (calls_now - calls)))  # the batch the server formed
@@ -275,10 +364,10 @@ def main() -> None:
             load_s = args.clients * args.requests / served["throughput_ips"]
             proc.send_signal(signal.SIGSTOP)  # the server holds no core while the offline runtime is timed
             try:  # for as long as the round of load took: short rounds, close together, follow the drift
-                offline = offline_throughput(offline_classifier, payload, max(1.0, load_s))
+                offline, offline_cpu_s = offline_throughput(offline_classifier, payload, max(1.0, load_s))
             finally:
                 proc.send_signal(signal.SIGCONT)
-            rounds.append({**served, "offline_throughput_ips": offline, "ratio": served["throughput_ips"] / offline})
+            rounds.append({**served, **cpu_budget(served, offline, offline_cpu_s)})
         rows_end, calls_end = batch_totals(url, manifest.name)
     finally:
         proc.terminate()
@@ -291,6 +380,13 @@ def main() -> None:
     results["server"] = {key: median[key] for key in ("throughput_ips", "p50_ms", "p99_ms")}
     results["offline_throughput_ips"] = median["offline_throughput_ips"]
     results["ratio"] = median["ratio"]
+    # medians over the rounds: the ceiling and the cores' use, CPU per request (server, client) and per image (offline)
+    for key in ("cpu_ceiling_ratio", "busy"):
+        results[key] = float(np.median([r[key] for r in rounds]))
+    results["cpu_ms"] = {
+        key: float(np.median([r[f"{key}_cpu_ms"] for r in rounds]))
+        for key in ("server_loop", "server_other", "client", "offline")
+    }
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

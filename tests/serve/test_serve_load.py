@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tvdeploy.runtime.classifier import usable_cores
+
 pytest.importorskip("tritonclient.http")
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "serve_load.py"
@@ -30,5 +32,13 @@ def test_serve_load_compares_each_round_with_offline(resnet18_artifacts, tmp_pat
         assert round_["throughput_ips"] > 0 and round_["offline_throughput_ips"] > 0
         assert round_["p50_ms"] <= round_["p99_ms"]
         assert round_["ratio"] == pytest.approx(round_["throughput_ips"] / round_["offline_throughput_ips"])
+        # CPU accounting: the server's loop and model threads, the load generator and the offline runtime all ran
+        assert min(round_[f"{key}_cpu_ms"] for key in ("server_loop", "server_other", "client", "offline")) > 0
+        per_request = round_["server_loop_cpu_ms"] + round_["server_other_cpu_ms"] + round_["client_cpu_ms"]
+        assert round_["cpu_bound_ips"] == pytest.approx(1000 * usable_cores() / per_request)
+        assert round_["cpu_ceiling_ratio"] == pytest.approx(round_["cpu_bound_ips"] / round_["offline_throughput_ips"])
+        assert 0 < round_["busy"] <= 1.05  # the cores' share used (rounding of short rounds aside)
     median = sorted(got["rounds"], key=lambda r: r["ratio"])[1]
     assert got["ratio"] == median["ratio"] and got["server"]["throughput_ips"] == median["throughput_ips"]
+    assert got["busy"] == sorted(r["busy"] for r in got["rounds"])[1]
+    assert got["cpu_ms"]["server_other"] == sorted(r["server_other_cpu_ms"] for r in got["rounds"])[1]
