@@ -259,6 +259,7 @@ class CpuMeter:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self._start = (0.0, 0.0, 0.0)
         self.loop_s = self.server_s = self.client_s = 0.0
 
     def _now(self) -> tuple[float, float, float]:
@@ -353,15 +354,16 @@ def main() -> None:
         drive(url, manifest.name, payload, args.clients, 10, None)  # warm the path
         rows, calls = batch_totals(url, manifest.name)
         offline_classifier: Classifier | None = None  # loaded once, at the batch size the server formed
+        requests = args.clients * args.requests  # per round
         for _ in range(args.rounds):
             meter = CpuMeter(proc.pid)
             served = drive(url, manifest.name, payload, args.clients, args.requests, meter)
-            served.update(meter.per_request_ms(args.clients * args.requests))
+            served.update(meter.per_request_ms(requests))
             if offline_classifier is None:
                 rows_now, calls_now = batch_totals(url, manifest.name)
                 effective = max(1, round((rows_now - rows) / (calls_now - calls)))  # the batch the server formed
                 offline_classifier = load(args.artifact, batch_size=effective)
-            load_s = args.clients * args.requests / served["throughput_ips"]
+            load_s = requests / served["throughput_ips"]
             proc.send_signal(signal.SIGSTOP)  # the server holds no core while the offline runtime is timed
             try:  # for as long as the round of load took: short rounds, close together, follow the drift
                 offline, offline_cpu_s = offline_throughput(offline_classifier, payload, max(1.0, load_s))
