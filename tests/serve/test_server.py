@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +23,7 @@ from PIL import Image
 tritonclient_http = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException, serialize_byte_tensor, serialized_byte_size  # noqa: E402
 
+from tests.serve.server_process import collect_lines, wait_until_ok  # noqa: E402
 from tvdeploy.runtime import load  # noqa: E402
 
 
@@ -47,25 +47,11 @@ class Server:
         grpc = re.search(r"grpc://([\d.]+:\d+)", line)
         self.grpc_url = grpc.group(1) if grpc else None
         self.started = time.perf_counter()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line)
+        self.stderr = collect_lines(self.proc.stderr)
 
     def wait_ready(self, timeout: float = 60) -> float:
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            assert self.proc.poll() is None, "".join(self.stderr)
-            try:
-                if urllib.request.urlopen(f"http://{self.url}/v2/health/ready", timeout=2).status == 200:
-                    return time.perf_counter() - self.started
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            time.sleep(0.05)
-        raise AssertionError("server not ready in time: " + "".join(self.stderr))
+        wait_until_ok(f"http://{self.url}/v2/health/ready", self.proc, self.stderr, timeout)
+        return time.perf_counter() - self.started
 
     def stop(self) -> int:
         if self.proc.poll() is None:

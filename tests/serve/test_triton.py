@@ -51,8 +51,8 @@ def test_only_portable_onnx_artifacts_go_to_triton(resnet18_artifacts, tmp_path,
 
 
 class _PythonBackendUtils(types.ModuleType):
-    """The part of Triton's ``triton_python_backend_utils`` a Python-backend model uses (Triton itself is not
-    installable here): tensors by name, responses, errors."""
+    """The part of Triton's ``triton_python_backend_utils`` a Python-backend model uses: tensors by name, responses,
+    errors (so this runs in every install; test_triton_server.py runs the model in a real Triton)."""
 
     class Tensor:
         def __init__(self, name: str, array: np.ndarray) -> None:

@@ -1,0 +1,99 @@
+"""The repository `tvdeploy export-triton --ensemble` writes, loaded and served by a real Triton Inference Server
+(PyTriton's ``tritonserver`` binary) and called with the stock ``tritonclient``: Triton accepts the ONNX model's
+configuration up to its backend (the wheel has no ONNX Runtime backend; a Python-backend stand-in runs model.onnx
+under the same configuration), and the ensemble decodes BYTES images like the runtime and answers like it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.serve.tritonserver import INSTALL_HINT, TritonServer, find_install
+from tvdeploy.errors import ImageError
+from tvdeploy.runtime import load
+from tvdeploy.serve.triton import TritonOptions, export_triton
+
+tritonclient_http = pytest.importorskip("tritonclient.http")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+INSTALL = find_install()
+pytestmark = pytest.mark.skipif(INSTALL is None, reason=f"no .triton-env with Triton's server: {INSTALL_HINT}")
+
+STANDIN = Path(__file__).with_name("triton_onnxruntime_standin.py")
+
+
+@pytest.fixture(scope="module")
+def repository(resnet18_artifacts, tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("triton") / "repo"
+    export_triton([resnet18_artifacts["onnx"]], repo, TritonOptions(max_batch_size=4, ensemble=True))
+    return repo
+
+
+@pytest.fixture(scope="module")
+def triton(repository, tmp_path_factory) -> Iterator[tuple[TritonServer, object]]:
+    assert INSTALL is not None
+    server = TritonServer(INSTALL, repository, tmp_path_factory.mktemp("tritonserver"))
+    server.wait_live()
+    client = tritonclient_http.InferenceServerClient(server.url)
+    yield server, client
+    client.close()  # Triton waits (up to --exit-timeout-secs) for open connections before it exits
+    assert server.stop() == 0, "".join(server.log)
+
+
+def _images(paths: list[Path]):
+    tensor = tritonclient_http.InferInput("image_bytes", [len(paths), 1], "BYTES")  # the ensemble's [N, 1] BYTES
+    tensor.set_data_from_numpy(np.array([[p.read_bytes()] for p in paths], dtype=np.object_))
+    return tensor
+
+
+def test_triton_accepts_the_onnx_models_configuration_up_to_its_backend(triton) -> None:
+    _, client = triton
+    with pytest.raises(InferenceServerException) as failure:
+        client.load_model("resnet18")
+    # a configuration Triton rejects fails before this (e.g. "failed to read text proto", "'max_batch_size' must be ...")
+    assert "unable to find backend library for backend 'onnxruntime'" in str(failure.value)
+
+
+def test_ensemble_in_real_triton_answers_like_the_runtime(triton, repository, resnet18_artifacts, photo_files) -> None:
+    server, client = triton
+    onnx_model = repository / "resnet18"
+    config = (onnx_model / "config.pbtxt").read_text()
+    assert config.count('backend: "onnxruntime"') == 1
+    (onnx_model / "config.pbtxt").write_text(config.replace('backend: "onnxruntime"', 'backend: "python"'))
+    shutil.copy(STANDIN, onnx_model / "1" / "model.py")
+    for name in ("resnet18_preprocess", "resnet18", "resnet18_ensemble"):
+        client.load_model(name)
+        assert client.is_model_ready(name), "".join(server.log)
+    runtime = load(resnet18_artifacts["onnx"])
+    paths = photo_files[:3]
+
+    # the preprocessing step alone: the runtime's decoding and preprocessing, bit for bit
+    result = client.infer("resnet18_preprocess", [_images(paths)])
+    np.testing.assert_array_equal(result.as_numpy("input"), np.stack([runtime.preprocess(p) for p in paths]))
+
+    # images in, logits out, and Triton's classification extension with the labels file export-triton wrote
+    logits = runtime.infer(np.stack([runtime.preprocess(p) for p in paths]))
+    result = client.infer("resnet18_ensemble", [_images(paths)])
+    np.testing.assert_allclose(result.as_numpy("logits"), logits, rtol=1e-4, atol=1e-4)
+    requested = tritonclient_http.InferRequestedOutput("logits", class_count=3)
+    rows = client.infer("resnet18_ensemble", [_images(paths)], outputs=[requested]).as_numpy("logits")
+    for row, predictions, scores in zip(rows, runtime.predict(paths, top_k=3), logits, strict=True):
+        fields = [item.decode().split(":", 2) for item in row]
+        assert [(int(index), label) for _, index, label in fields] == [(p.index, p.label) for p in predictions]
+        assert [float(value) for value, _, _ in fields] == pytest.approx(
+            [scores[p.index] for p in predictions], abs=1e-4
+        )
+
+    # an undecodable image fails its own request with the runtime's message; Triton serves on
+    bad = tritonclient_http.InferInput("image_bytes", [1, 1], "BYTES")
+    bad.set_data_from_numpy(np.array([[b"not an image"]], dtype=np.object_))
+    with pytest.raises(InferenceServerException) as failure:
+        client.infer("resnet18_ensemble", [bad])
+    with pytest.raises(ImageError) as offline_failure:
+        runtime.preprocess(b"not an image")
+    assert offline_failure.value.message in str(failure.value)  # "<12 bytes>: not an image Pillow can decode"
+    assert client.infer("resnet18_ensemble", [_images(paths[:1])]).as_numpy("logits").shape == (1, 1000)
