@@ -88,12 +88,36 @@ def test_ensemble_in_real_triton_answers_like_the_runtime(triton, repository, re
             [scores[p.index] for p in predictions], abs=1e-4
         )
 
-    # an undecodable image fails its own request with the runtime's message; Triton serves on
-    bad = tritonclient_http.InferInput("image_bytes", [1, 1], "BYTES")
-    bad.set_data_from_numpy(np.array([[b"not an image"]], dtype=np.object_))
-    with pytest.raises(InferenceServerException) as failure:
-        client.infer("resnet18_ensemble", [bad])
+    # 8 concurrent requests, one with an undecodable image: Triton's dynamic batcher runs them through the Python
+    # model in batches, the bad one fails alone with the runtime's message and the other 7 answer like the runtime
+    before = _executions(client, "resnet18_preprocess")
+    concurrent = tritonclient_http.InferenceServerClient(server.url, concurrency=8)
+    try:
+        bad = tritonclient_http.InferInput("image_bytes", [1, 1], "BYTES")
+        bad.set_data_from_numpy(np.array([[b"not an image"]], dtype=np.object_))
+        inputs = [bad if i == 3 else _images([photo_files[i % len(photo_files)]]) for i in range(8)]
+        pending = [concurrent.async_infer("resnet18_ensemble", [tensor]) for tensor in inputs]
+        answers = []
+        for request in pending:
+            try:
+                answers.append(request.get_result().as_numpy("logits"))
+            except InferenceServerException as exc:
+                answers.append(str(exc))
+    finally:
+        concurrent.close()
     with pytest.raises(ImageError) as offline_failure:
         runtime.preprocess(b"not an image")
-    assert offline_failure.value.message in str(failure.value)  # "<12 bytes>: not an image Pillow can decode"
-    assert client.infer("resnet18_ensemble", [_images(paths[:1])]).as_numpy("logits").shape == (1, 1000)
+    assert isinstance(answers[3], str) and offline_failure.value.message in answers[3]  # "<12 bytes>: not an image ..."
+    good = [i for i in range(8) if i != 3]
+    expected = runtime.infer(np.stack([runtime.preprocess(photo_files[i % len(photo_files)]) for i in good]))
+    np.testing.assert_allclose(np.concatenate([answers[i] for i in good]), expected, rtol=1e-4, atol=1e-4)
+    (ran, executed), (ran_before, executed_before) = _executions(client, "resnet18_preprocess"), before
+    requests, executions = ran - ran_before, executed - executed_before
+    assert requests == 8 and executions < requests, "Triton formed no batch"
+
+
+def _executions(client, model: str) -> tuple[int, int]:
+    """Triton's statistics extension: requests the model ran (successes and failures) and model executions."""
+    stats = client.get_inference_statistics(model)["model_stats"][0]
+    ran = stats["inference_stats"]["success"]["count"] + stats["inference_stats"]["fail"]["count"]
+    return ran, stats["execution_count"]
