@@ -5,6 +5,7 @@ under the same configuration), and the ensemble decodes BYTES images like the ru
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cli_helpers import run_cli
 from tests.serve.tritonserver import INSTALL_HINT, TritonServer, find_install
 from tvdeploy.errors import ImageError
 from tvdeploy.runtime import load
@@ -33,20 +35,44 @@ def repository(resnet18_artifacts, tmp_path_factory) -> Path:
     return repo
 
 
-@pytest.fixture(scope="module")
-def triton(repository, tmp_path_factory) -> Iterator[tuple[TritonServer, object]]:
+@contextlib.contextmanager
+def _triton(repository: Path, workdir: Path) -> Iterator[tuple[TritonServer, object]]:
     assert INSTALL is not None
-    server = TritonServer(INSTALL, repository, tmp_path_factory.mktemp("tritonserver"))
+    server = TritonServer(INSTALL, repository, workdir)
     server.wait_live()
     client = tritonclient_http.InferenceServerClient(server.url)
-    yield server, client
-    client.close()  # Triton waits (up to --exit-timeout-secs) for open connections before it exits
-    assert server.stop() == 0, "".join(server.log)
+    try:
+        yield server, client
+    finally:
+        client.close()  # Triton waits (up to --exit-timeout-secs) for open connections before it exits
+        assert server.stop() == 0, "".join(server.log)
 
 
-def _images(paths: list[Path]):
-    tensor = tritonclient_http.InferInput("image_bytes", [len(paths), 1], "BYTES")  # the ensemble's [N, 1] BYTES
-    tensor.set_data_from_numpy(np.array([[p.read_bytes()] for p in paths], dtype=np.object_))
+@pytest.fixture(scope="module")
+def triton(repository, tmp_path_factory) -> Iterator[tuple[TritonServer, object]]:
+    with _triton(repository, tmp_path_factory.mktemp("tritonserver")) as server_and_client:
+        yield server_and_client
+
+
+def _stand_in_for_onnxruntime(model: Path) -> None:
+    """Switch the ONNX model's one ``backend`` line to the Python backend running the stand-in on its model.onnx."""
+    config = (model / "config.pbtxt").read_text()
+    assert config.count('backend: "onnxruntime"') == 1
+    (model / "config.pbtxt").write_text(config.replace('backend: "onnxruntime"', 'backend: "python"'))
+    shutil.copy(STANDIN, model / "1" / "model.py")
+
+
+def _load_ensemble(server: TritonServer, client, name: str) -> None:
+    for model in (f"{name}_preprocess", name, f"{name}_ensemble"):
+        client.load_model(model)
+        assert client.is_model_ready(model), "".join(server.log)
+
+
+def _images(paths: list[Path], batched: bool = True):
+    """Encoded images as the ensemble takes them: ``[N, 1]`` BYTES where Triton batches, ``[N]`` for a fixed batch."""
+    shape = [len(paths), 1] if batched else [len(paths)]
+    tensor = tritonclient_http.InferInput("image_bytes", shape, "BYTES")
+    tensor.set_data_from_numpy(np.array([p.read_bytes() for p in paths], dtype=np.object_).reshape(shape))
     return tensor
 
 
@@ -60,14 +86,8 @@ def test_triton_accepts_the_onnx_models_configuration_up_to_its_backend(triton) 
 
 def test_ensemble_in_real_triton_answers_like_the_runtime(triton, repository, resnet18_artifacts, photo_files) -> None:
     server, client = triton
-    onnx_model = repository / "resnet18"
-    config = (onnx_model / "config.pbtxt").read_text()
-    assert config.count('backend: "onnxruntime"') == 1
-    (onnx_model / "config.pbtxt").write_text(config.replace('backend: "onnxruntime"', 'backend: "python"'))
-    shutil.copy(STANDIN, onnx_model / "1" / "model.py")
-    for name in ("resnet18_preprocess", "resnet18", "resnet18_ensemble"):
-        client.load_model(name)
-        assert client.is_model_ready(name), "".join(server.log)
+    _stand_in_for_onnxruntime(repository / "resnet18")
+    _load_ensemble(server, client, "resnet18")
     runtime = load(resnet18_artifacts["onnx"])
     paths = photo_files[:3]
 
@@ -121,3 +141,36 @@ def _executions(client, model: str) -> tuple[int, int]:
     stats = client.get_inference_statistics(model)["model_stats"][0]
     ran = stats["inference_stats"]["success"]["count"] + stats["inference_stats"]["fail"]["count"]
     return ran, stats["execution_count"]
+
+
+def test_top_k_and_fixed_batch_artifacts_in_real_triton(resnet18_artifacts, tmp_path, capsys, photo_files) -> None:
+    """The other shapes export-triton writes: an artifact ending in softmax + top-k (two outputs, no labels file)
+    and one with a fixed batch (``max_batch_size: 0``, full dims, no dynamic batching, ``[N]`` images)."""
+    top_k, fixed = tmp_path / "top3", tmp_path / "fixed"
+    assert (
+        run_cli(capsys, "optimize", resnet18_artifacts["onnx"], "--embed-postprocess", "3", "--output", top_k)[0] == 0
+    )
+    code, _, err = run_cli(capsys, "export", "--model", "mobilenet_v3_small", "--weights", "none", "--format", "onnx",
+                           "--static-batch", "2", "--output", fixed)  # fmt: skip
+    assert code == 0, err
+    repo = tmp_path / "repo"
+    export_triton([top_k, fixed], repo, TritonOptions(ensemble=True))
+    paths = photo_files[:2]
+    with _triton(repo, tmp_path / "tritonserver") as (server, client):
+        for name in ("resnet18", "mobilenet_v3_small"):
+            _stand_in_for_onnxruntime(repo / name)
+            _load_ensemble(server, client, name)
+
+        runtime = load(top_k)
+        result = client.infer("resnet18_ensemble", [_images(paths)])
+        expected = runtime.predict(paths, top_k=3)
+        np.testing.assert_array_equal(result.as_numpy("indices"), [[p.index for p in row] for row in expected])
+        np.testing.assert_allclose(
+            result.as_numpy("probabilities"), [[p.probability for p in row] for row in expected], atol=1e-5
+        )
+
+        runtime = load(fixed)
+        assert runtime.manifest.input.fixed_batch == 2
+        result = client.infer("mobilenet_v3_small_ensemble", [_images(paths, batched=False)])
+        logits = runtime.infer(np.stack([runtime.preprocess(p) for p in paths]))
+        np.testing.assert_allclose(result.as_numpy("logits"), logits, rtol=1e-4, atol=1e-4)
