@@ -14,7 +14,12 @@ def collect_lines(stream: IO[str] | None) -> list[str]:
     """The lines ``stream`` yields, appended by a daemon thread as they come (a full pipe would block the server)."""
     assert stream is not None
     lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")), daemon=True).start()
+
+    def collect() -> None:
+        for line in stream:
+            lines.append(line)
+
+    threading.Thread(target=collect, daemon=True).start()
     return lines
 
 

@@ -42,7 +42,8 @@ class TritonInstall:
 
 
 def find_install(env: Path = TRITON_ENV) -> TritonInstall | None:
-    """The install in ``env``, or None when it is not made (or PyTriton is missing from it)."""
+    """The install in ``env``, or None when it is not made, PyTriton is missing from it or has no backend stub for
+    its Python."""
     python = env / "bin" / "python"
     if not python.exists():
         return None
@@ -52,6 +53,8 @@ def find_install(env: Path = TRITON_ENV) -> TritonInstall | None:
     server = Path(package) / "tritonserver" if package else None
     if server is None or not (server / "bin" / "tritonserver").exists():
         return None
+    if not (server / "python_backend_stubs" / version).is_dir():
+        return None  # the wheel has no backend stub for this Python version
     return TritonInstall(server, python, version, libdir)
 
 
