@@ -23,6 +23,7 @@ from PIL import Image
 tritonclient_http = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException, serialize_byte_tensor, serialized_byte_size  # noqa: E402
 
+from tests.serve.classification import assert_classification_rows  # noqa: E402
 from tests.serve.server_process import collect_lines, wait_until_ok  # noqa: E402
 from tvdeploy.runtime import load  # noqa: E402
 
@@ -129,13 +130,7 @@ def test_classification_extension_and_image_bytes(client, offline, photo_files) 
     assert rows.shape == (2, 3)
     expected = offline.predict(photo_files[:2], top_k=3)
     logits = offline.infer(np.stack([offline.preprocess(p) for p in photo_files[:2]]))
-    for row, predictions, scores in zip(rows, expected, logits, strict=True):
-        fields = [item.decode().split(":", 2) for item in row]
-        assert [int(index) for _, index, _ in fields] == [p.index for p in predictions]
-        assert [label for _, _, label in fields] == [p.label for p in predictions]
-        assert [float(value) for value, _, _ in fields] == pytest.approx(
-            [scores[p.index] for p in predictions], abs=1e-4
-        )
+    assert_classification_rows(rows, expected, logits)
 
 
 def test_grpc_serves_the_same_protocol(server, offline, photo_files) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.cli_helpers import run_cli
+from tests.serve.classification import assert_classification_rows
 from tests.serve.tritonserver import INSTALL_HINT, TritonServer, find_install
 from tvdeploy.errors import ImageError
 from tvdeploy.runtime import load
@@ -92,21 +93,17 @@ def test_ensemble_in_real_triton_answers_like_the_runtime(triton, repository, re
     paths = photo_files[:3]
 
     # the preprocessing step alone: the runtime's decoding and preprocessing, bit for bit
+    batch = np.stack([runtime.preprocess(p) for p in paths])
     result = client.infer("resnet18_preprocess", [_images(paths)])
-    np.testing.assert_array_equal(result.as_numpy("input"), np.stack([runtime.preprocess(p) for p in paths]))
+    np.testing.assert_array_equal(result.as_numpy("input"), batch)
 
     # images in, logits out, and Triton's classification extension with the labels file export-triton wrote
-    logits = runtime.infer(np.stack([runtime.preprocess(p) for p in paths]))
+    logits = runtime.infer(batch)
     result = client.infer("resnet18_ensemble", [_images(paths)])
     np.testing.assert_allclose(result.as_numpy("logits"), logits, rtol=1e-4, atol=1e-4)
     requested = tritonclient_http.InferRequestedOutput("logits", class_count=3)
     rows = client.infer("resnet18_ensemble", [_images(paths)], outputs=[requested]).as_numpy("logits")
-    for row, predictions, scores in zip(rows, runtime.predict(paths, top_k=3), logits, strict=True):
-        fields = [item.decode().split(":", 2) for item in row]
-        assert [(int(index), label) for _, index, label in fields] == [(p.index, p.label) for p in predictions]
-        assert [float(value) for value, _, _ in fields] == pytest.approx(
-            [scores[p.index] for p in predictions], abs=1e-4
-        )
+    assert_classification_rows(rows, runtime.predict(paths, top_k=3), logits)
 
     # 8 concurrent requests, one with an undecodable image: Triton's dynamic batcher runs them through the Python
     # model in batches, the bad one fails alone with the runtime's message and the other 7 answer like the runtime
