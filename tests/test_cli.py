@@ -217,3 +217,35 @@ def test_verbose_errors_show_their_cause_chain(tmp_path: Path) -> None:
     # -v shows the underlying exception torch raised, then the same one-line message
     assert "Traceback" in verbose.stderr and "UnpicklingError" in verbose.stderr
     assert verbose.stderr.rstrip().endswith(quiet.stderr.rstrip().splitlines()[-1])
+
+
+def test_a_closed_stdout_ends_quietly(resnet18_artifacts) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # `tvdeploy inspect ... | head -3` where head has gone: stdout is a pipe whose reader is closed
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tvdeploy", "inspect", str(resnet18_artifacts["onnx"])],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr  # as a shell reports SIGPIPE, no traceback
+
+
+def test_predict_warns_once_that_random_weights_mean_nothing(resnet18_artifacts, photo_files) -> None:
+    proc = run_cli_process("predict", resnet18_artifacts["onnx"], *photo_files[:3], "--json", timeout=120)
+    assert proc.returncode == 0
+    assert proc.stderr.count("random weights") == 1 and "mean nothing" in proc.stderr
+    assert len(proc.stdout.splitlines()) == 3  # stdout stays pure JSON lines
+
+
+def test_help_names_every_command_in_plain_text() -> None:
+    proc = run_cli_process("--help", timeout=60)
+    assert proc.returncode == 0 and "``" not in proc.stdout
+    for command in ("list", "export", "optimize", "validate", "inspect", "predict", "bench", "serve", "export-triton"):
+        assert f"\n    {command} " in proc.stdout or f"\n    {command}\n" in proc.stdout, command

@@ -346,6 +346,8 @@ def main() -> None:
     drive: Drive = drive_raw if args.client == "raw" else drive_tritonclient
     # this machine's speed drifts: after each round the offline runtime is timed at the batch size the server
     # formed, and each round's server figure is compared with the offline figure next to it
+    if args.input == "shm" and "--shared-memory" not in server_args:
+        server_args.append("--shared-memory")  # off by default in the server
     proc, url, ready_s = start_server(args.artifact, server_args)
     rounds: list[dict[str, float]] = []
     try:

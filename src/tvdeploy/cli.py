@@ -1,4 +1,4 @@
-"""Command line: ``tvdeploy list|export|optimize|validate|inspect|predict|bench``.
+"""Command line: ``tvdeploy list|export|optimize|validate|inspect|predict|bench|serve|export-triton``.
 
 Thin by design: each command parses its arguments, calls the library, prints,
 and returns an exit code. Only the command being run is imported. One place
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -17,12 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from tvdeploy import __version__
-from tvdeploy.errors import TvdeployError, UserInputError
+from tvdeploy.errors import MissingDependencyError, TvdeployError, UserInputError
 
 logger = logging.getLogger("tvdeploy")
 
+#: What ``tvdeploy --help`` says before the commands.
+DESCRIPTION = (
+    "Export torchvision classifiers to ONNX, TorchScript, .pt2, OpenVINO IR and ExecuTorch artifacts with a parity "
+    "check on real photos; classify, benchmark and serve them (ONNX and OpenVINO without torch)."
+)
+
 EXIT_OK = 0
 EXIT_PARITY_FAILED = 3
+#: What a shell reports for a process ended by SIGPIPE (128 + 13): the reader closed the pipe, nothing went wrong.
+EXIT_BROKEN_PIPE = 141
 
 
 def _print_json(data: Any) -> None:
@@ -353,6 +362,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         decode_workers=args.workers,
         decode=args.decode,
     )
+    if classifier.manifest.source.kind == "random":
+        logger.warning(
+            "warning: %s has random weights (exported with --weights none): its predictions mean nothing; export "
+            "pretrained weights or a checkpoint for real answers",
+            args.artifact,
+        )
     failed = 0
     with classifier, _progress(len(inputs.files), enabled=not args.quiet) as bar:
         for result in classifier.predict_stream(inputs.files, top_k=args.top_k):
@@ -399,8 +414,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``tvdeploy serve ARTIFACT...``: the Open Inference Protocol on KServe's SDK, until SIGINT/SIGTERM."""
     import importlib.util
 
-    from tvdeploy.errors import MissingDependencyError
-
     if importlib.util.find_spec("kserve") is None:
         raise MissingDependencyError("tvdeploy serve needs kserve, not installed", hint='pip install "tvdeploy[serve]"')
     from tvdeploy.serve.options import ServeOptions
@@ -418,6 +431,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         request_timeout_s=args.request_timeout,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_pixels=args.max_pixels or None,
+        max_request_pixels=args.max_request_pixels or None,
+        max_head_bytes=args.max_header_kb * 1024,
+        read_timeout_s=args.read_timeout,
+        keep_alive_s=args.keep_alive_timeout,
+        max_connections=args.max_connections,
         provider=args.provider,
         grace_period_s=args.grace_period,
         shared_memory=args.shared_memory,
@@ -521,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tvdeploy.runtime.manifest import INTERPOLATIONS
     from tvdeploy.runtime.providers import PROVIDER_CHOICES
 
-    parser = argparse.ArgumentParser(prog="tvdeploy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tvdeploy", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"tvdeploy {__version__}")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
@@ -691,11 +709,16 @@ def _add_serve_parser(sub: Any) -> None:
     from tvdeploy.serve.options import (
         DEFAULT_HOST,
         DEFAULT_INSTANCES,
+        DEFAULT_KEEP_ALIVE_S,
         DEFAULT_MAX_BATCH_SIZE,
         DEFAULT_MAX_BODY_MB,
+        DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_MAX_HEAD_BYTES,
         DEFAULT_MAX_QUEUE,
         DEFAULT_MAX_QUEUE_DELAY_MS,
+        DEFAULT_MAX_REQUEST_PIXELS,
         DEFAULT_PORT,
+        DEFAULT_READ_TIMEOUT_S,
         DEFAULT_REQUEST_TIMEOUT_S,
     )
 
@@ -765,11 +788,42 @@ def _add_serve_parser(sub: Any) -> None:
         "--grace-period", type=int, default=30, help="seconds in-flight requests may take on shutdown (default 30)"
     )
     p.add_argument(
-        "--no-shared-memory",
-        dest="shared_memory",
-        action="store_false",
-        help="refuse the system shared memory extension (by default clients on this host may register POSIX "
-        "shared memory regions, mapped read-only, and send input tensors through them)",
+        "--max-request-pixels",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_PIXELS,
+        help="pixels the images of one request may hold in all, read from their headers before any is decoded "
+        f"(default {DEFAULT_MAX_REQUEST_PIXELS}; 0: no budget)",
+    )
+    p.add_argument(
+        "--max-header-kb",
+        type=_positive_int,
+        default=DEFAULT_MAX_HEAD_BYTES // 1024,
+        help=f"larger request heads (request line + headers) get 431 (default {DEFAULT_MAX_HEAD_BYTES // 1024})",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=DEFAULT_READ_TIMEOUT_S,
+        help=f"seconds a request may take to arrive, head and body, before 408 (default {DEFAULT_READ_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--keep-alive-timeout",
+        type=int,
+        default=DEFAULT_KEEP_ALIVE_S,
+        help=f"seconds an idle keep-alive connection stays open (default {DEFAULT_KEEP_ALIVE_S})",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"open connections at most; more get 503 at once (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--shared-memory",
+        action="store_true",
+        help="serve Triton's system shared memory extension: clients that reach the port may register POSIX shared "
+        "memory objects of this server's user and send input tensors through them (off by default; same host, "
+        "trusted clients only: see docs/serving.md#security)",
     )
     p.set_defaults(handler=cmd_serve)
 
@@ -810,14 +864,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     _configure_logging(args)
     try:
-        return int(args.handler(args))
+        try:
+            return int(args.handler(args))
+        except ImportError as exc:
+            raise _missing_extra(args.command, exc) from exc
     except TvdeployError as exc:
-        if getattr(args, "json", None) is True:
-            _print_json({"error": exc.message, "hint": exc.hint, "type": type(exc).__name__})
-        if args.verbose and (exc.__cause__ or exc.__context__):
-            sys.stderr.write("".join(traceback.format_exception(exc)))  # the whole cause chain
-        sys.stderr.write(f"tvdeploy: error: {exc}\n")
-        return exc.exit_code
+        return _report(args, exc)
+    except BrokenPipeError:  # stdout closed early (`tvdeploy inspect ... | head -3`): stop quietly, as head expects
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not raise again
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         sys.stderr.write("tvdeploy: interrupted\n")
         return 130
+
+
+def _missing_extra(command: str, exc: ImportError) -> Exception:
+    """A :class:`MissingDependencyError` naming the extra for a module of an extra that is not installed; any
+    other import error as it was."""
+    from tvdeploy.extras import extra_of_module, install_hint
+
+    extra = extra_of_module(exc.name)
+    if extra is None:
+        return exc
+    module = (exc.name or "").split(".")[0]
+    return MissingDependencyError(
+        f"tvdeploy {command} needs {module}, which is not installed (it comes with the {extra} extra)",
+        hint=install_hint(extra),
+    )
+
+
+def _report(args: argparse.Namespace, exc: TvdeployError) -> int:
+    """One clear message (and with ``-v`` the chain of causes) for a tvdeploy error; its exit code."""
+    if getattr(args, "json", None) is True:
+        _print_json({"error": exc.message, "hint": exc.hint, "type": type(exc).__name__})
+    if args.verbose and (exc.__cause__ or exc.__context__):
+        sys.stderr.write("".join(traceback.format_exception(exc)))  # the whole cause chain
+    sys.stderr.write(f"tvdeploy: error: {exc}\n")
+    return exc.exit_code

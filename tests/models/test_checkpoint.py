@@ -69,6 +69,24 @@ def test_pickled_code_is_refused(tmp_path: Path) -> None:
         read_checkpoint(path)
 
 
+class _RunsACommand:
+    """What a malicious checkpoint pickles: unpickling it calls os.system."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_a_checkpoint_that_would_run_code_is_named_as_such(tmp_path: Path, capfd) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"conv1.weight": torch.zeros(1), "payload": _RunsACommand()}, path)
+    with pytest.raises(CheckpointError, match=r"posix\.system") as raised:
+        read_checkpoint(path)
+    assert "refuses to unpickle" in str(raised.value) and "corrupt" not in str(raised.value)
+    assert "pwned" not in capfd.readouterr().out  # nothing ran
+
+
 @pytest.mark.parametrize("content", [b"", b"garbage bytes"])
 def test_unreadable_files_are_a_clear_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "bad.pt"

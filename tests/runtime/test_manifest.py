@@ -78,7 +78,7 @@ def test_not_an_artifact_directory(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match=r"no tvdeploy\.json"):
         read_manifest(tmp_path)
     (tmp_path / "tvdeploy.json").write_text("{broken")
-    with pytest.raises(ArtifactError, match="cannot read"):
+    with pytest.raises(ArtifactError, match="is not valid JSON"):
         read_manifest(tmp_path)
 
 
@@ -105,3 +105,77 @@ def test_new_interfaces_are_written_at_schema_2_and_read_back(tmp_path: Path) ->
     assert back.network_input.shape == ["batch", 3, 224, 224] and back.network_output.name == "logits"
     with pytest.raises(ArtifactError, match="needs the name of its indices output"):
         OutputSpec("probabilities", meaning="top_k", shape=["batch", 5])
+
+
+def _write_raw(directory: Path, text: bytes) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "tvdeploy.json").write_bytes(text)
+    return directory
+
+
+def _manifest_dict(**changes) -> dict:
+    data = make_manifest().to_dict()
+    data.update(changes)
+    return data
+
+
+HOSTILE_MANIFESTS = {
+    "deep nesting": (b"[" * 100_000 + b"]" * 100_000, "nests JSON too deeply"),
+    "not UTF-8": (b'{"name": "\xff\xfe"}', "not UTF-8"),
+    "not JSON": (b"{", "not valid JSON"),
+    "files empty": (json.dumps(_manifest_dict(files=[])).encode(), "lists no model file"),
+    "name an object": (json.dumps(_manifest_dict(name={"a": 1})).encode(), "name must be a string"),
+    "labels not strings": (json.dumps(_manifest_dict(labels=[1, 2])).encode(), "labels"),
+    "input not an object": (json.dumps(_manifest_dict(input=[1])).encode(), "input must be an object"),
+    "unknown input key": (
+        json.dumps(_manifest_dict(input={"name": "input", "shape": [1], "evil": 1})).encode(),
+        "malformed input block",
+    ),
+    "file outside": (
+        json.dumps(_manifest_dict(files=[{"path": "../../etc/passwd", "sha256": "0" * 64, "bytes": 1}])).encode(),
+        "points outside the artifact directory",
+    ),
+    "absolute file": (
+        json.dumps(_manifest_dict(files=[{"path": "/etc/passwd", "sha256": "0" * 64, "bytes": 1}])).encode(),
+        "points outside the artifact directory",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_MANIFESTS))
+def test_hostile_manifests_are_artifact_errors_naming_the_problem(tmp_path: Path, case: str) -> None:
+    text, message = HOSTILE_MANIFESTS[case]
+    with pytest.raises(ArtifactError, match=message):
+        read_manifest(_write_raw(tmp_path / "a", text))
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs", "a/b", "", ".", "..", "-rf", "a..b", "x" * 129, "a\nb"])
+def test_model_names_stay_one_plain_path_component(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ArtifactError, match="is not a valid model name"):
+        read_manifest(_write_raw(tmp_path / "a", json.dumps(_manifest_dict(name=name)).encode()))
+
+
+def test_valid_model_names_are_read(tmp_path: Path) -> None:
+    for name in ("resnet50", "ResNet-50.v2_int8", "0model"):
+        assert read_manifest(_write_raw(tmp_path / name, json.dumps(_manifest_dict(name=name)).encode())).name == name
+
+
+def test_a_file_entry_that_is_a_symlink_out_of_the_artifact_is_refused(tmp_path: Path) -> None:
+    from tvdeploy.runtime.manifest import check_artifact_files
+
+    outside = tmp_path / "outside.onnx"
+    outside.write_bytes(b"not yours")
+    artifact = _write_raw(tmp_path / "a", json.dumps(_manifest_dict()).encode())
+    (artifact / "model.onnx").symlink_to(outside)
+    with pytest.raises(ArtifactError, match="leads outside the artifact directory"):
+        check_artifact_files(artifact, read_manifest(artifact))
+
+
+def test_the_cli_reports_a_hostile_manifest_as_exit_2(tmp_path: Path) -> None:
+    from tests.cli_helpers import run_cli_process
+
+    for case in ("deep nesting", "name an object", "files empty"):
+        artifact = _write_raw(tmp_path / case.replace(" ", "_"), HOSTILE_MANIFESTS[case][0])
+        proc = run_cli_process("inspect", artifact, timeout=60)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (case, proc.stderr)
+        assert HOSTILE_MANIFESTS[case][1] in proc.stderr, (case, proc.stderr)

@@ -113,3 +113,45 @@ def test_torch_formats_explain_the_missing_extra(resnet18_artifacts) -> None:
         str(Path(__file__)),
     )
     assert proc.returncode == 2 and "needs torch" in proc.stderr and "Traceback" not in proc.stderr
+
+
+#: As a torch-free install (`pip install .`) is: none of the export extra's modules exist.
+BLOCK_EXPORT_EXTRA = textwrap.dedent("""
+    import importlib.abc, sys
+
+    class _NotInstalled(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "torchvision", "onnx", "onnxscript", "onnxslim", "safetensors",
+                                      "onnxconverter_common", "executorch"):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, _NotInstalled())
+    from tvdeploy.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_commands_that_need_the_export_extra_name_it_in_a_torch_free_install(resnet18_artifacts, tmp_path) -> None:
+    commands = {
+        "list": ["list"],
+        "export": ["export", "--model", "resnet18", "--weights", "none", "--output", str(tmp_path / "x")],
+        "validate": ["validate", str(resnet18_artifacts["onnx"])],
+        "bench --model": ["bench", "--model", "resnet18", "--weights", "none", "--cache-dir", str(tmp_path / "c")],
+        "optimize": [
+            "optimize",
+            str(resnet18_artifacts["onnx"]),
+            "--precision",
+            "fp16",
+            "--output",
+            str(tmp_path / "o"),
+        ],
+    }
+    for name, argv in commands.items():
+        proc = subprocess.run(
+            [sys.executable, "-c", BLOCK_EXPORT_EXTRA, *argv], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 2, (name, proc.stderr)
+        assert "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert "export extra" in proc.stderr and 'pip install "tvdeploy[export]"' in proc.stderr, (name, proc.stderr)
+        assert proc.stderr.count("\n") <= 3, (name, proc.stderr)  # the error line and its hint

@@ -25,7 +25,8 @@ def test_serve_load_compares_each_round_with_offline(resnet18_artifacts, tmp_pat
     ]  # fmt: skip
     subprocess.run(command, check=True, timeout=300, capture_output=True)
     got = json.loads(out.read_text())
-    assert (got["input"], got["clients"], got["server_args"]) == (kind, 2, ["--max-batch-size", "2"])
+    shm = ["--shared-memory"] if kind == "shm" else []  # the tool turns the server's extension on for shm
+    assert (got["input"], got["clients"], got["server_args"]) == (kind, 2, ["--max-batch-size", "2", *shm])
     assert 1 <= got["mean_batch"] <= 2 and got["offline_batch"] in (1, 2) and got["ready_s"] > 0
     assert len(got["rounds"]) == 3
     for round_ in got["rounds"]:

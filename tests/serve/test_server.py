@@ -73,7 +73,7 @@ def post(url: str, body: bytes | Iterable[bytes], content_type: str = "applicati
 def server(resnet18_artifacts) -> Iterator[Server]:
     srv = Server(
         str(resnet18_artifacts["onnx"]), "--max-pixels", "1000000", "--max-body-mb", "8", "--instances", "2",
-        "--grpc-port", "0",
+        "--grpc-port", "0", "--shared-memory",
     )  # fmt: skip
     srv.wait_ready()
     yield srv
@@ -207,6 +207,55 @@ def test_system_shared_memory_inputs_with_the_stock_client(server, client, offli
     finally:
         client.unregister_system_shared_memory()
         shm.destroy_shared_memory_region(region)
+
+
+def test_shared_memory_refuses_what_is_not_a_clients_region(server, client, tmp_path) -> None:
+    """Hostile keys against the real server (started with --shared-memory): each a 400 at once, nothing read
+    through them, and a region its owner truncates after registering fails that request, not the process."""
+    import os
+    from multiprocessing import shared_memory as posix_shm
+
+    assert "system_shared_memory" in client.get_server_metadata()["extensions"]
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"secret" * 1000)
+    secret.chmod(0o600)
+    base = Path("/dev/shm") / f"tvdeploy_hostile_{os.getpid()}"
+    made = {"link": base.with_name(base.name + "_link"), "fifo": base.with_name(base.name + "_fifo"),
+            "dir": base.with_name(base.name + "_dir")}  # fmt: skip
+    made["link"].symlink_to(secret)
+    os.mkfifo(made["fifo"])
+    made["dir"].mkdir()
+    try:
+        for kind, message in (("link", "symbolic link"), ("fifo", "is a FIFO"), ("dir", "is a directory")):
+            start = time.perf_counter()
+            with pytest.raises(InferenceServerException, match=message) as raised:
+                client.register_system_shared_memory(kind, "/" + made[kind].name, 16)
+            assert raised.value.status() == "400" and time.perf_counter() - start < 1, kind
+        assert client.get_system_shared_memory_status() == []
+
+        segment = posix_shm.SharedMemory(create=True, size=3 * 224 * 224 * 4)
+        try:
+            if os.geteuid() == 0:  # another user's object (a 0600 object of another process)
+                os.chown(f"/dev/shm/{segment.name}", 65534, 65534)
+                with pytest.raises(InferenceServerException, match="belongs to another user"):
+                    client.register_system_shared_memory("other", "/" + segment.name, segment.size)
+                os.chown(f"/dev/shm/{segment.name}", 0, 0)
+            client.register_system_shared_memory("shrinks", "/" + segment.name, segment.size)
+            os.truncate(f"/dev/shm/{segment.name}", 1024)  # a mapping of it would now SIGBUS on read
+            tensor = tritonclient_http.InferInput("input", [1, 3, 224, 224], "FP32")
+            tensor.set_shared_memory("shrinks", segment.size)
+            with pytest.raises(InferenceServerException, match="truncated since it was registered") as raised:
+                client.infer("resnet18", [tensor])
+            assert raised.value.status() == "400"
+            assert client.is_server_live() and client.is_model_ready("resnet18")  # the server is still up
+        finally:
+            client.unregister_system_shared_memory()
+            segment.close()
+            segment.unlink()
+    finally:
+        made["link"].unlink()
+        made["fifo"].unlink()
+        made["dir"].rmdir()
 
 
 def test_image_upload_returns_the_runtimes_top_k(server, offline, photo_files) -> None:
@@ -344,13 +393,13 @@ def test_graceful_shutdown_finishes_in_flight_requests(resnet18_artifacts, photo
 
 
 def test_cold_server_is_ready_fast(resnet18_artifacts) -> None:
-    srv = Server(str(resnet18_artifacts["onnx"]), "--no-shared-memory")
+    srv = Server(str(resnet18_artifacts["onnx"]))
     try:
         seconds = srv.wait_ready()
         print(f"\nresnet18 server ready {seconds:.2f} s after it listened")
         assert seconds < 10  # generous on a shared machine; docs/serving.md has resnet50 measured quietly
         client = tritonclient_http.InferenceServerClient(srv.url)
-        with pytest.raises(InferenceServerException, match="--no-shared-memory"):
+        with pytest.raises(InferenceServerException, match="start the server with --shared-memory"):
             client.register_system_shared_memory("r", "/tvdeploy_unused", 16)
     finally:
         srv.stop()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from collections.abc import Iterator
 from multiprocessing import shared_memory
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")  # the serve extra; KServe itself is not imported here (see kserve_fields.py)
 
-from tvdeploy.serve.shared_memory import SharedMemoryError, SharedMemoryRegistry, points_at_shared_memory
+from tvdeploy.serve.shared_memory import SHM_DIR, SharedMemoryError, SharedMemoryRegistry, points_at_shared_memory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX shared memory in /dev/shm")
 
@@ -34,23 +37,24 @@ def _params(region: str, byte_size: int, offset: int | None = None) -> dict[str,
     return params
 
 
-def test_reads_a_tensor_in_place_at_the_region_and_input_offsets(segment) -> None:
+def test_reads_a_tensor_at_the_region_and_input_offsets(segment) -> None:
     values = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
     np.ndarray(values.shape, np.float32, buffer=segment.buf, offset=256 + 64)[:] = values
-    registry = SharedMemoryRegistry()
+    registry = SharedMemoryRegistry(enabled=True)
     registry.register("r", "/" + segment.name, offset=256, byte_size=1024)
     assert registry.status() == [{"name": "r", "key": "/" + segment.name, "offset": 256, "byte_size": 1024}]
     got = registry.read("input", "FP32", [2, 3, 4], _params("r", values.nbytes, offset=64))
     np.testing.assert_array_equal(got, values)
-    assert not got.flags.writeable  # mapped read-only: the server never writes into the client's memory
     np.ndarray(values.shape, np.float32, buffer=segment.buf, offset=256 + 64)[:] = -values  # the client rewrites
-    np.testing.assert_array_equal(got, -values)  # ... and the server sees it: the tensor was not copied
+    np.testing.assert_array_equal(got, values)  # the request's copy is its own (read with pread, never mapped) ...
+    again = registry.read("input", "FP32", [2, 3, 4], _params("r", values.nbytes, offset=64))
+    np.testing.assert_array_equal(again, -values)  # ... and the next request reads what the client wrote
 
 
 def test_reads_length_prefixed_bytes(segment) -> None:
     encoded = b"".join(len(item).to_bytes(4, "little") + item for item in (b"first image", b"second"))
     segment.buf[: len(encoded)] = encoded
-    registry = SharedMemoryRegistry()
+    registry = SharedMemoryRegistry(enabled=True)
     registry.register("images", segment.name, offset=0, byte_size=SIZE)  # a key without the leading slash works too
     got = registry.read("image_bytes", "BYTES", [2], _params("images", len(encoded)))
     assert list(got) == [b"first image", b"second"]
@@ -61,7 +65,7 @@ def test_reads_length_prefixed_bytes(segment) -> None:
 
 
 def test_registration_errors_name_the_problem(segment) -> None:
-    registry = SharedMemoryRegistry()
+    registry = SharedMemoryRegistry(enabled=True)
     cases = {
         "../etc/passwd": ("x", "../etc/passwd", 0, 16, "not a POSIX shared memory name"),
         "missing object": ("x", "/tvdeploy_no_such_region", 0, 16, "No such file"),
@@ -78,7 +82,7 @@ def test_registration_errors_name_the_problem(segment) -> None:
 
 
 def test_read_errors_name_the_problem(segment) -> None:
-    registry = SharedMemoryRegistry()
+    registry = SharedMemoryRegistry(enabled=True)
     registry.register("r", segment.name, 0, 1024)
     with pytest.raises(SharedMemoryError, match="'nope' is not registered"):
         registry.read("input", "FP32", [4], _params("nope", 16))
@@ -91,7 +95,7 @@ def test_read_errors_name_the_problem(segment) -> None:
 
 
 def test_unregister_one_or_all_and_a_disabled_registry(segment) -> None:
-    registry = SharedMemoryRegistry()
+    registry = SharedMemoryRegistry(enabled=True)
     for name in ("a", "b", "c"):
         registry.register(name, segment.name, 0, 64)
     registry.unregister("b")
@@ -101,10 +105,87 @@ def test_unregister_one_or_all_and_a_disabled_registry(segment) -> None:
         registry.status("b")
     registry.unregister()
     assert registry.status() == []
-    with pytest.raises(SharedMemoryError, match="--no-shared-memory"):
+    with pytest.raises(SharedMemoryError, match="start the server with --shared-memory"):
         SharedMemoryRegistry(enabled=False).register("a", segment.name, 0, 64)
 
 
 def test_points_at_shared_memory() -> None:
     assert points_at_shared_memory(_params("r", 16))
     assert not points_at_shared_memory(None) and not points_at_shared_memory({"binary_data_size": 16})
+
+
+def _key_of(path: Path) -> str:
+    return "/" + path.name
+
+
+@pytest.fixture
+def shm_path() -> Iterator[Path]:
+    """A name in /dev/shm that the test makes into something other than a shared memory object."""
+    path = SHM_DIR / f"tvdeploy_test_{os.getpid()}_{time.monotonic_ns()}"
+    yield path
+    if path.is_dir() and not path.is_symlink():
+        path.rmdir()
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def test_a_symbolic_link_is_refused_and_never_followed(shm_path, tmp_path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root-only secret " * 100)
+    secret.chmod(0o600)
+    shm_path.symlink_to(secret)
+    with pytest.raises(SharedMemoryError, match="is a symbolic link"):
+        SharedMemoryRegistry(enabled=True).register("r", _key_of(shm_path), 0, 16)
+
+
+def test_a_fifo_is_refused_at_once(shm_path) -> None:
+    os.mkfifo(shm_path)
+    start = time.perf_counter()
+    with pytest.raises(SharedMemoryError, match="is a FIFO"):
+        SharedMemoryRegistry(enabled=True).register("r", _key_of(shm_path), 0, 16)  # no writer: open must not block
+    assert time.perf_counter() - start < 1
+
+
+def test_a_directory_is_refused(shm_path) -> None:
+    shm_path.mkdir()
+    with pytest.raises(SharedMemoryError, match="is a directory"):
+        SharedMemoryRegistry(enabled=True).register("r", _key_of(shm_path), 0, 16)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown to another user needs root")
+def test_an_object_of_another_user_is_refused(segment) -> None:
+    os.chown(SHM_DIR / segment.name, 65534, 65534)  # nobody's, as another process's 0600 object would be
+    with pytest.raises(SharedMemoryError, match="belongs to another user"):
+        SharedMemoryRegistry(enabled=True).register("r", segment.name, 0, 16)
+
+
+def test_a_key_with_nul_is_refused() -> None:
+    with pytest.raises(SharedMemoryError, match="not a POSIX shared memory name"):
+        SharedMemoryRegistry(enabled=True).register("r", "/abc\0def", 0, 16)
+
+
+def test_a_region_truncated_after_registering_fails_the_read_not_the_process(segment) -> None:
+    registry = SharedMemoryRegistry(enabled=True)
+    registry.register("r", segment.name, 0, SIZE)
+    os.truncate(SHM_DIR / segment.name, 64)  # its owner shrinks it: a mapped read would fault with SIGBUS
+    with pytest.raises(SharedMemoryError, match="truncated since it was registered"):
+        registry.read("input", "FP32", [1024], _params("r", SIZE))
+    np.testing.assert_array_equal(registry.read("input", "FP32", [4], _params("r", 16)), np.zeros(4, np.float32))
+
+
+def test_reads_are_bounded_by_the_body_limit(segment) -> None:
+    registry = SharedMemoryRegistry(enabled=True, max_read_bytes=1024)
+    registry.register("r", segment.name, 0, SIZE)
+    with pytest.raises(SharedMemoryError, match="more than this server reads for one request"):
+        registry.read("input", "FP32", [1024], _params("r", SIZE))
+
+
+def test_off_by_default(segment) -> None:
+    registry = SharedMemoryRegistry()
+    for call in (
+        lambda: registry.register("r", segment.name, 0, 16),
+        registry.status,
+        lambda: registry.read("input", "FP32", [4], _params("r", 16)),
+    ):
+        with pytest.raises(SharedMemoryError, match="system shared memory is off"):
+            call()

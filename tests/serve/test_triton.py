@@ -124,3 +124,47 @@ def test_ensemble_refuses_artifacts_that_take_decoded_images(resnet18_artifacts,
     assert run_cli(capsys, "optimize", resnet18_artifacts["onnx"], "--embed-preprocess", "--output", embedded)[0] == 0
     code, _, err = run_cli(capsys, "export-triton", embedded, "--output", tmp_path / "repo", "--ensemble")
     assert code == 2 and "--embed-preprocess" in err
+
+
+def _renamed_copy(artifact, directory, name) -> object:
+    import json
+    import shutil
+
+    shutil.copytree(artifact, directory)
+    manifest = json.loads((directory / "tvdeploy.json").read_text())
+    manifest["name"] = name
+    (directory / "tvdeploy.json").write_text(json.dumps(manifest))
+    return directory
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/tvdeploy_abs_target", "a/b", "", "."])
+def test_a_hostile_manifest_name_writes_nothing_outside_the_repository(resnet18_artifacts, tmp_path, capsys, name):
+    artifact = _renamed_copy(resnet18_artifacts["onnx"], tmp_path / "artifact", name)
+    repo = tmp_path / "sandbox" / "repo"
+    repo.mkdir(parents=True)
+    (repo / "keep").mkdir()  # with --force, a bad name once removed the whole repository
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code, _, err = run_cli(capsys, "export-triton", artifact, "--output", repo, "--force")
+    assert code == 2 and "is not a valid model name" in err and "Traceback" not in err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_force_replaces_only_models_that_export_triton_wrote(resnet18_artifacts, tmp_path, capsys) -> None:
+    repo = tmp_path / "repo"
+    (repo / "resnet18").mkdir(parents=True)
+    (repo / "resnet18" / "precious.txt").write_text("not tvdeploy's")
+    code, _, err = run_cli(capsys, "export-triton", resnet18_artifacts["onnx"], "--output", repo, "--force")
+    assert code == 2 and "was not written by tvdeploy export-triton" in err
+    assert (repo / "resnet18" / "precious.txt").read_text() == "not tvdeploy's"
+    (repo / "resnet18" / "precious.txt").unlink()
+    (repo / "resnet18").rmdir()
+    assert run_cli(capsys, "export-triton", resnet18_artifacts["onnx"], "--output", repo)[0] == 0
+    assert run_cli(capsys, "export-triton", resnet18_artifacts["onnx"], "--output", repo, "--force")[0] == 0
+    assert (repo / "resnet18" / "1" / "model.onnx").is_file()
+
+
+def test_export_refuses_a_name_that_is_not_a_model_name(tmp_path, capsys) -> None:
+    code, _, err = run_cli(capsys, "export", "--model", "resnet18", "--weights", "none", "--name", "../evil",
+                           "--output", tmp_path / "out")  # fmt: skip
+    assert code == 2 and "--name '../evil' is not a valid model name" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "evil").exists()

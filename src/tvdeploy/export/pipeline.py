@@ -34,6 +34,7 @@ from tvdeploy.runtime.manifest import (
     Manifest,
     OutputSpec,
     TensorSpec,
+    check_model_name,
     write_manifest,
 )
 from tvdeploy.runtime.runners import runner_for_artifact
@@ -58,6 +59,10 @@ class ExportRequest:
     progress: bool = True
     #: treat ``output`` as the parent of ``<name>-<format>`` directories even for a single format
     output_is_parent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            check_model_name(self.name, "--name")
 
 
 @dataclass

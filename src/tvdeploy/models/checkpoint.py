@@ -57,7 +57,11 @@ def _read_torch(path: Path) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        blocked = re.search(r"GLOBAL (\S+) was not an allowed global|safe_globals\(\[([^\]]+)\]\)", str(exc))
+        # torch names the global its weights-only unpickler refused ("Unsupported global: GLOBAL x was not an allowed
+        # global" for a class, "unsupported GLOBAL posix.system whose module posix is blocked" for a function)
+        blocked = re.search(
+            r"GLOBAL (\S+)(?: was not an allowed global| whose module)|safe_globals\(\[([^\]]+)\]\)", str(exc)
+        )
         if blocked is None:
             raise CheckpointError(
                 f"{path} is not a readable torch checkpoint (corrupt or not a torch.save file)"

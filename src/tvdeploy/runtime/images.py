@@ -116,6 +116,21 @@ def load_image(
         ) from exc
 
 
+def image_pixels(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> int:
+    """The pixel count of an encoded image, read from its header without decoding it (what a server checks against
+    its budget before it decodes anything); the same :class:`ImageError` as :func:`load_image` for an input that
+    is not an image or is over ``max_pixels``."""
+    name = describe_source(source)
+    if isinstance(source, np.ndarray):
+        return int(source.shape[0] * source.shape[1]) if source.ndim >= 2 else 0
+    image = source if isinstance(source, Image.Image) else _open(source, name, max_pixels)
+    try:
+        return int(image.width * image.height)
+    finally:
+        if image is not source:
+            image.close()
+
+
 def _needed_stored_size(image: Image.Image, shrink_to: ShrinkTo, exif_transpose: bool) -> tuple[int, int]:
     """The size needed, in the file's own (not yet rotated) orientation."""
     width, height = image.size

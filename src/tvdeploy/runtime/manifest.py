@@ -8,8 +8,9 @@ guessing at fields it does not know.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tvdeploy.errors import ArtifactError
@@ -37,6 +38,37 @@ EXAMPLE_IMAGE_SIZE = (480, 640)
 #: The layout of an input of whole images: uint8 RGB ``(N, H, W, 3)`` of any height and width.
 IMAGES_LAYOUT = "NHWC"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+#: The largest manifest read: a 1000-class manifest is ~30 KB, so anything near this is not one of ours.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+#: What a model name may be: a file name and a Triton model name at once (one path component, no ``..``, no
+#: separators, no leading dot or dash), so that a name from a manifest can never point outside a directory.
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_model_name(name: object, what: str = "the manifest's name") -> str:
+    """``name`` if it is a valid model name (:data:`MODEL_NAME_PATTERN`, no ``..``); else an :class:`ArtifactError`
+    that names ``what`` was wrong."""
+    if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ArtifactError(
+            f"{what} {name!r} is not a valid model name",
+            hint="use letters, digits, '_', '.' and '-' (at most 128, starting with a letter or digit, no '..'), "
+            "e.g. resnet50_v2",
+        )
+    return name
+
+
+def check_relative_file(path: object) -> str:
+    """``path`` if it names a file inside an artifact directory: relative, ``/``-separated, no ``..``."""
+    if not isinstance(path, str) or not path or "\0" in path or "\\" in path:
+        raise ArtifactError(f"the manifest's files entry {path!r} is not a relative file path")
+    parts = PurePosixPath(path).parts
+    if PurePosixPath(path).is_absolute() or any(part in ("..", ".") for part in parts) or not parts:
+        raise ArtifactError(
+            f"the manifest's files entry {path!r} points outside the artifact directory",
+            hint="a manifest lists files inside its own directory only; re-export the artifact",
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -115,6 +147,18 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _check_tensor_name(name: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise ArtifactError(f"a tensor name must be a non-empty string, got {name!r}")
+
+
+def _check_shape(shape: object) -> None:
+    if not isinstance(shape, list) or not all(
+        (isinstance(d, int) and not isinstance(d, bool) and d >= 0) or isinstance(d, str) or d is None for d in shape
+    ):
+        raise ArtifactError(f"a tensor shape must be a list of sizes and axis names, got {shape!r}")
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """A model input: name, shape (a string names a dynamic axis), dtype and layout.
@@ -128,6 +172,14 @@ class TensorSpec:
     dtype: str = "float32"
     layout: str = "NCHW"
     max_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_tensor_name(self.name)
+        _check_shape(self.shape)
+        if not isinstance(self.dtype, str) or not isinstance(self.layout, str):
+            raise ArtifactError("a tensor's dtype and layout must be strings")
+        if self.max_batch is not None and (not isinstance(self.max_batch, int) or self.max_batch < 1):
+            raise ArtifactError(f"max_batch must be a positive integer or null, got {self.max_batch!r}")
 
     @property
     def takes_images(self) -> bool:
@@ -182,6 +234,10 @@ class OutputSpec:
     indices: str | None = None
 
     def __post_init__(self) -> None:
+        _check_tensor_name(self.name)
+        _check_shape(self.shape)
+        if self.indices is not None:
+            _check_tensor_name(self.indices)
         if self.meaning not in OUTPUT_MEANINGS:
             raise ArtifactError(f"unknown output meaning {self.meaning!r}", hint=f"one of {', '.join(OUTPUT_MEANINGS)}")
         if self.meaning == TOP_K and not self.indices:
@@ -279,6 +335,25 @@ class FileEntry:
     path: str
     sha256: str
     bytes: int
+
+    def __post_init__(self) -> None:
+        check_relative_file(self.path)
+        if not isinstance(self.sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ArtifactError(f"the manifest's files entry {self.path!r} has no valid sha256")
+        if not isinstance(self.bytes, int) or isinstance(self.bytes, bool) or self.bytes < 0:
+            raise ArtifactError(f"the manifest's files entry {self.path!r} has no valid byte count")
+
+    def location(self, artifact_dir: str | Path) -> Path:
+        """The file's path under ``artifact_dir``; an :class:`ArtifactError` where a symbolic link takes it
+        outside that directory."""
+        root = Path(artifact_dir).resolve()
+        path = Path(artifact_dir) / self.path
+        if not path.resolve().is_relative_to(root):
+            raise ArtifactError(
+                f"{path} leads outside the artifact directory {artifact_dir} (a symbolic link)",
+                hint="an artifact's files lie inside its directory; re-export it or copy the files in",
+            )
+        return path
 
 
 #: ONNX Runtime graph optimization levels an artifact can be saved at (``--optimize``).
@@ -383,52 +458,92 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Manifest":
-        """Parse and check a manifest dict."""
+        """Parse and check a manifest dict: every field of the wrong type or value is an :class:`ArtifactError`
+        that names the field."""
         version = data.get("schema_version")
-        if not isinstance(version, int):
+        if not isinstance(version, int) or isinstance(version, bool):
             raise ArtifactError("manifest has no integer schema_version")
         if version > SCHEMA_VERSION:
             raise ArtifactError(
                 f"manifest schema version {version} is newer than this tvdeploy understands ({SCHEMA_VERSION})",
                 hint="upgrade tvdeploy (pip install -U tvdeploy)",
             )
-        try:
-            fmt = data["format"]
-            if fmt not in FORMATS:
-                raise ArtifactError(
-                    f"unknown artifact format {fmt!r}",
-                    hint=f"known formats: {', '.join(FORMATS)} (a newer tvdeploy may know it)",
-                )
-            return cls(
-                name=data["name"],
-                architecture=data["architecture"],
-                weights=data["weights"],
-                pretrained=bool(data["pretrained"]),
-                format=fmt,
-                precision=data["precision"],
-                opset=data.get("opset"),
-                exporter=data["exporter"],
-                input=TensorSpec(**data["input"]),
-                output=OutputSpec(**data["output"]),
-                preprocess=PreprocessSpec.from_dict(data["preprocess"]),
-                labels=list(data["labels"]),
-                files=[FileEntry(**entry) for entry in data["files"]],
-                versions=dict(data.get("versions", {})),
-                source=Source.from_dict(data.get("source", {})),
-                parity=data.get("parity"),
-                export_info=dict(data.get("export_info", {})),
-                created=data.get("created", ""),
-                schema_version=version,
-                optimized_graph=OptimizedGraph(**data["optimized_graph"]) if data.get("optimized_graph") else None,
+        fmt = _typed(data, "format", str)
+        if fmt not in FORMATS:
+            raise ArtifactError(
+                f"unknown artifact format {fmt!r}",
+                hint=f"known formats: {', '.join(FORMATS)} (a newer tvdeploy may know it)",
             )
-        except KeyError as exc:
-            raise ArtifactError(f"manifest lacks the key {exc.args[0]!r}") from exc
-        except TypeError as exc:
-            raise ArtifactError(f"malformed manifest: {exc}") from exc
+        labels = _typed(data, "labels", list)
+        if not labels or not all(isinstance(label, str) for label in labels):
+            raise ArtifactError("the manifest's labels must be a non-empty list of strings (labels)")
+        files = [_block(data, f"files[{i}]", FileEntry, entry) for i, entry in enumerate(_typed(data, "files", list))]
+        if not files:
+            raise ArtifactError("the manifest lists no model file (files is empty)", hint="re-export the artifact")
+        opset = data.get("opset")
+        if opset is not None and (not isinstance(opset, int) or isinstance(opset, bool)):
+            raise ArtifactError(f"the manifest's opset must be an integer or null, got {opset!r} (opset)")
+        optimized = data.get("optimized_graph")
+        return cls(
+            name=check_model_name(_typed(data, "name", str)),
+            architecture=_typed(data, "architecture", str),
+            weights=_typed(data, "weights", str),
+            pretrained=_typed(data, "pretrained", bool),
+            format=fmt,
+            precision=_typed(data, "precision", str),
+            opset=opset,
+            exporter=_typed(data, "exporter", str),
+            input=_block(data, "input", TensorSpec, _typed(data, "input", dict)),
+            output=_block(data, "output", OutputSpec, _typed(data, "output", dict)),
+            preprocess=PreprocessSpec.from_dict(_typed(data, "preprocess", dict)),
+            labels=labels,
+            files=files,
+            versions=dict(_typed(data, "versions", dict, {})),
+            source=Source.from_dict(data.get("source", {})),
+            parity=_typed(data, "parity", dict, None),
+            export_info=dict(_typed(data, "export_info", dict, {})),
+            created=_typed(data, "created", str, ""),
+            schema_version=version,
+            optimized_graph=_block(data, "optimized_graph", OptimizedGraph, optimized) if optimized else None,
+        )
+
+
+_MISSING = object()
+
+
+def _typed(data: dict[str, Any], key: str, kind: type, default: Any = _MISSING) -> Any:
+    """``data[key]`` if it is a ``kind`` (``default`` where it is absent or null and a default is given)."""
+    value = data.get(key)
+    if value is None and default is not _MISSING:
+        return default
+    if key not in data:
+        raise ArtifactError(f"manifest lacks the key {key!r}")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ArtifactError(
+            f"the manifest's {key} must be {_KIND_NAMES.get(kind, kind.__name__)}, got {type(value).__name__} ({key})",
+            hint="the file is not a manifest tvdeploy wrote, or it was edited; re-export the artifact",
+        )
+    return value
+
+
+_KIND_NAMES = {str: "a string", bool: "true or false", list: "a list", dict: "an object", int: "an integer"}
+
+
+def _block(data: dict[str, Any], key: str, kind: type, value: Any) -> Any:
+    """``kind(**value)``: a sub-block of the manifest, with its problems named by ``key``."""
+    if not isinstance(value, dict):
+        raise ArtifactError(f"the manifest's {key} must be an object, got {type(value).__name__} ({key})")
+    try:
+        return kind(**value)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{exc.message} ({key})", hint=exc.hint) from exc
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"malformed {key} block in the manifest: {exc}") from exc
 
 
 def read_manifest(artifact_dir: str | Path) -> Manifest:
-    """Read ``tvdeploy.json`` from an artifact directory."""
+    """Read ``tvdeploy.json`` from an artifact directory (at most :data:`MAX_MANIFEST_BYTES`; anything that is not
+    a manifest is an :class:`ArtifactError` that names the problem)."""
     path = Path(artifact_dir) / MANIFEST_NAME
     if not Path(artifact_dir).is_dir():
         raise ArtifactError(
@@ -441,9 +556,20 @@ def read_manifest(artifact_dir: str | Path) -> Manifest:
             hint="pass the directory `tvdeploy export` wrote, not the model file",
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}") from exc
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{path} is larger than {MAX_MANIFEST_BYTES // 2**20} MB: not a tvdeploy manifest")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except RecursionError as exc:
+        raise ArtifactError(f"{path} nests JSON too deeply to be a tvdeploy manifest") from exc
+    except ValueError as exc:  # json.JSONDecodeError
+        raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ArtifactError(f"{path} does not hold a JSON object")
     return Manifest.from_dict(data)
@@ -462,7 +588,7 @@ def check_artifact_files(artifact_dir: str | Path, manifest: Manifest) -> dict[s
 
     checks = {}
     for entry in manifest.files:
-        path = Path(artifact_dir) / entry.path
+        path = entry.location(artifact_dir)
         if not path.is_file():
             checks[entry.path] = "missing"
         else:

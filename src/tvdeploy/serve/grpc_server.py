@@ -1,11 +1,10 @@
 """The Open Inference Protocol over gRPC: KServe's servicer on tvdeploy's address, with tvdeploy's status codes.
 
 KServe's ``GRPCServer`` listens on ``[::]:port`` (every interface, as in a pod); this one uses KServe's
-``InferenceServicer`` (the protocol, on the same data plane as HTTP) and its error interceptor, on the address
-``--host`` names. Added: a full queue is ``UNAVAILABLE`` and the request timeout ``DEADLINE_EXCEEDED``, as
-Triton answers them (KServe's interceptor would call both an internal error), a bad request is logged without
-a traceback, and every call is counted in the
-same Prometheus metrics and access log as HTTP requests.
+``InferenceServicer`` (the protocol, on the same data plane as HTTP) on the address ``--host`` names. Errors get
+the gRPC codes of the server's one error table (a full queue ``UNAVAILABLE``, the request timeout
+``DEADLINE_EXCEEDED``, as Triton answers them), a client's mistake is logged as one line without a traceback, and
+every call is counted in the same Prometheus metrics and access log as HTTP requests.
 """
 
 from __future__ import annotations
@@ -16,14 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from grpc import StatusCode, aio
-from kserve.errors import InvalidInput
+from grpc_interceptor.exceptions import GrpcException
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.servicer import InferenceServicer
 
 from tvdeploy.errors import UserInputError
 from tvdeploy.serve import metrics
-from tvdeploy.serve.model import Overloaded, RequestTimeout
+from tvdeploy.serve.errors import log_error, message_of, status_of
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +31,15 @@ _ROUTE_KINDS = {"ModelInfer": "infer", "ServerLive": "health", "ServerReady": "h
 
 
 class StatusInterceptor(ExceptionToStatusInterceptor):
-    """KServe's exception-to-status mapping plus overload and timeout; metrics and an access log line."""
+    """Errors answered by the server's one table (:mod:`tvdeploy.serve.errors`); metrics and an access log line."""
 
     async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str) -> Any:
-        if isinstance(ex, InvalidInput):  # the client's mistake: no traceback in the server's log
-            await context.abort(StatusCode.INVALID_ARGUMENT, str(ex))
-        if isinstance(ex, Overloaded):
-            await context.abort(StatusCode.UNAVAILABLE, str(ex))
-        if isinstance(ex, RequestTimeout):
-            await context.abort(StatusCode.DEADLINE_EXCEEDED, str(ex))
-        return await super().handle_exception(ex, request_or_iterator, context, method_name)
+        if isinstance(ex, GrpcException):  # already a status (grpc_interceptor's own exceptions)
+            return await super().handle_exception(ex, request_or_iterator, context, method_name)
+        status = status_of(ex)
+        message = message_of(ex)
+        log_error(status, message, f"gRPC {method_name.rsplit('/', 1)[-1]}", ex)
+        await context.abort(getattr(StatusCode, status.grpc), message)
 
     async def intercept(self, method: Any, request_or_iterator: Any, context: Any, method_name: str) -> Any:
         start = time.perf_counter()

@@ -3,63 +3,34 @@
 The request goes through the same steps as KServe's own route (``V2Endpoints.infer``): the data plane decodes it
 (JSON, or the binary tensor data extension), runs the model (``Model.__call__``: tvdeploy's ``predict`` and
 its dynamic batcher) and encodes the response. What it skips is FastAPI's routing, dependency solving and
-request-model validation, which cost the event loop about a third of each request: measured with 8 clients on
-2 cores, mobilenet_v3_small went from 280-310 to 350-400 requests/s (docs/serving.md). Other routes, and
-versioned infer paths, stay KServe's.
+request-model validation, which cost the event loop about a third of each request (docs/serving.md). Other
+routes stay KServe's.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from kserve.constants.constants import PredictorProtocol
-from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady, UnsupportedProtocol
+from kserve.errors import ModelNotReady
 
 from tvdeploy.serve.asgi import Receive, Scope, Send, send_bytes
-from tvdeploy.serve.model import Overloaded, RequestTimeout
-from tvdeploy.serve.shared_memory import SharedMemoryError
+from tvdeploy.serve.errors import error_answer
 
 logger = logging.getLogger(__name__)
 
-#: The unversioned infer path; its one group is the model name.
-INFER_PATH = re.compile(r"^/v2/models/([^/]+)/infer$")
+#: The infer path, with or without a model version; its first group is the model name.
+INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$")
 
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
 
 
-#: Exceptions by the status they answer: KServe's own errors as KServe answers them, tvdeploy's overload and
-#: timeout, and a shared memory registration or reference that cannot be served.
-_ERROR_STATUSES: Sequence[tuple[type[BaseException], int]] = (
-    (InvalidInput, 400),
-    (SharedMemoryError, 400),
-    (ModelNotFound, 404),
-    (ModelNotReady, 503),
-    (Overloaded, 503),
-    (RequestTimeout, 504),
-    (NotImplementedError, 501),
-    (UnsupportedProtocol, 501),
-    (InferenceError, 500),
-)
-
-
-def error_answer(exc: BaseException) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """The status, the protocol's ``{"error": ...}`` body and headers for an exception, as KServe answers
-    its own errors, plus tvdeploy's overload (503 + ``Retry-After``) and timeout (504)."""
-    status = next((code for kind, code in _ERROR_STATUSES if isinstance(exc, kind)), None)
-    if status is None:
-        logger.exception("inference failed", exc_info=exc)
-        return 500, orjson.dumps({"error": f"{type(exc).__name__} : {exc}"}), []
-    headers = [(b"retry-after", str(exc.retry_after_s).encode())] if isinstance(exc, Overloaded) else []
-    return status, orjson.dumps({"error": str(exc)}), headers
-
-
 class InferRoute:
-    """ASGI middleware that answers unversioned infer requests itself and passes everything else on."""
+    """ASGI middleware that answers infer requests itself and passes everything else on."""
 
     def __init__(self, app: Any, dataplane: Any) -> None:
         self.app = app
@@ -74,7 +45,7 @@ class InferRoute:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return  # the client went away
+                return  # the client went away: the middleware counts the request as closed by the client
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
@@ -82,7 +53,7 @@ class InferRoute:
         try:
             body, extra = await self._infer(match.group(1), b"".join(chunks), headers)
         except Exception as exc:
-            status, payload, extra = error_answer(exc)
+            status, payload, extra = error_answer(exc, f"POST {scope['path']}")
             await send_bytes(send, status, payload, JSON, extra)
             return
         if isinstance(body, bytes):

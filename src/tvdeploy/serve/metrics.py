@@ -27,7 +27,15 @@ INFERENCE_ERRORS = Counter(
 
 
 def record_request(kind: str, method: str, status: str, seconds: float, client: str, target: str) -> None:
-    """Count one finished request (HTTP or gRPC), observe its latency and write its access log line."""
+    """Count one finished request (HTTP or gRPC), observe its latency and write its access log line (the client's
+    path with control characters escaped: a ``%0a`` in a path cannot forge a line)."""
     REQUESTS.labels(kind, method, status).inc()
     REQUEST_LATENCY.labels(kind).observe(seconds)
-    access_logger.info('%s "%s %s" %s %.1fms', client, method, target, status, seconds * 1000)
+    access_logger.info('%s "%s %s" %s %.1fms', client, printable(method), printable(target), status, seconds * 1000)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so that what a client sends cannot forge log lines."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

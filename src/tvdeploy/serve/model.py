@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,25 +18,17 @@ from kserve.errors import InvalidInput
 from tvdeploy.errors import ImageError
 from tvdeploy.runtime import load
 from tvdeploy.runtime.classifier import Classifier
+from tvdeploy.runtime.images import image_pixels
 from tvdeploy.runtime.manifest import Manifest, read_manifest
 from tvdeploy.runtime.postprocess import Prediction, top_k_indices
 from tvdeploy.serve import metrics
 from tvdeploy.serve.batching import DynamicBatcher, QueueFull
 from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT, protocol_dims
+from tvdeploy.serve.errors import Overloaded, RequestTimeout
 from tvdeploy.serve.options import RETRY_AFTER_S, ServeOptions
-from tvdeploy.serve.shared_memory import SharedMemoryError, SharedMemoryRegistry, points_at_shared_memory
+from tvdeploy.serve.shared_memory import SharedMemoryRegistry, points_at_shared_memory
 
 logger = logging.getLogger(__name__)
-
-
-class Overloaded(Exception):
-    """The model's queue is full: answered 503 with ``Retry-After``."""
-
-    retry_after_s = RETRY_AFTER_S
-
-
-class RequestTimeout(Exception):
-    """A request was not answered within the server's request timeout: answered 504."""
 
 
 class ServedClassifier(Model):
@@ -50,6 +43,8 @@ class ServedClassifier(Model):
         self.manifest: Manifest = manifest
         self.classifier: Classifier | None = None
         self.batcher: DynamicBatcher | None = None
+        #: why loading failed (the model then stays not ready); None while loading and once loaded
+        self.load_error: str | None = None
 
     # -- loading -----------------------------------------------------------------------------------------------
     def load(self) -> bool:
@@ -73,6 +68,12 @@ class ServedClassifier(Model):
         )
         self.ready = True
         logger.info("model %s ready (%s, %s)", self.name, self.manifest.format, self.manifest.precision)
+        if self.manifest.source.kind == "random":
+            logger.warning(
+                "model %s has random weights (exported with --weights none): its answers mean nothing; export "
+                "pretrained weights or a checkpoint to serve real predictions",
+                self.name,
+            )
         return True
 
     def stop(self) -> None:
@@ -116,24 +117,30 @@ class ServedClassifier(Model):
             check_top_k(top_k, self.manifest.output, self.manifest.num_classes)
         except Exception as exc:
             raise InvalidInput(str(getattr(exc, "message", exc))) from exc
+        self._check_rows(len(images))
         outputs = await self._infer(await self._decoded(images))
         return decode_outputs(outputs, self.manifest.output, self.manifest.labels, top_k)
 
-    async def _infer(self, batches: list[np.ndarray]) -> dict[str, np.ndarray]:
-        assert self.batcher is not None, "predict before load"
-        rows = sum(len(b) for b in batches)
+    def _check_rows(self, rows: int) -> None:
+        """Refuse a request of more rows than one model call takes, before any of them is read or decoded."""
         if rows > self.options.max_batch_size:
             raise InvalidInput(
                 f"a request of {rows} rows is larger than this server's max batch size "
                 f"{self.options.max_batch_size}: split it, or start the server with --max-batch-size {rows}"
             )
+
+    async def _infer(self, batches: list[np.ndarray]) -> dict[str, np.ndarray]:
+        assert self.batcher is not None, "predict before load"
+        self._check_rows(sum(len(b) for b in batches))
         try:
             parts = await asyncio.wait_for(
                 asyncio.gather(*(self.batcher.submit(batch) for batch in batches)), self.options.request_timeout_s
             )
         except QueueFull as exc:
             metrics.INFERENCE_ERRORS.labels(self.name, "queue_full").inc()
-            raise Overloaded(f"model {self.name} is overloaded: {exc}; retry in {RETRY_AFTER_S} s") from exc
+            raise Overloaded(
+                f"model {self.name} is overloaded: {exc}; retry in {RETRY_AFTER_S} s", RETRY_AFTER_S
+            ) from exc
         except asyncio.TimeoutError as exc:
             metrics.INFERENCE_ERRORS.labels(self.name, "timeout").inc()
             raise RequestTimeout(
@@ -151,17 +158,19 @@ class ServedClassifier(Model):
                 f"send exactly one input, '{spec.name}' or '{ENCODED_IMAGES_INPUT}'; got {len(payload.inputs)}"
             )
         tensor = payload.inputs[0]
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in tensor.shape):
+            raise InvalidInput(f"input '{tensor.name}': shape {list(tensor.shape)} is not a list of sizes >= 0")
         if tensor.name == ENCODED_IMAGES_INPUT:
             if tensor.datatype != "BYTES":
                 raise InvalidInput(
                     f"input '{ENCODED_IMAGES_INPUT}' takes BYTES (encoded images), got {tensor.datatype}"
                 )
-            images = self._as_numpy(tensor).reshape(-1)
-            if len(images) == 0:
+            count = math.prod(tensor.shape)
+            if count == 0:
                 raise InvalidInput(f"input '{ENCODED_IMAGES_INPUT}' holds no image")
-            return await self._decoded(
-                [bytes(image) if not isinstance(image, str) else image.encode() for image in images]
-            )
+            self._check_rows(count)
+            images = (await self._as_numpy(tensor)).reshape(-1)
+            return await self._decoded([_encoded(image) for image in images])
         if tensor.name != spec.name:
             raise InvalidInput(
                 f"unknown input '{tensor.name}': model {self.name} takes '{spec.name}' "
@@ -179,15 +188,15 @@ class ServedClassifier(Model):
             )
         if shape[0] < 1:
             raise InvalidInput(f"input '{spec.name}' holds no rows (shape {shape})")
-        return [self._as_numpy(tensor)]
+        self._check_rows(shape[0])
+        return [await self._as_numpy(tensor)]
 
-    def _as_numpy(self, tensor: Any) -> np.ndarray:
-        """The input's data: from the request, or in place from the shared memory region it names."""
+    async def _as_numpy(self, tensor: Any) -> np.ndarray:
+        """The input's data: from the request, or from the shared memory region it names (read off the loop)."""
         if points_at_shared_memory(tensor.parameters):
-            try:
-                return self.shared_memory.read(tensor.name, tensor.datatype, list(tensor.shape), tensor.parameters)
-            except SharedMemoryError as exc:
-                raise InvalidInput(str(exc)) from exc
+            return await self.shared_memory.read_async(
+                tensor.name, tensor.datatype, list(tensor.shape), tensor.parameters
+            )
         try:
             return np.asarray(tensor.as_numpy())
         except InvalidInput:
@@ -199,10 +208,19 @@ class ServedClassifier(Model):
             ) from exc
 
     async def _decoded(self, images: Sequence[bytes]) -> list[np.ndarray]:
-        """Decode and preprocess encoded images off the event loop, as the runtime does."""
+        """Decode and preprocess encoded images off the event loop, as the runtime does, once their headers say
+        that the request's pixels fit the server's budget (``--max-request-pixels``)."""
         assert self.classifier is not None
         loop = asyncio.get_running_loop()
         try:
+            if self.options.max_request_pixels is not None:
+                pixels = sum(await loop.run_in_executor(self.classifier.pool, self._header_pixels, images))
+                if pixels > self.options.max_request_pixels:
+                    raise InvalidInput(
+                        f"the request's {len(images)} image(s) hold {pixels:,} pixels, more than this server decodes "
+                        f"for one request ({self.options.max_request_pixels:,}): send fewer or smaller images, or "
+                        "start the server with a larger --max-request-pixels"
+                    )
             arrays = await asyncio.gather(
                 *(loop.run_in_executor(self.classifier.pool, self.classifier.preprocess, image) for image in images)
             )
@@ -212,6 +230,10 @@ class ServedClassifier(Model):
         if self.manifest.input.takes_images:  # one batch per image size
             return [array[None] for array in arrays]
         return [np.stack(arrays)]
+
+    def _header_pixels(self, images: Sequence[bytes]) -> list[int]:
+        """Each image's pixel count from its header alone (an image that cannot be read fails the request)."""
+        return [image_pixels(image, self.options.max_pixels) for image in images]
 
     def _response(self, payload: InferRequest, outputs: dict[str, np.ndarray]) -> InferResponse:
         output_spec = self.manifest.output
@@ -268,6 +290,15 @@ class ServedClassifier(Model):
             for row_v, row_i in zip(values, indices, strict=True)
         ]
         return np.array(strings, dtype=np.object_)
+
+
+def _encoded(item: Any) -> bytes:
+    """One BYTES item as the encoded image: bytes as they are, text as its UTF-8 bytes."""
+    if isinstance(item, str):
+        return item.encode()
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    raise InvalidInput(f"input '{ENCODED_IMAGES_INPUT}' holds a {type(item).__name__}, not encoded image bytes")
 
 
 #: The requested-output parameter of Triton's classification extension (tritonclient's ``class_count``).

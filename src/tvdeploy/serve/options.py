@@ -18,6 +18,17 @@ DEFAULT_MAX_QUEUE = 64
 DEFAULT_INSTANCES = 1
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
 DEFAULT_MAX_BODY_MB = 32.0
+#: Pixels the images of one request may hold, read from their headers before any is decoded: eight 12 Mpx phone
+#: photos fit; sixteen 9000x9000 PNGs (99 KB each, 5.5-7 s of decoding) do not.
+DEFAULT_MAX_REQUEST_PIXELS = 128_000_000
+#: Request line plus headers: Triton's and nginx's defaults are 8-16 KB; tritonclient sends ~200 bytes.
+DEFAULT_MAX_HEAD_BYTES = 64 * 1024
+#: A whole request (head and body) must arrive within this many seconds of its first byte.
+DEFAULT_READ_TIMEOUT_S = 30.0
+#: Connections (and requests in progress) at most: beyond, uvicorn answers 503 at once.
+DEFAULT_MAX_CONNECTIONS = 1024
+#: Seconds an idle keep-alive connection stays open (KServe's choice: longer than cloud load balancers' 60 s).
+DEFAULT_KEEP_ALIVE_S = 65
 #: Seconds a 503 tells the client to wait (``Retry-After``).
 RETRY_AFTER_S = 1
 
@@ -42,10 +53,16 @@ class ServeOptions:
         request_timeout_s: a request that has not been answered by then gets 504.
         max_body_bytes: larger request bodies get 413.
         max_pixels: larger images get 400 (decompression bombs).
+        max_request_pixels: a request whose images hold more pixels in all (read from their headers, before any is
+            decoded) gets 400; None: no budget.
+        max_head_bytes: a request line and headers larger than this get 431.
+        read_timeout_s: a request (head and body) must arrive within this many seconds of its first byte, else 408.
+        keep_alive_s: seconds an idle keep-alive connection stays open.
+        max_connections: open connections (and requests in progress) at most; more get 503 at once.
         provider: the execution provider of every model.
         grace_period_s: on SIGTERM/SIGINT, how long in-flight requests may take to finish.
-        shared_memory: serve the system shared memory extension (inputs read in place from regions that clients
-            on this host register); False refuses registrations.
+        shared_memory: serve the system shared memory extension (inputs read from POSIX shared memory objects
+            that clients on this host register; off by default: see docs/serving.md#security).
     """
 
     host: str = DEFAULT_HOST
@@ -59,18 +76,28 @@ class ServeOptions:
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 1024 * 1024)
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_request_pixels: int | None = DEFAULT_MAX_REQUEST_PIXELS
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    keep_alive_s: int = DEFAULT_KEEP_ALIVE_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     provider: str = "cpu"
     grace_period_s: int = 30
-    shared_memory: bool = True
+    shared_memory: bool = False
 
     def __post_init__(self) -> None:
         for port in (self.port, self.grpc_port):
             if port is not None and not 0 <= port <= 65535:
                 raise UserInputError(f"port {port} is out of range", hint="use 1-65535, or 0 for any free port")
-        if self.max_batch_size < 1 or self.max_queue < 1 or self.instances < 1:
-            raise UserInputError("--max-batch-size, --max-queue and --instances must be >= 1")
-        if self.max_queue_delay_ms < 0 or self.request_timeout_s <= 0 or self.max_body_bytes <= 0:
+        if self.max_batch_size < 1 or self.max_queue < 1 or self.instances < 1 or self.max_connections < 1:
+            raise UserInputError("--max-batch-size, --max-queue, --instances and --max-connections must be >= 1")
+        limits = (self.request_timeout_s, self.max_body_bytes, self.max_head_bytes, self.read_timeout_s)
+        if self.max_queue_delay_ms < 0 or min(limits) <= 0 or self.keep_alive_s < 0:
             raise UserInputError("--max-queue-delay-ms must be >= 0; timeouts and limits must be positive")
+        if (self.max_pixels is not None and self.max_pixels < 1) or (
+            self.max_request_pixels is not None and self.max_request_pixels < 1
+        ):
+            raise UserInputError("--max-pixels and --max-request-pixels must be positive (0 on the command line: none)")
 
     def session_config(self) -> SessionConfig:
         """ONNX Runtime settings of a served model: threads per instance, and no spin-waiting between calls

@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,18 +26,20 @@ from typing import Any, NamedTuple
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from kserve import InferInput, InferRequest
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
-from kserve.protocol.infer_type import RequestedOutput
+from fastapi.responses import Response
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+from starlette.exceptions import HTTPException
 
-from tvdeploy.errors import UserInputError
+from tvdeploy.errors import TvdeployError, UserInputError
 from tvdeploy.serve import metrics
 from tvdeploy.serve.asgi import ASGIApp, Message, Receive, Scope, Send, send_bytes
-from tvdeploy.serve.infer_route import JSON, InferRoute, error_answer
-from tvdeploy.serve.model import Overloaded, RequestTimeout, ServedClassifier
+from tvdeploy.serve.errors import CLIENT_CLOSED, ERROR_STATUSES, BodyTooLarge, Refused, error_answer
+from tvdeploy.serve.http_protocol import bounded_protocol
+from tvdeploy.serve.infer_route import JSON, InferRoute
+from tvdeploy.serve.model import ServedClassifier
 from tvdeploy.serve.options import ServeOptions
-from tvdeploy.serve.shared_memory import SharedMemoryError, SharedMemoryRegistry, add_routes, points_at_shared_memory
+from tvdeploy.serve.request import parse_binary_request
+from tvdeploy.serve.shared_memory import SharedMemoryRegistry, add_routes
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +49,9 @@ CLASSIFY_ROUTE = "/tvdeploy/models/{model_name}/classify"
 
 def _kserve_app() -> Any:
     """KServe's module-level FastAPI app. Its module parses ``sys.argv`` when imported, so it is imported with
-    an empty command line (ours is not KServe's)."""
+    an empty command line (ours is not KServe's). KServe answers with FastAPI's deprecated ``ORJSONResponse``,
+    which warns on every response: silenced here, where KServe is brought in."""
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     saved = sys.argv
     sys.argv = saved[:1]
     try:
@@ -68,23 +73,41 @@ def _route_kind(path: str) -> str:
     return "metrics" if path == "/metrics" else "other"
 
 
-async def _discard_body(receive: Receive) -> None:
+#: Bytes of an over-limit body read and dropped so that the client, still sending, sees the 413 rather than a
+#: reset; a body declared (or found, chunked) larger than the limit plus this is not read: 413 and the connection
+#: is closed.
+DISCARD_BYTES = 64 * 1024 * 1024
+
+
+async def _discard_body(receive: Receive, budget: int) -> bool:
+    """Read and drop the rest of a request body, at most ``budget`` bytes; whether it was all read."""
     while True:
         message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            return
+        if message["type"] != "http.request":
+            return False
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+        if budget < 0:
+            return False
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
-def _too_large_body(max_body_bytes: int) -> bytes:
-    """The 413 answer's body, in the protocol's error format."""
+def _too_large_message(max_body_bytes: int) -> str:
     return (
-        f'{{"error": "the request body is larger than this server\'s limit of {max_body_bytes} bytes; '
-        f'send fewer or smaller images, or start the server with a larger --max-body-mb"}}'
-    ).encode()
+        f"the request body is larger than this server's limit of {max_body_bytes} bytes; send fewer or smaller "
+        "images, or start the server with a larger --max-body-mb"
+    )
+
+
+_CLOSE = [(b"connection", b"close")]
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length`` (the HTTP parser has checked that it is a number)."""
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
 
 
 class ServerMiddleware:
@@ -93,7 +116,8 @@ class ServerMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.too_large = _too_large_body(max_body_bytes)
+        self.too_large_message = _too_large_message(max_body_bytes)
+        self.too_large = orjson.dumps({"error": self.too_large_message})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,7 +126,7 @@ class ServerMiddleware:
         start = time.perf_counter()
         kind = _route_kind(scope["path"])
         status = 500
-        started = False
+        started = disconnected = False
 
         async def tracking_send(message: Message) -> None:
             nonlocal status, started
@@ -113,58 +137,39 @@ class ServerMiddleware:
         received = 0
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, disconnected
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.disconnect":
+                disconnected = True
+            elif message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    if message.get("more_body", False):
-                        await _discard_body(receive)  # read (not kept): the client sees the 413, not a reset
-                    raise _BodyTooLarge
+                    drained = not message.get("more_body", False) or await _discard_body(receive, DISCARD_BYTES)
+                    raise BodyTooLarge(self.too_large_message, drained)
             return message
 
-        length = dict(scope.get("headers", [])).get(b"content-length")
+        length = _declared_length(scope)
         try:
-            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-                await _discard_body(receive)  # read (not kept), so that the client sees the answer, not a reset
-                await send_bytes(tracking_send, 413, self.too_large, JSON)
+            if length is not None and length > self.max_body_bytes:
+                # answered from the header; a body within reach is read (not kept) so that the client sees the answer
+                drained = length <= self.max_body_bytes + DISCARD_BYTES and await _discard_body(receive, length)
+                await send_bytes(tracking_send, 413, self.too_large, JSON, [] if drained else _CLOSE)
             else:
                 await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
+        except BodyTooLarge as exc:
             if not started:
-                await send_bytes(tracking_send, 413, self.too_large, JSON)
+                await send_bytes(tracking_send, 413, self.too_large, JSON, [] if exc.drained else _CLOSE)
         finally:
+            if disconnected and not started:
+                status = CLIENT_CLOSED
             client = scope.get("client") or ("-", 0)
             metrics.record_request(
                 kind, scope.get("method", ""), str(status), time.perf_counter() - start, client[0], scope["path"]
             )
 
 
-def _install(
-    app: Any, repository: Any, dataplane: Any, options: ServeOptions, shared_memory: SharedMemoryRegistry
-) -> None:
-    """tvdeploy's handlers, routes and middleware on KServe's app (before it starts)."""
-
-    async def protocol_error(_: Request, exc: Exception) -> Response:
-        status, body, headers = error_answer(exc)
-        return Response(body, status, {k.decode(): v.decode() for k, v in headers}, media_type=JSON.decode())
-
-    async def malformed(_: Request, exc: Exception) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg')}"
-            for error in getattr(exc, "errors", list)()
-        )
-        return JSONResponse(status_code=400, content={"error": f"malformed request: {problems or exc}"})
-
-    app.add_exception_handler(Overloaded, protocol_error)
-    app.add_exception_handler(RequestTimeout, protocol_error)
-    app.add_exception_handler(SharedMemoryError, protocol_error)
-    app.add_exception_handler(RequestValidationError, malformed)
-
-    async def too_large(_: Request, exc: Exception) -> Response:  # a chunked body over the limit, read by a route
-        return Response(_too_large_body(options.max_body_bytes), 413, media_type=JSON.decode())
-
-    app.add_exception_handler(_BodyTooLarge, too_large)
+def _install_routes(app: Any, repository: Any, options: ServeOptions, shared_memory: SharedMemoryRegistry) -> None:
+    """tvdeploy's routes on KServe's app, before KServe adds its own (the first route of a path wins)."""
 
     async def classify(model_name: str, request: Request, top_k: int = 5) -> dict[str, Any]:
         """Classify uploaded images: a raw image body, or multipart form files; the runtime's top-k JSON."""
@@ -175,7 +180,7 @@ def _install(
             raise ModelNotReady(model_name)
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            form = await request.form()
+            form = await request.form(max_files=options.max_batch_size + 1, max_fields=options.max_batch_size + 1)
             uploads = [
                 (getattr(v, "filename", key), await v.read()) for key, v in form.multi_items() if hasattr(v, "read")
             ]
@@ -192,8 +197,53 @@ def _install(
             ],
         }
 
+    async def repository_index() -> list[dict[str, str]]:
+        """Triton's model repository index: every model served, its version and state."""
+        return [_index_entry(model) for model in repository.get_models().values()]
+
+    async def refuse_load(model_name: str) -> None:
+        raise Refused(
+            f"this server serves the artifacts it was started with; models are not loaded or unloaded through the "
+            f"API ({model_name!r}): restart tvdeploy serve with the artifacts to serve"
+        )
+
     app.add_api_route(CLASSIFY_ROUTE, classify, methods=["POST"])
+    app.add_api_route(REPOSITORY_INDEX_ROUTE, repository_index, methods=["POST"])
+    for action in ("load", "unload"):
+        app.add_api_route(f"/v2/repository/models/{{model_name}}/{action}", refuse_load, methods=["POST"])
     add_routes(app, shared_memory)
+
+
+#: Triton's model repository extension: the index (load and unload are refused: the artifacts are fixed at start).
+REPOSITORY_INDEX_ROUTE = "/v2/repository/index"
+
+
+def _index_entry(model: Any) -> dict[str, str]:
+    """One model in the repository index, in Triton's terms (``READY``, ``LOADING``, ``UNAVAILABLE``)."""
+    if model.ready:
+        return {"name": model.name, "version": "1", "state": "READY", "reason": ""}
+    failed = getattr(model, "load_error", None)
+    return {"name": model.name, "version": "1", "state": "UNAVAILABLE" if failed else "LOADING", "reason": failed or ""}
+
+
+def _install_error_handlers(app: Any) -> None:
+    """One handler for every error on KServe's app (after KServe added its own, which log a traceback for each
+    client mistake): the status and the protocol's error body from the server's one table."""
+
+    async def protocol_error(request: Request, exc: Exception) -> Response:
+        status, body, headers = error_answer(exc, f"{request.method} {request.url.path}")
+        return Response(body, status, {k.decode(): v.decode() for k, v in headers}, media_type=JSON.decode())
+
+    async def malformed(request: Request, exc: Exception) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg')}"
+            for error in getattr(exc, "errors", list)()
+        )
+        return await protocol_error(request, InvalidInput(f"malformed request: {problems or exc}"))
+
+    for kind in {kind for kind, _ in ERROR_STATUSES} | {Exception, HTTPException, ServerNotReady}:
+        app.add_exception_handler(kind, protocol_error)
+    app.add_exception_handler(RequestValidationError, malformed)
 
 
 def _outer_app(app: Any, dataplane: Any, options: ServeOptions) -> ASGIApp:
@@ -204,65 +254,6 @@ def _outer_app(app: Any, dataplane: Any, options: ServeOptions) -> ASGIApp:
     exception handlers, routing), about 7% of the event loop's samples under load (py-spy).
     """
     return ServerMiddleware(InferRoute(app, dataplane), options.max_body_bytes)
-
-
-def parse_binary_request(body: bytes, headers: dict[str, str], model_name: str) -> Any:
-    """A request in the binary tensor data extension (what tritonclient sends by default) as an InferRequest.
-
-    KServe's own parser turns binary BYTES tensors into UTF-8 strings, which fails for encoded images; this one
-    keeps them as bytes, and names what is wrong with a malformed request.
-    """
-    header = headers.get("inference-header-content-length")
-    if header is None:  # a JSON request sent without a JSON content type
-        header = str(len(body))
-    if not header.isdigit() or int(header) > len(body):
-        raise InvalidInput(
-            f"the Inference-Header-Content-Length header ({header!r}) must be a length within the body "
-            f"of {len(body)} bytes"
-        )
-    json_length = int(header)
-    try:
-        request = orjson.loads(body[:json_length])
-        inputs = request["inputs"]
-        if not isinstance(inputs, list):
-            raise TypeError("'inputs' is not a list")
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"malformed inference request header: {exc}") from exc
-    start = json_length
-    infer_inputs = []
-    for entry in inputs:
-        try:
-            tensor = InferInput(name=entry["name"], shape=entry["shape"], datatype=entry["datatype"],
-                                parameters=entry.get("parameters"))  # fmt: skip
-        except (KeyError, TypeError) as exc:
-            raise InvalidInput(f"malformed input in the request: {exc}") from exc
-        size = (entry.get("parameters") or {}).get("binary_data_size")
-        if points_at_shared_memory(entry.get("parameters")):
-            pass  # the model reads it from the region (the system shared memory extension)
-        elif "data" in entry:
-            tensor.data = entry["data"]
-        elif isinstance(size, int) and size >= 0:
-            if start + size > len(body):
-                raise InvalidInput(
-                    f"input '{tensor.name}' announces {size} bytes of binary data but the body holds "
-                    f"{len(body) - start}"
-                )
-            tensor._raw_data = memoryview(body)[start : start + size]  # not copied
-            start += size
-        else:
-            raise InvalidInput(
-                f"input '{tensor.name}' has neither 'data', a binary_data_size nor a shared_memory_region"
-            )
-        infer_inputs.append(tensor)
-    outputs = request.get("outputs")
-    requested = [RequestedOutput(name=o["name"], parameters=o.get("parameters")) for o in outputs] if outputs else None
-    return InferRequest(
-        model_name=model_name,
-        request_id=request.get("id"),
-        parameters=request.get("parameters"),
-        infer_inputs=infer_inputs,
-        request_outputs=requested,
-    )
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -303,13 +294,27 @@ def _models(
     return models
 
 
-def _dataplane(repository: Any) -> Any:
-    """KServe's data plane, ready once every model is, with binary requests parsed keeping BYTES as bytes."""
+def served_extensions(options: ServeOptions) -> list[str]:
+    """The protocol extensions this server serves, as ``GET /v2`` names them (Triton's names)."""
+    extensions = ["binary_tensor_data", "classification", "model_repository"]
+    if options.shared_memory:
+        extensions.append("system_shared_memory")
+    return extensions
+
+
+def _dataplane(repository: Any, options: ServeOptions) -> Any:
+    """KServe's data plane, ready once every model is, with binary requests parsed keeping BYTES as bytes, and
+    server metadata that names the extensions served."""
     from kserve.protocol.dataplane import DataPlane
+
+    from tvdeploy import __version__
 
     class TvdeployDataPlane(DataPlane):
         async def ready(self) -> bool:
             return all(m.ready for m in repository.get_models().values())
+
+        def metadata(self) -> dict[str, Any]:
+            return {"name": "tvdeploy", "version": __version__, "extensions": served_extensions(options)}
 
         def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> Any:
             if isinstance(body, bytes):
@@ -325,7 +330,12 @@ def _load_in_background(models: Sequence[ServedClassifier]) -> None:
             start = time.perf_counter()
             try:
                 model.load()
-            except Exception:
+            except TvdeployError as exc:  # a tampered artifact, a provider not here, ...: said in one line
+                model.load_error = exc.message
+                logger.error("model %s failed to load; the server stays not ready: %s", model.name, exc)
+                continue
+            except Exception as exc:
+                model.load_error = f"{type(exc).__name__}: {exc}"
                 logger.exception("model %s failed to load; the server stays not ready", model.name)
                 continue
             logger.info("model %s loaded and warmed up in %.2f s", model.name, time.perf_counter() - start)
@@ -343,14 +353,15 @@ def serve(
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
     from kserve.protocol.rest.server import RESTServer
 
-    shared_memory = SharedMemoryRegistry(enabled=options.shared_memory)
+    shared_memory = SharedMemoryRegistry(enabled=options.shared_memory, max_read_bytes=options.max_body_bytes)
     models = _models(artifacts, options, shared_memory)
     repository = ModelRepository()
     for model in models:
         repository.update(model)
-    dataplane = _dataplane(repository)
+    dataplane = _dataplane(repository, options)
     extension = ModelRepositoryExtension(model_registry=repository)
-    _install(_kserve_app(), repository, dataplane, options, shared_memory)
+    app = _kserve_app()
+    _install_routes(app, repository, options, shared_memory)
 
     class TvdeployRESTServer(RESTServer):
         """KServe's REST server without its ``TimingMiddleware``: that middleware only trace-logs latencies
@@ -364,7 +375,11 @@ def serve(
         "kserve.model_server:app", dataplane, extension, http_port=options.port, grace_period=options.grace_period_s
     )
     rest.create_application()
-    rest.config.app = _outer_app(_kserve_app(), dataplane, options)
+    _install_error_handlers(app)
+    rest.config.app = _outer_app(app, dataplane, options)
+    rest.config.http = bounded_protocol(options.max_head_bytes, options.read_timeout_s)
+    rest.config.timeout_keep_alive = options.keep_alive_s
+    rest.config.limit_concurrency = options.max_connections
     http = uvicorn.Server(rest.config)
     sock = bind_socket(options.host, options.port)
     host, http_port = sock.getsockname()[:2]

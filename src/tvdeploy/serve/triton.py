@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.txt"
 CONFIG_FILE = "config.pbtxt"
+#: Written into every model directory export-triton makes: ``--force`` replaces only directories that hold it.
+WRITTEN_MARKER = ".tvdeploy-export-triton"
 #: Suffixes of the ensemble's two extra models.
 PREPROCESS_SUFFIX = "_preprocess"
 ENSEMBLE_SUFFIX = "_ensemble"
@@ -159,14 +161,42 @@ def _write_ensemble(artifact: Path, manifest: Manifest, repository: Path, option
         repository / (manifest.name + PREPROCESS_SUFFIX),
         repository / (manifest.name + ENSEMBLE_SUFFIX),
     )
-    (preprocess / "1").mkdir(parents=True)
+    _new_model_dir(preprocess)
     shutil.copy2(Path(__file__).with_name("triton_preprocess.py"), preprocess / "1" / "model.py")
     shutil.copy2(artifact / MANIFEST_NAME, preprocess / "1" / MANIFEST_NAME)
     (preprocess / CONFIG_FILE).write_text(preprocess_config(manifest, options), encoding="utf-8")
-    (ensemble / "1").mkdir(parents=True)  # Triton wants a version directory, empty for an ensemble
+    _new_model_dir(ensemble)  # Triton wants a version directory, empty for an ensemble
     (ensemble / LABELS_FILE).write_text("\n".join(manifest.labels) + "\n", encoding="utf-8")
     (ensemble / CONFIG_FILE).write_text(ensemble_config(manifest, options), encoding="utf-8")
     return [preprocess, ensemble]
+
+
+def _clear(repository: Path, name: str, force: bool) -> None:
+    """Make room for model ``name``: nothing there, or (with ``force``) a model directory export-triton wrote.
+
+    ``name`` comes from a manifest, whose reader allows one plain path component only
+    (:func:`~tvdeploy.runtime.manifest.check_model_name`); a directory there that tvdeploy did not write (no
+    :data:`WRITTEN_MARKER`), a symbolic link or a file is never removed.
+    """
+    target = repository / name
+    if not (target.exists() or target.is_symlink()):
+        return
+    if not force:
+        raise UserInputError(f"{target} already exists", hint="pass --force to replace it")
+    if target.is_symlink() or not target.is_dir() or not (target / WRITTEN_MARKER).is_file():
+        raise UserInputError(
+            f"{target} was not written by tvdeploy export-triton: --force replaces only models it wrote",
+            hint="remove it yourself, or write the repository somewhere else (--output)",
+        )
+    shutil.rmtree(target)
+
+
+def _new_model_dir(target: Path) -> Path:
+    """``target/1``, made with the marker that lets a later ``--force`` replace ``target``."""
+    version = target / "1"
+    version.mkdir(parents=True)
+    (target / WRITTEN_MARKER).write_text("written by tvdeploy export-triton; --force may replace it\n")
+    return version
 
 
 def export_triton(artifacts: list[Path], repository: Path, options: TritonOptions, force: bool = False) -> list[Path]:
@@ -189,15 +219,12 @@ def export_triton(artifacts: list[Path], repository: Path, options: TritonOption
         if options.ensemble:
             names += [manifest.name + PREPROCESS_SUFFIX, manifest.name + ENSEMBLE_SUFFIX]
         for name in names:
-            if (repository / name).exists():
-                if not force:
-                    raise UserInputError(f"{repository / name} already exists", hint="pass --force to replace it")
-                shutil.rmtree(repository / name)
+            _clear(repository, name, force)
         target = repository / manifest.name
-        version = target / "1"
-        version.mkdir(parents=True)
+        version = _new_model_dir(target)
         for entry in manifest.files:
-            shutil.copy2(artifact / entry.path, version / entry.path)
+            (version / entry.path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(entry.location(artifact), version / entry.path)
         (target / LABELS_FILE).write_text("\n".join(manifest.labels) + "\n", encoding="utf-8")
         (target / CONFIG_FILE).write_text(model_config(manifest, options), encoding="utf-8")
         written.append(target)
