@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from tests.cli_helpers import run_cli
 from tvdeploy.bench.targets import default_backends, parse_backends

@@ -156,3 +156,20 @@ def test_deployment_runtime_section_gives_ratios_to_eager_and_onnx_runtime() -> 
     text = "\n".join(render._edge_section(edge))
     assert "| resnet50 | 1 | openvino | 60.0 | 0.60 | 1.20 | 100.0 | 200.0 | 4.0 |" in text
     assert "| resnet50 | 1 | executorch | 75.0 | 0.75 | 1.50 |" in text
+
+
+def test_the_declared_python_floor_is_the_one_checked_and_run() -> None:
+    """pyproject's requires-python, ruff's target and mypy's python_version name one floor, and this interpreter (CI
+    runs the suite on the floor) meets it: serve needs asyncio.Runner, new in 3.11."""
+    import asyncio
+    import re
+    import sys
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    floor = re.fullmatch(r">=(\d+)\.(\d+)", project["project"]["requires-python"].strip())
+    assert floor, project["project"]["requires-python"]
+    major, minor = int(floor.group(1)), int(floor.group(2))
+    assert project["tool"]["ruff"]["target-version"] == f"py{major}{minor}"
+    assert project["tool"]["mypy"]["python_version"] == f"{major}.{minor}"
+    assert sys.version_info[:2] >= (major, minor) and hasattr(asyncio, "Runner")

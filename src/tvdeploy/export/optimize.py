@@ -166,7 +166,7 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
                     "sha256": manifest.model_file.sha256,
                 },
             },
-            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         )
         report = artifact_parity(staging, derived, model)
         derived.parity = report.to_dict()

@@ -154,7 +154,7 @@ def build_manifest(model: LoadedModel, job: ProduceJob, result: ExportResult, di
         files=[FileEntry(f, sha256_file(directory / f), (directory / f).stat().st_size) for f in result.files],
         versions=tool_versions(),
         source=model.source,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         optimized_graph=result.optimized_graph,
     )
 

@@ -113,7 +113,7 @@ class DynamicBatcher:
                         break
                     try:
                         item = await asyncio.wait_for(queue.get(), timeout)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         break
                 if rows + len(item.batch) > self.max_batch_size or item.batch.shape[1:] != first.batch.shape[1:]:
                     carried = item  # it does not fit: this batch goes now, the item starts the next

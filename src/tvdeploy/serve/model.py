@@ -141,7 +141,7 @@ class ServedClassifier(Model):
             raise Overloaded(
                 f"model {self.name} is overloaded: {exc}; retry in {RETRY_AFTER_S} s", RETRY_AFTER_S
             ) from exc
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             metrics.INFERENCE_ERRORS.labels(self.name, "timeout").inc()
             raise RequestTimeout(
                 f"model {self.name} did not answer within {self.options.request_timeout_s:g} s"
