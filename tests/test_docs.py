@@ -34,7 +34,7 @@ def test_the_documented_wheel_builds_and_holds_the_runtime(tmp_path: Path) -> No
 
 
 def test_the_curl_examples_use_the_servers_upload_route() -> None:
-    from tvdeploy.serve.server import CLASSIFY_ROUTE
+    from tvdeploy.serve.datatypes import CLASSIFY_ROUTE  # not server: KServe's protobufs clash with tritonclient's
 
     text = (ROOT / "docs" / "serving.md").read_text()
     examples = re.findall(r"curl [^\n]*http://127\.0\.0\.1:8000(/\S+?)[?\"]", text)

@@ -11,6 +11,9 @@ DATATYPES = {"float32": "FP32", "float16": "FP16", "uint8": "UINT8", "int64": "I
 #: Open Inference Protocol datatypes -> numpy dtype names (BYTES has none: its items are length-prefixed).
 NUMPY_DTYPES = {datatype: dtype for dtype, datatype in DATATYPES.items()}
 
+#: Where the image upload endpoint lives (outside the protocol's /v2 namespace).
+CLASSIFY_ROUTE = "/tvdeploy/models/{model_name}/classify"
+
 #: The input that takes encoded images (JPEG, PNG, ...) as BYTES, decoded and preprocessed like the runtime.
 ENCODED_IMAGES_INPUT = "image_bytes"
 

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException
 from tvdeploy.errors import TvdeployError, UserInputError
 from tvdeploy.serve import metrics
 from tvdeploy.serve.asgi import ASGIApp, Message, Receive, Scope, Send, send_bytes
+from tvdeploy.serve.datatypes import CLASSIFY_ROUTE
 from tvdeploy.serve.errors import CLIENT_CLOSED, ERROR_STATUSES, BodyTooLarge, Refused, error_answer
 from tvdeploy.serve.http_protocol import bounded_protocol
 from tvdeploy.serve.infer_route import JSON, InferRoute
@@ -42,9 +43,6 @@ from tvdeploy.serve.request import parse_binary_request
 from tvdeploy.serve.shared_memory import SharedMemoryRegistry, add_routes
 
 logger = logging.getLogger(__name__)
-
-#: Where the image upload endpoint lives (outside the protocol's /v2 namespace).
-CLASSIFY_ROUTE = "/tvdeploy/models/{model_name}/classify"
 
 
 def _kserve_app() -> Any:
