@@ -244,6 +244,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             graph=_graph_options(args),
             output=args.output,
             force=args.force,
+            format=args.format,
         )
     )
     if args.json:
@@ -579,7 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         default="fp32",
         choices=PRECISIONS,
-        help="numeric precision (default fp32); fp16 and int8 for onnx (int8 needs --calibration)",
+        help="numeric precision (default fp32): onnx fp16, int8; openvino fp16, bf16 (CPUs with AVX512_BF16/AMX), "
+        "int8; int8 needs --calibration",
     )
     p.add_argument(
         "--static-batch",
@@ -614,6 +616,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact", type=Path, metavar="ARTIFACT")
     p.add_argument(
         "--precision", default="fp32", choices=PRECISIONS, help="precision of the new artifact (default fp32)"
+    )
+    p.add_argument(
+        "--format",
+        choices=[name for name, spec in FORMATS.items() if spec.producer.source],
+        help="convert to this format at --precision (openvino: fp32, fp16, bf16 or int8 from an fp32 ONNX artifact)",
     )
     p.add_argument("--output", type=Path, help="the new artifact (default: ARTIFACT-<what changed> beside it)")
     p.add_argument("--seed", type=int, default=0, help="seed of --calibration random (default 0)")

@@ -17,10 +17,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tvdeploy.errors import ArtifactError, UserInputError
+from tvdeploy.errors import ArtifactError, MissingDependencyError, UserInputError
 from tvdeploy.export.artifact import check_output, staged_directory
+from tvdeploy.export.base import ProduceJob
 from tvdeploy.export.onnx_graph import derive_onnx
-from tvdeploy.export.options import CalibrationOptions, GraphOptions, require_calibration
+from tvdeploy.export.options import (
+    DEFAULT_OPSET,
+    CalibrationOptions,
+    ExportOptions,
+    GraphOptions,
+    require_calibration,
+)
 from tvdeploy.export.parity import ParityReport
 from tvdeploy.export.precision import calibration_set
 from tvdeploy.export.validate import artifact_parity, reference_model
@@ -28,6 +35,7 @@ from tvdeploy.export.versions import tool_versions
 from tvdeploy.runtime.formats import FORMATS, get_format
 from tvdeploy.runtime.hashing import sha256_file
 from tvdeploy.runtime.manifest import FileEntry, Manifest, read_manifest, verify_artifact_files, write_manifest
+from tvdeploy.runtime.precisions import get_precision
 
 
 @dataclass(frozen=True)
@@ -40,10 +48,14 @@ class OptimizeRequest:
     graph: GraphOptions = field(default_factory=GraphOptions)
     output: Path | None = None
     force: bool = False
+    #: the format of the new artifact: the source's (None), or one converted from it (``openvino`` from ONNX)
+    format: str | None = None
 
     def suffix(self) -> str:
-        """What the default output name adds to the source's: ``-int8``, ``-opt``, ``-slim``, ``-pre``, ``-top5``."""
-        parts = [self.precision] if self.precision != "fp32" else []
+        """What the default output name adds to the source's: ``-int8``, ``-opt``, ``-slim``, ``-pre``, ``-top5``,
+        ``-openvino``."""
+        parts = [self.format] if self.format else []
+        parts += [self.precision] if self.precision != "fp32" else []
         parts += ["slim"] if self.graph.simplify else []
         parts += ["pre"] if self.graph.embed_preprocess else []
         parts += [f"top{self.graph.embed_top_k}"] if self.graph.embed_top_k else []
@@ -90,14 +102,25 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
     source = request.artifact
     manifest = read_manifest(source)
     verify_artifact_files(source, manifest)
+    if request.format is not None and request.format != manifest.format:
+        return convert_artifact(request, manifest)
     spec = get_format(manifest.format)
+    if spec.producer.source is not None:
+        raise UserInputError(
+            f"{manifest.format} artifacts are converted from {spec.producer.source} ones, not optimized themselves",
+            hint=f"optimize the {spec.producer.source} artifact with --format {manifest.format} --precision ...",
+        )
     if request.precision == "fp32" and not request.graph.active:
         raise UserInputError(
             "nothing to do: ask for a --precision or a graph transformation",
             hint="e.g. --precision int8 --calibration DIR, --optimize, --simplify, --embed-preprocess",
         )
     if request.precision != "fp32" and request.precision not in spec.derivable:
-        makers = [f"{name} -> {', '.join(f.derivable)}" for name, f in FORMATS.items() if f.derivable]
+        makers = [
+            f"{f.producer.source or name} -> {name} {', '.join(f.derivable)}"
+            for name, f in FORMATS.items()
+            if f.derivable
+        ]
         raise UserInputError(
             f"cannot make a {request.precision} artifact from a {manifest.format} artifact",
             hint="optimize takes fp32 artifacts and makes: " + "; ".join(makers),
@@ -118,11 +141,7 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
         )
         if present
     ]
-    if derived_already:
-        raise ArtifactError(
-            f"{source} is already derived ({', '.join(derived_already)})",
-            hint="derive from the plain fp32 artifact",
-        )
+    _refuse_derived(source, derived_already)
     require_calibration(request.precision, request.calibration)
     spec.criteria_for(request.precision)
     output = request.output or default_output(source, request.suffix())
@@ -130,7 +149,7 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
     start = time.perf_counter()
     calibration = (
         calibration_set(request.calibration, manifest.preprocess)
-        if request.precision == "int8" and request.calibration is not None
+        if get_precision(request.precision).needs_calibration and request.calibration is not None
         else None
     )
     model = reference_model(manifest)
@@ -160,11 +179,7 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
             parity=None,
             export_info={
                 **details,
-                "derived_from": {
-                    "artifact": str(source.resolve()),
-                    "precision": manifest.precision,
-                    "sha256": manifest.model_file.sha256,
-                },
+                "derived_from": _derived_from(source, manifest),
             },
             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         )
@@ -173,3 +188,73 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
         derived.export_info["seconds"] = round(time.perf_counter() - start, 2)
         write_manifest(derived, staging)
     return OptimizeOutcome(output, derived, report, time.perf_counter() - start)
+
+
+def _refuse_derived(source: Path, derived_already: list[str]) -> None:
+    if derived_already:
+        raise ArtifactError(
+            f"{source} is already derived ({', '.join(derived_already)})",
+            hint="derive from the plain fp32 artifact",
+        )
+
+
+def convert_artifact(request: OptimizeRequest, manifest: Manifest) -> OptimizeOutcome:
+    """``optimize --format NAME``: the artifact converted to a format made from it (OpenVINO IR from ONNX) at
+    ``request.precision``, by that format's own producer, with parity against the fp32 eager model."""
+    source, target = request.artifact, get_format(str(request.format))
+    if target.producer.source != manifest.format:
+        convertible = ", ".join(f"{f.name} (from {f.producer.source})" for f in FORMATS.values() if f.producer.source)
+        raise UserInputError(
+            f"a {target.name} artifact is not made from a {manifest.format} artifact",
+            hint=f"formats converted from another: {convertible}",
+        )
+    if request.precision not in target.derivable:
+        raise UserInputError(
+            f"cannot make a {target.name} {request.precision} artifact",
+            hint=f"{target.name} artifacts come in {', '.join(target.derivable)}",
+        )
+    if request.graph.active:
+        raise UserInputError(f"{' '.join(request.graph.flags())} transforms ONNX graphs, not {target.name} artifacts")
+    derived_already = [manifest.precision] if manifest.precision != "fp32" else []
+    derived_already += ["embedded processing"] if manifest.input.takes_images or manifest.output.is_top_k else []
+    derived_already += ["an optimized graph"] if manifest.optimized_graph is not None else []
+    _refuse_derived(source, derived_already)
+    missing = target.missing_for_export()
+    if missing:
+        raise MissingDependencyError(
+            f"{target.name} needs {', '.join(missing)}, not installed", hint=target.install_hint()
+        )
+    require_calibration(request.precision, request.calibration)
+    output = request.output or default_output(source, request.suffix())
+    check_output(output, request.force)
+    start = time.perf_counter()
+    options = ExportOptions(opset=manifest.opset or DEFAULT_OPSET, precision=request.precision,
+                            calibration=request.calibration)  # fmt: skip
+    calibration = calibration_set(request.calibration, manifest.preprocess) if request.calibration is not None else None
+    job = ProduceJob(target, options, manifest.input, manifest.output, source_dir=source, calibration=calibration,
+                     preprocess=manifest.preprocess)  # fmt: skip
+    model = reference_model(manifest)
+    with staged_directory(output, request.force) as staging:
+        producer = target.producer.load()
+        result = producer.produce(job, staging, producer.strategies[0])
+        derived = dataclasses.replace(
+            manifest,
+            format=target.name,
+            precision=request.precision,
+            exporter=result.exporter,
+            opset=result.opset,
+            files=[FileEntry(f, sha256_file(staging / f), (staging / f).stat().st_size) for f in result.files],
+            versions=tool_versions(),
+            parity=None,
+            export_info={**result.details, "derived_from": _derived_from(source, manifest)},
+            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        )
+        report = artifact_parity(staging, derived, model)
+        derived.parity = report.to_dict()
+        derived.export_info["seconds"] = round(time.perf_counter() - start, 2)
+        write_manifest(derived, staging)
+    return OptimizeOutcome(output, derived, report, time.perf_counter() - start)
+
+
+def _derived_from(source: Path, manifest: Manifest) -> dict[str, str]:
+    return {"artifact": str(source.resolve()), "precision": manifest.precision, "sha256": manifest.model_file.sha256}

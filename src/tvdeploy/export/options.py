@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tvdeploy.errors import UserInputError
-from tvdeploy.runtime.formats import PRECISIONS
 from tvdeploy.runtime.manifest import OPTIMIZED_GRAPH_LEVELS
+from tvdeploy.runtime.precisions import PRECISIONS, get_precision
 
 #: The ONNX opset of new exports (18 brings the antialiased ``Resize`` and reduction ops as attributes).
 DEFAULT_OPSET = 18
@@ -66,9 +66,9 @@ class CalibrationOptions:
 
 def require_calibration(precision: str, calibration: CalibrationOptions | None) -> None:
     """Refuse int8 without calibration data (export and optimize alike)."""
-    if precision == "int8" and calibration is None:
+    if get_precision(precision).needs_calibration and calibration is None:
         raise UserInputError(
-            "int8 needs calibration images",
+            f"{precision} needs calibration images",
             hint="pass --calibration DIR (representative images, e.g. a few dozen from your own data); "
             "--calibration random calibrates on noise, for speed tests only",
         )

@@ -37,6 +37,7 @@ from tvdeploy.runtime.manifest import (
     check_model_name,
     write_manifest,
 )
+from tvdeploy.runtime.precisions import get_precision
 from tvdeploy.runtime.runners import runner_for_artifact
 
 logger = logging.getLogger(__name__)
@@ -316,7 +317,7 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
             )
     input_sets = default_input_sets(model.preprocess, seed=request.seed, images=request.options.graph.embed_preprocess)
     calibration = None
-    if request.options.precision == "int8" and request.options.calibration is not None:
+    if get_precision(request.options.precision).needs_calibration and request.options.calibration is not None:
         with _Step("load calibration data"):
             calibration = calibration_set(request.options.calibration, model.preprocess)
     input_spec, output_spec = tensor_specs(model, request.options)

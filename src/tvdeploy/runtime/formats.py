@@ -19,10 +19,19 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tvdeploy.errors import UserInputError
+from tvdeploy.runtime.precisions import (
+    EMBEDDED_PREPROCESS_CRITERIA,
+    FP16_CRITERIA,
+    FP32_CRITERIA,
+    INT8_CRITERIA,
+    PRECISION_SPECS,
+    PRECISIONS,
+    ParityCriteria,
+)
 
 #: The eager PyTorch model: not an artifact format, but a bench backend and the parity reference.
 EAGER = "eager"
@@ -30,50 +39,15 @@ EAGER = "eager"
 TORCH_PROVIDERS = ("cpu", "cuda")
 #: The runner of the eager reference (bench and parity).
 EAGER_RUNNER = "tvdeploy.runtime.runners.torch_backed:TorchModuleRunner"
-#: Precisions tvdeploy can produce. Each format lists the ones it supports in its ``criteria``.
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclass(frozen=True)
-class ParityCriteria:
-    """Pass criteria: ``max|diff| <= atol_scale * (1 + max|reference logit|)`` on every set,
-    top-1 agreement of at least ``min_top1`` on the sets that require it (real photos),
-    and cosine similarity of at least ``min_cosine`` on every row.
-
-    A top-1 disagreement where the reference's own two logits lie within the
-    tolerance of each other is a tie, not a disagreement; ties are reported.
-    ``min_cosine`` is scale-free: it still bites where a model's logits are tiny
-    (random-init EfficientNets give logits near 1e-20, far below any absolute
-    tolerance, and every class looks tied).
-    """
-
-    atol_scale: float = 1e-3
-    min_top1: float = 1.0
-    min_cosine: float = 0.9999
-    #: whether the noise set is judged (int8: reported only: its ranges were calibrated on images, and noise
-    #: falls outside them by design, so only the real photos can say whether a quantized model still answers)
-    judge_noise: bool = True
-
-    def loosened_by(self, other: "ParityCriteria") -> "ParityCriteria":
-        """The looser of two criteria in every respect (a variant that is both lower precision and
-        differently preprocessed must meet neither's strictest bound)."""
-        return ParityCriteria(
-            atol_scale=max(self.atol_scale, other.atol_scale),
-            min_top1=min(self.min_top1, other.min_top1),
-            min_cosine=min(self.min_cosine, other.min_cosine),
-            judge_noise=self.judge_noise and other.judge_noise,
-        )
-
-
-#: fp32 artifacts must answer like eager up to float32 reordering.
-FP32_CRITERIA = ParityCriteria(atol_scale=1e-3, min_top1=1.0, min_cosine=0.9999)
-#: fp16 weights and activations (fp32 inputs, outputs and fragile ops): ~3 decimal digits.
-FP16_CRITERIA = ParityCriteria(atol_scale=2e-2, min_top1=1.0, min_cosine=0.999)
-#: int8 static quantization: coarser; judged by the ranking on real photos and the direction of the logits.
-INT8_CRITERIA = ParityCriteria(atol_scale=0.25, min_top1=0.8, min_cosine=0.98, judge_noise=False)
-#: Embedded preprocessing: ONNX Runtime's uint8 antialiased Resize matches Pillow's up to one level (1/255) on a
-#: few pixels in ten thousand, so the network sees a slightly different image than the eager reference.
-EMBEDDED_PREPROCESS_CRITERIA = ParityCriteria(atol_scale=1e-2, min_top1=1.0, min_cosine=0.999)
+#: Precisions and their parity criteria live in the precision registry; re-exported here for the formats' users.
+__all__ = [
+    "EMBEDDED_PREPROCESS_CRITERIA",
+    "FP16_CRITERIA",
+    "FP32_CRITERIA",
+    "INT8_CRITERIA",
+    "PRECISIONS",
+    "ParityCriteria",
+]
 
 
 def _import(target: str) -> Any:
@@ -134,12 +108,18 @@ class FormatSpec:
     loads_with: str
     #: Whether a dynamic batch axis is bounded (the runtime plans memory for the largest batch).
     bounded_batch: bool = False
-    #: Precisions ``tvdeploy optimize`` derives from an fp32 artifact of this format.
+    #: Precisions ``tvdeploy optimize`` derives from a plain fp32 artifact: of this format, or, for a format
+    #: converted from another (``producer.source``), of that source format (``optimize --format NAME``).
     derivable: tuple[str, ...] = ()
     #: Whether the ONNX graph transformations of ``GraphOptions`` apply (simplify, optimize, embedded processing).
     graph_passes: bool = False
-    #: Parity criteria per precision; the keys are the precisions the format supports.
-    criteria: Mapping[str, ParityCriteria] = field(default_factory=lambda: {"fp32": FP32_CRITERIA})
+    #: The precisions the format supports (names of :data:`~tvdeploy.runtime.precisions.PRECISION_SPECS`).
+    precisions: tuple[str, ...] = ("fp32",)
+
+    @property
+    def criteria(self) -> Mapping[str, ParityCriteria]:
+        """Parity criteria per precision the format supports (the precision registry's)."""
+        return {name: PRECISION_SPECS[name].criteria for name in self.precisions}
 
     @property
     def torch_runtime(self) -> bool:
@@ -197,7 +177,7 @@ FORMATS: dict[str, FormatSpec] = {
             producer=Producer("tvdeploy.export.onnx_exporter:OnnxExporter", (*_TORCH_EXPORT, "onnx", "onnxscript")),
             extra="export",
             loads_with="onnxruntime.InferenceSession",
-            criteria={"fp32": FP32_CRITERIA, "fp16": FP16_CRITERIA, "int8": INT8_CRITERIA},
+            precisions=("fp32", "fp16", "int8"),
             derivable=("fp16", "int8"),
             graph_passes=True,
         ),
@@ -236,7 +216,8 @@ FORMATS: dict[str, FormatSpec] = {
             producer=Producer("tvdeploy.export.openvino_converter:OpenVinoConverter", ("openvino",), source="onnx"),
             extra="openvino",
             loads_with="openvino.Core().compile_model",
-            criteria={"fp32": FP32_CRITERIA, "fp16": FP16_CRITERIA},
+            precisions=("fp32", "fp16", "bf16", "int8"),
+            derivable=("fp32", "fp16", "bf16", "int8"),
         ),
         FormatSpec(
             name="executorch",

@@ -32,16 +32,33 @@ RELEVANT_FLAGS = (
 )
 
 
+def _cpuinfo_field(*keys: str) -> str | None:
+    """The first value of one of ``keys`` in Linux's /proc/cpuinfo (None elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return None
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in keys:
+            return value.strip()
+    return None
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as Linux's /proc/cpuinfo spells them (empty where unknown)."""
+    return frozenset((_cpuinfo_field("flags", "Features") or "").split())
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (``Intel(R) Xeon(R) Processor``), or the machine type where it is unknown."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown"
+
+
 @lru_cache(maxsize=1)
 def cpu_signature() -> str:
     """``"<machine>:<flags>"``, e.g. ``x86_64:avx,avx2,f16c,fma,sse4_1``; just the machine where flags are unknown."""
     machine = platform.machine() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    flags: set[str] = set()
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    relevant = sorted(flags.intersection(RELEVANT_FLAGS))
+    relevant = sorted(cpu_flags().intersection(RELEVANT_FLAGS))
     return f"{machine}:{','.join(relevant)}" if relevant else machine

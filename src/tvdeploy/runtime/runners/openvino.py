@@ -2,8 +2,9 @@
 
 The inference precision is pinned to the artifact's own: OpenVINO's CPU plugin
 defaults to bf16 on processors that have it (seen here: resnet18 logits off by
-1.2e-2), which an fp32 artifact must not silently get. Each thread gets its own
-infer request (a request is not thread-safe; the compiled model is).
+1.2e-2), which an fp32 artifact must not silently get; a bf16 artifact is refused
+on a CPU that cannot compute in bf16 (OpenVINO would quietly run it in f32). Each
+thread gets its own infer request (a request is not thread-safe; the compiled model is).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from typing import Any
 import numpy as np
 
 from tvdeploy.errors import ArtifactError
+from tvdeploy.runtime.host import cpu_flags
 from tvdeploy.runtime.manifest import Manifest
+from tvdeploy.runtime.precisions import get_precision
 from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
 
-#: OpenVINO's ``INFERENCE_PRECISION_HINT`` for each artifact precision.
-INFERENCE_PRECISION = {"fp32": "f32", "fp16": "f16"}
+#: OpenVINO's ``INFERENCE_PRECISION_HINT`` for each artifact precision (int8: the layers OpenVINO quantized run in
+#: int8 whatever the hint; the others in f32, as the fp32 artifact's).
+INFERENCE_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 #: tvdeploy provider name -> OpenVINO device.
 DEVICES = {"cpu": "CPU"}
 
@@ -79,6 +83,7 @@ class OpenVinoRunner(Runner):
     def _load(self) -> None:
         import openvino as ov
 
+        get_precision(self.precision).check_host("openvino", cpu_flags())
         if not self.model_path.is_file():
             raise ArtifactError(f"model file {self.model_path} is missing")
         try:
