@@ -1,4 +1,4 @@
-"""Command line: ``tvdeploy list|export|optimize|validate|inspect|predict|bench|serve|export-triton``.
+"""Command line: ``tvdeploy list|export|optimize|validate|inspect|predict|bench|serve|export-triton|tune``.
 
 Thin by design: each command parses its arguments, calls the library, prints,
 and returns an exit code. Only the command being run is imported. One place
@@ -325,6 +325,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             ("classes", f"{manifest.num_classes} ({', '.join(manifest.labels[:3])}, ...)"),
             ("parity", "passed" if parity.get("passed") else ("FAILED" if parity else "not run")),
             *((key, value) for key, value in manifest.export_info.items() if key not in ("attempts", "seconds")),
+            *((("deployment", _describe_deployment(manifest.deployment)),) if manifest.deployment else ()),
             ("created", manifest.created),
             ("schema", manifest.schema_version),
         ]
@@ -336,6 +337,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             )
         print(f"{'versions':<13} " + ", ".join(f"{k} {v}" for k, v in manifest.versions.items()))
     return EXIT_OK if all(v == "ok" for v in checks.values()) else 1
+
+
+def _describe_deployment(record: Any) -> str:
+    figures = ", ".join(f"b{batch} {values['p50_ms']:.1f} ms" for batch, values in record.figures.items())
+    return (
+        f"{record.runtime} {record.precision}, {record.threads} threads, batch {record.batch_size} "
+        f"(tune, {record.objective}: {figures}; {len(record.candidates)} candidates) on {record.host_cpu}"
+    )
 
 
 # ----------------------------------------------------------------------------- predict
@@ -356,7 +365,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.artifact,
         provider=args.provider,
         verify=not args.no_verify,
-        session_config=SessionConfig(intra_op_threads=args.threads),
+        session_config=SessionConfig(intra_op_threads=args.threads) if args.threads else None,
         batch_size=args.batch_size,
         exif_transpose=not args.no_exif,
         max_pixels=args.max_pixels,
@@ -524,6 +533,67 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    """``tvdeploy tune ARTIFACT --output DIR``: the fastest correct deployment on this host, measured."""
+    from tvdeploy.tune import report as output
+    from tvdeploy.tune.tuner import TuneRequest, tune
+
+    report = tune(
+        TuneRequest(
+            artifact=args.artifact,
+            output=args.output,
+            calibration=_calibration(args),
+            batch_sizes=tuple(args.batch_sizes),
+            objective=args.objective,
+            budget_s=args.budget_s,
+            force=args.force,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
+    )
+    print(output.format_table(report))
+    print(f"\nwrote {args.output} ({report.winner.candidate.name})")
+    if args.json:
+        output.write_json(report, args.json)
+    if args.markdown:
+        args.markdown.write_text(output.format_markdown(report), encoding="utf-8")
+    if args.plot:
+        output.write_plot(report, args.plot)
+    return EXIT_OK
+
+
+def _add_tune_parser(sub: Any) -> None:
+    from tvdeploy.export.options import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES
+    from tvdeploy.tune.tuner import DEFAULT_BUDGET_S, OBJECTIVES
+
+    p = sub.add_parser(
+        "tune",
+        help="find the fastest deployment of an fp32 ONNX artifact that passes parity on this host (ONNX Runtime "
+        "and OpenVINO, fp32/bf16/int8, threads), measured, and write it with a deployment record",
+    )
+    p.add_argument("artifact", type=Path, metavar="ARTIFACT", help="a plain fp32 ONNX artifact")
+    p.add_argument("--output", type=Path, required=True, metavar="DIR", help="the tuned artifact to write")
+    p.add_argument("--batch-sizes", type=_int_list, default=[1, 8], help="batch sizes to time (default 1,8)")
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="latency",
+        help="latency: lowest p50 at the smallest batch size (default); throughput: most img/s at the largest",
+    )
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=DEFAULT_BUDGET_S,
+        help=f"seconds of interleaved timing per batch size (default {DEFAULT_BUDGET_S:g})",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of --calibration random (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output directory")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown table")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="plot speed against fidelity")
+    _add_calibration_arguments(p, CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES)
+    p.set_defaults(handler=cmd_tune)
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -651,7 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact", type=Path, metavar="ARTIFACT")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and directories (walked recursively)")
     p.add_argument("--top-k", type=_positive_int, default=5, help="predictions per image (default 5)")
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="images per model call (default 8)")
+    p.add_argument(
+        "--batch-size", type=_positive_int, help="images per model call (default: the tuned deployment's, else 8)"
+    )
     p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument("--workers", type=_positive_int, help="decoding threads (default: one per usable core)")
@@ -707,6 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_bench)
 
     _add_serve_parser(sub)
+    _add_tune_parser(sub)
     return parser
 
 

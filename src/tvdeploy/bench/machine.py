@@ -5,21 +5,11 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import tvdeploy
 from tvdeploy.runtime.classifier import usable_cores
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+from tvdeploy.runtime.host import cpu_model, cpu_signature
 
 
 def machine_info(threads: int | None) -> dict[str, Any]:
@@ -27,6 +17,7 @@ def machine_info(threads: int | None) -> dict[str, Any]:
     usable = usable_cores()
     info: dict[str, Any] = {
         "cpu_model": cpu_model(),
+        "cpu_signature": cpu_signature(),  # the CPU features that decide which kernels run (AVX2, VNNI, AMX, ...)
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
         "threads": threads,

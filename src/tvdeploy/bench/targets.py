@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tvdeploy.errors import UserInputError
+from tvdeploy.runtime.deployment import apply_deployment
 from tvdeploy.runtime.formats import EAGER, backend_names, exportable_formats
 from tvdeploy.runtime.manifest import Manifest, PreprocessSpec, TensorSpec, read_manifest
 from tvdeploy.runtime.providers import SessionConfig
@@ -60,6 +61,7 @@ class BenchTarget:
     manifest: Manifest | None = None
     module: Any = None  # the eager nn.Module, for backend "eager"
     source: dict[str, Any] | None = None  # how to rebuild the eager model in a cold-start subprocess
+    threads: int | None = None  # intra-op threads of this target when the run sets none (tune's variants)
 
     @property
     def file_mb(self) -> float | None:
@@ -84,9 +86,8 @@ class BenchTarget:
             return EagerRunner(self.module, self.input_spec, self.output_name, device=provider)
         if self.artifact is None or self.manifest is None:
             raise UserInputError(f"bench target {self.name} has no artifact")
-        return runner_for_artifact(
-            self.artifact, self.manifest, provider=provider, config=SessionConfig(intra_op_threads=threads)
-        )
+        applied = apply_deployment(self.manifest, SessionConfig(intra_op_threads=threads or self.threads), None)
+        return runner_for_artifact(self.artifact, applied.manifest, provider=provider, config=applied.session_config)
 
     def end_to_end(self, runner: Runner, top_k: int = 5) -> Callable[[Sequence[bytes]], Any]:
         """The whole predict path on encoded image files, for ``--e2e``.

@@ -20,6 +20,7 @@ import numpy as np
 
 from tvdeploy.errors import ImageError, UserInputError
 from tvdeploy.runtime.decoder import ImageDecoder
+from tvdeploy.runtime.deployment import apply_deployment
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS, ImageSource, check_decode_mode, describe_source
 from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
 from tvdeploy.runtime.postprocess import Prediction, check_top_k, decode_outputs
@@ -221,7 +222,7 @@ def load(
     *,
     verify: bool = True,
     session_config: SessionConfig | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     exif_transpose: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     decode_workers: int | None = None,
@@ -233,8 +234,10 @@ def load(
         artifact_dir: the directory ``tvdeploy export`` wrote.
         provider: ``cpu``, ``cuda``, ``tensorrt``, ``openvino`` or ``auto``; which apply depends on the format.
         verify: check the model files against the manifest's sha256 first (refuse tampered files).
-        session_config: ONNX Runtime threads, graph optimization level and provider options.
-        batch_size: images per model call in :meth:`Classifier.predict` / ``predict_stream``.
+        session_config: ONNX Runtime threads, graph optimization level and provider options (threads left
+            open take the manifest's ``deployment`` record's, from ``tvdeploy tune``).
+        batch_size: images per model call in :meth:`Classifier.predict` / ``predict_stream`` (default: the
+            deployment record's, else 8).
         exif_transpose: apply EXIF orientation when decoding.
         max_pixels: refuse larger images (decompression bombs); ``None`` for no limit.
         decode_workers: threads that decode and preprocess ahead of the model (default: one per usable
@@ -247,13 +250,14 @@ def load(
     manifest = read_manifest(directory)
     if verify:
         verify_artifact_files(directory, manifest)
-    runner = runner_for_artifact(directory, manifest, provider=provider, config=session_config)
+    applied = apply_deployment(manifest, session_config, batch_size)
+    runner = runner_for_artifact(directory, applied.manifest, provider=provider, config=applied.session_config)
     runner.activate()
     return Classifier(
         directory,
         manifest,
         runner,
-        batch_size=batch_size,
+        batch_size=applied.batch_size or DEFAULT_BATCH_SIZE,
         exif_transpose=exif_transpose,
         max_pixels=max_pixels,
         decode_workers=decode_workers,

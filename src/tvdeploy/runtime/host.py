@@ -32,7 +32,7 @@ RELEVANT_FLAGS = (
 )
 
 
-def _cpuinfo_field(*keys: str) -> str | None:
+def cpuinfo_field(*keys: str) -> str | None:
     """The first value of one of ``keys`` in Linux's /proc/cpuinfo (None elsewhere)."""
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():
@@ -47,13 +47,13 @@ def _cpuinfo_field(*keys: str) -> str | None:
 @lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
     """This CPU's feature flags as Linux's /proc/cpuinfo spells them (empty where unknown)."""
-    return frozenset((_cpuinfo_field("flags", "Features") or "").split())
+    return frozenset((cpuinfo_field("flags", "Features") or "").split())
 
 
 @lru_cache(maxsize=1)
 def cpu_model() -> str:
     """The CPU's model name (``Intel(R) Xeon(R) Processor``), or the machine type where it is unknown."""
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown"
+    return cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown"
 
 
 @lru_cache(maxsize=1)

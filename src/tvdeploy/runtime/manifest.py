@@ -19,7 +19,7 @@ from tvdeploy.runtime.formats import FORMATS
 #: The newest schema this tvdeploy reads and writes. A manifest is written at the lowest version that describes
 #: it: version 2 adds embedded pre/post-processing (``output.indices``, image inputs) and ``optimized_graph``, so
 #: plain artifacts stay readable by releases that know only version 1.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MANIFEST_NAME = "tvdeploy.json"
 #: Tensor names a fresh export gives its input and output; readers take the names from the manifest.
 DEFAULT_INPUT_NAME = "input"
@@ -386,6 +386,38 @@ class OptimizedGraph:
         return self.level == "all"
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """How ``tvdeploy tune`` found this artifact best run on the host it measured, and what it beat there.
+
+    ``load()``, ``predict``, ``serve`` and ``bench`` apply ``threads`` and ``batch_size``; where this host's CPU
+    features (``host_signature``) differ they warn and run portable settings instead (all cores, and fp32
+    arithmetic where the host cannot compute in the tuned precision).
+    """
+
+    runtime: str
+    precision: str
+    provider: str
+    threads: int | None
+    batch_size: int
+    objective: str
+    host_cpu: str
+    host_signature: str
+    #: the winner's measured figures (p50 ms and img/s per batch size, MAC/s where counted)
+    figures: dict[str, Any] = field(default_factory=dict)
+    #: every candidate tune tried: name, runtime, precision, threads, parity, figures, why it lost or was refused
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    tuned: str = ""
+
+    def __post_init__(self) -> None:
+        if self.runtime not in FORMATS:
+            raise ArtifactError(f"unknown deployment runtime {self.runtime!r}", hint=f"one of {', '.join(FORMATS)}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ArtifactError(f"deployment threads must be a positive integer or null, got {self.threads!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ArtifactError(f"deployment batch_size must be a positive integer, got {self.batch_size!r}")
+
+
 @dataclass
 class Manifest:
     """Everything a consumer needs to run an artifact, and nothing it has to guess."""
@@ -411,6 +443,7 @@ class Manifest:
     #: the version read from the file (written: :attr:`lowest_schema_version`), not part of equality
     schema_version: int = field(default=SCHEMA_VERSION, compare=False)
     optimized_graph: OptimizedGraph | None = None
+    deployment: Deployment | None = None
 
     @property
     def num_classes(self) -> int:
@@ -447,12 +480,16 @@ class Manifest:
             del data["output"]["indices"]
         if self.optimized_graph is None:
             del data["optimized_graph"]
+        if self.deployment is None:
+            del data["deployment"]
         data.pop("schema_version")
         return {"schema_version": self.lowest_schema_version, **data}
 
     @property
     def lowest_schema_version(self) -> int:
         """The lowest schema version that describes this manifest (what :meth:`to_dict` writes)."""
+        if self.deployment is not None:
+            return 3
         uses_v2 = self.input.takes_images or self.output.indices is not None or self.optimized_graph is not None
         return 2 if uses_v2 else 1
 
@@ -505,6 +542,7 @@ class Manifest:
             created=_typed(data, "created", str, ""),
             schema_version=version,
             optimized_graph=_block(data, "optimized_graph", OptimizedGraph, optimized) if optimized else None,
+            deployment=_block(data, "deployment", Deployment, data["deployment"]) if data.get("deployment") else None,
         )
 
 

@@ -1,0 +1,59 @@
+"""Applying a manifest's ``deployment`` record (what ``tvdeploy tune`` measured and chose) when an artifact loads.
+
+On the host it was tuned on (same CPU feature signature) the record's threads and batch size are used wherever
+the caller left them open. On another host they may be wrong in either direction, so the record is set aside with
+a warning: all cores, and, where this host cannot compute in the tuned precision (bf16 without AVX512_BF16/AMX),
+the artifact's fp32 arithmetic, which gives the same answers within the bf16 criteria. Never a crash, never a
+silent change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+from tvdeploy.runtime.host import cpu_flags, cpu_signature
+from tvdeploy.runtime.manifest import Manifest
+from tvdeploy.runtime.precisions import get_precision
+from tvdeploy.runtime.providers import SessionConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an artifact loads with: the manifest the runner reads, its session settings and batch size."""
+
+    manifest: Manifest
+    session_config: SessionConfig
+    batch_size: int | None
+
+
+def apply_deployment(manifest: Manifest, session_config: SessionConfig | None, batch_size: int | None) -> Applied:
+    """The settings an artifact loads with, the deployment record's where the caller gave none (see the module
+    docstring)."""
+    config = session_config or SessionConfig()
+    record = manifest.deployment
+    if record is None:
+        return Applied(manifest, config, batch_size)
+    if record.host_signature != cpu_signature():
+        logger.warning(
+            "this artifact was tuned on another CPU (%s: %s); this host is %s: using portable settings",
+            record.host_cpu,
+            record.host_signature,
+            cpu_signature(),
+        )
+        missing = get_precision(manifest.precision).missing_features(manifest.format, cpu_flags())
+        if missing:
+            logger.warning(
+                "this host cannot compute %s on %s (no %s): running the artifact in fp32",
+                manifest.precision,
+                manifest.format,
+                " or ".join(missing),
+            )
+            manifest = dataclasses.replace(manifest, precision="fp32")
+        return Applied(manifest, config, batch_size)
+    if config.intra_op_threads is None and record.threads is not None:
+        config = dataclasses.replace(config, intra_op_threads=record.threads)
+    return Applied(manifest, config, batch_size if batch_size is not None else record.batch_size)

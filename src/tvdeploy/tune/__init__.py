@@ -1,0 +1,1 @@
+"""``tvdeploy tune``: find, measure and record the fastest correct deployment of an artifact on this host."""

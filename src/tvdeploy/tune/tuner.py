@@ -1,0 +1,314 @@
+"""``tvdeploy tune``: the fastest correct deployment of an fp32 ONNX artifact on the host it runs on, measured.
+
+1. plan the candidates this host can run (:mod:`tvdeploy.tune.candidates`);
+2. derive each candidate's artifact from the fp32 ONNX artifact with ``optimize``'s own conversions, each with
+   its parity record against the fp32 eager model (a candidate that fails parity is reported, never chosen);
+3. time the rest interleaved in one process (``tvdeploy bench``'s timing: A B C ... C B A, settled blocks) at each
+   batch size;
+4. choose by the objective (``latency``: the lowest p50 at the smallest batch size; ``throughput``: the most
+   images per second at the largest) and write the winner as an artifact whose manifest holds a ``deployment``
+   record: runtime, precision, threads, batch size, the host's CPU and features, the figures, the candidates.
+
+The fp32 ONNX artifact is always a candidate, so the winner is never slower than it in the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tvdeploy.bench.peak import peak
+from tvdeploy.bench.run import BenchConfig, BenchReport, run_benchmark
+from tvdeploy.bench.targets import artifact_target
+from tvdeploy.errors import UserInputError
+from tvdeploy.export.artifact import check_output, staged_directory
+from tvdeploy.export.macs import count_macs
+from tvdeploy.export.optimize import OptimizeRequest, optimize_artifact
+from tvdeploy.export.options import CalibrationOptions
+from tvdeploy.runtime.host import cpu_model, cpu_signature
+from tvdeploy.runtime.manifest import Deployment, Manifest, read_manifest, verify_artifact_files, write_manifest
+from tvdeploy.tune.candidates import Candidate, Skipped, plan
+
+logger = logging.getLogger(__name__)
+
+OBJECTIVES = ("latency", "throughput")
+#: Seconds of interleaved timing per batch size by default (resnet50's whole tune stays under 5 minutes on 2 cores).
+DEFAULT_BUDGET_S = 20.0
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """What ``tvdeploy tune`` was asked to do."""
+
+    artifact: Path
+    output: Path
+    calibration: CalibrationOptions | None = None
+    batch_sizes: tuple[int, ...] = (1, 8)
+    objective: str = "latency"
+    budget_s: float = DEFAULT_BUDGET_S
+    force: bool = False
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise UserInputError(f"unknown objective {self.objective!r}", hint=f"choose one of {', '.join(OBJECTIVES)}")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise UserInputError("batch sizes must be positive, e.g. --batch-sizes 1,8")
+        if self.budget_s <= 0:
+            raise UserInputError("--budget-s must be positive")
+
+    @property
+    def deciding_batch(self) -> int:
+        """The batch size the objective is judged at."""
+        return min(self.batch_sizes) if self.objective == "latency" else max(self.batch_sizes)
+
+
+@dataclass
+class CandidateResult:
+    """One candidate: its artifact, parity and figures per batch size."""
+
+    candidate: Candidate
+    artifact: Path | None = None
+    parity_passed: bool = False
+    parity: dict[str, Any] = field(default_factory=dict)
+    refused: str | None = None
+    #: batch size -> {"p50_ms", "throughput_ips", "macs_per_s", "peak_share"}
+    figures: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def photo_cosine(self) -> float | None:
+        """The smallest cosine similarity to the fp32 eager model on the real photos."""
+        return next((s["min_cosine"] for s in self.parity.get("sets", []) if s["name"] == "photos"), None)
+
+    @property
+    def photo_top1(self) -> float | None:
+        """Top-1 agreement with the fp32 eager model on the real photos."""
+        return next((s["top1_agreement"] for s in self.parity.get("sets", []) if s["name"] == "photos"), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The candidate as the report and the deployment record list it."""
+        return {
+            "name": self.candidate.name,
+            "runtime": self.candidate.format,
+            "precision": self.candidate.precision,
+            "threads": self.candidate.threads,
+            "parity_passed": self.parity_passed,
+            "photos_min_cosine": self.photo_cosine,
+            "photos_top1": self.photo_top1,
+            "refused": self.refused,
+            "figures": {str(batch): values for batch, values in self.figures.items()},
+        }
+
+
+@dataclass
+class TuneReport:
+    """Everything tune measured, the winner, and why it won."""
+
+    request: TuneRequest
+    results: list[CandidateResult]
+    skipped: list[Skipped]
+    winner: CandidateResult
+    macs: int | None
+    machine: dict[str, Any]
+    bench: BenchReport | None = None
+
+    @property
+    def baseline(self) -> CandidateResult:
+        """The fp32 ONNX artifact as it was given (the first candidate)."""
+        return self.results[0]
+
+    def why(self) -> str:
+        """One paragraph: what won, by how much, at what fidelity, and what came next."""
+        batch, objective = self.request.deciding_batch, self.request.objective
+        key = "p50_ms" if objective == "latency" else "throughput_ips"
+        unit = "ms" if objective == "latency" else "img/s"
+        ranked = _ranked([r for r in self.results if batch in r.figures], batch, objective)
+        won = self.winner.figures[batch][key]
+        base = self.baseline.figures.get(batch, {}).get(key)
+        ratio = (base / won if objective == "latency" else won / base) if base else None
+        text = (
+            f"{self.winner.candidate.name} won on {objective} at batch {batch}: {won:.1f} {unit}"
+            + (
+                f", {ratio:.2f}x ONNX Runtime fp32 ({base:.1f} {unit})"
+                if ratio and self.winner is not self.baseline
+                else ""
+            )
+            + f"; on the photos its top-1 agreement with eager fp32 is {(self.winner.photo_top1 or 0):.0%} and its"
+            f" smallest cosine {(self.winner.photo_cosine or 0):.5f}."
+        )
+        if len(ranked) > 1:
+            second = ranked[1]
+            text += f" Next: {second.candidate.name} at {second.figures[batch][key]:.1f} {unit}."
+        failed = [r.candidate.name for r in self.results if not r.parity_passed]
+        if failed:
+            text += f" Failed parity (not chosen): {', '.join(failed)}."
+        return text + " " + _host_note()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report."""
+        return {
+            "artifact": str(self.request.artifact),
+            "output": str(self.request.output),
+            "objective": self.request.objective,
+            "batch_sizes": list(self.request.batch_sizes),
+            "macs_per_image": self.macs,
+            "winner": self.winner.candidate.name,
+            "why": self.why(),
+            "candidates": [r.to_dict() for r in self.results],
+            "skipped": [dataclasses.asdict(s) for s in self.skipped],
+            "machine": self.machine,
+        }
+
+
+def _host_note() -> str:
+    flags = cpu_signature()
+    if "amx_int8" in flags:
+        return "This CPU has AMX: OpenVINO runs int8 and bf16 layers on its tiles; ONNX Runtime's int8 kernels do not use them."
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        return "This CPU has VNNI (int8 dot products) but no AMX."
+    return "This CPU has neither VNNI nor AMX: int8 gains only from moving less data, and bf16 is not computed."
+
+
+def _ranked(results: list[CandidateResult], batch: int, objective: str) -> list[CandidateResult]:
+    if objective == "latency":
+        return sorted(results, key=lambda r: r.figures[batch]["p50_ms"])
+    return sorted(results, key=lambda r: -r.figures[batch]["throughput_ips"])
+
+
+def _check_source(artifact: Path) -> Manifest:
+    manifest = read_manifest(artifact)
+    verify_artifact_files(artifact, manifest)
+    derived = manifest.precision != "fp32" or manifest.input.takes_images or manifest.output.is_top_k
+    if manifest.format != "onnx" or derived or manifest.optimized_graph is not None:
+        raise UserInputError(
+            f"{artifact} is a {manifest.format} {manifest.precision} artifact; tune starts from a plain fp32 ONNX one",
+            hint=f"tvdeploy export --model {manifest.architecture} --format onnx",
+        )
+    return manifest
+
+
+def _derive(request: TuneRequest, manifest: Manifest, key: tuple[str, str], work: Path) -> tuple[Path, dict]:
+    """The artifact of one (format, precision) and its parity record (the source itself for onnx fp32)."""
+    fmt, precision = key
+    if key == ("onnx", "fp32"):
+        return request.artifact, manifest.parity or {}
+    outcome = optimize_artifact(
+        OptimizeRequest(
+            artifact=request.artifact,
+            precision=precision,
+            calibration=request.calibration,
+            output=work / f"{fmt}-{precision}",
+            format=fmt if fmt != manifest.format else None,
+        )
+    )
+    return outcome.artifact_dir, outcome.manifest.parity or {}
+
+
+def tune(request: TuneRequest) -> TuneReport:
+    """Run the whole tune (see the module docstring) and write the winner to ``request.output``."""
+    from tqdm import tqdm
+
+    manifest = _check_source(request.artifact)
+    check_output(request.output, request.force)
+    candidates, skipped = plan(request.calibration is not None)
+    for entry in skipped:
+        logger.info("tune: not trying %s %s: %s", entry.format, entry.precision, entry.reason)
+    keys = list(dict.fromkeys(c.artifact_key for c in candidates))
+    results = {c: CandidateResult(c) for c in candidates}
+    with (
+        tempfile.TemporaryDirectory(prefix="tvdeploy-tune-") as scratch,
+        tqdm(total=len(keys) + 1, unit="step", disable=not request.progress, leave=False) as bar,
+    ):
+        derived: dict[tuple[str, str], tuple[Path, dict]] = {}
+        for key in keys:
+            bar.set_description(f"deriving {key[0]} {key[1]}")
+            derived[key] = _derive(request, manifest, key, Path(scratch))
+            bar.update(1)
+        for candidate, result in results.items():
+            result.artifact, result.parity = derived[candidate.artifact_key]
+            result.parity_passed = bool(result.parity.get("passed"))
+            if not result.parity_passed:
+                result.refused = "failed parity"
+        timed = [r for r in results.values() if r.parity_passed]
+        bar.set_description(f"timing {len(timed)} candidates interleaved")
+        bench = _time(timed, request)
+        bar.update(1)
+        macs = _macs(request.artifact, manifest)
+        _fill_figures(timed, bench, macs)
+        winner = _ranked(timed, request.deciding_batch, request.objective)[0]
+        report = TuneReport(request, list(results.values()), skipped, winner, macs, bench.machine, bench)
+        _write_winner(report, manifest)
+    return report
+
+
+def _time(timed: list[CandidateResult], request: TuneRequest) -> BenchReport:
+    targets = []
+    for result in timed:
+        assert result.artifact is not None
+        target = artifact_target(result.artifact)
+        target.name, target.threads = result.candidate.name, result.candidate.threads
+        targets.append(target)
+    config = BenchConfig(
+        batch_sizes=list(request.batch_sizes), warmup=2, iterations=None, time_budget_s=request.budget_s,
+        cold_start=False,
+    )  # fmt: skip
+    return run_benchmark(targets, config)
+
+
+def _macs(artifact: Path, manifest: Manifest) -> int | None:
+    try:
+        return count_macs(artifact / manifest.model_file.path)
+    except Exception as exc:  # a graph whose shapes do not infer: the report goes without MAC figures
+        logger.warning("MACs not counted: %s", exc)
+        return None
+
+
+def _fill_figures(timed: list[CandidateResult], bench: BenchReport, macs: int | None) -> None:
+    rows = {(row.name, row.batch_size): row for row in bench.rows if row.mode == "model"}
+    for result in timed:
+        top = peak(result.candidate.precision)
+        for (name, batch), row in rows.items():
+            if name != result.candidate.name:
+                continue
+            p50_s = row.latency.p50 / 1000
+            figures = {"p50_ms": round(row.latency.p50, 3), "throughput_ips": round(batch / p50_s, 2)}
+            if macs:
+                figures["macs_per_s"] = round(macs * batch / p50_s, 1)
+                if top is not None:
+                    figures["peak_macs_per_s"] = round(top.macs_per_s, 1)
+                    figures["peak_share"] = round(macs * batch / p50_s / top.macs_per_s, 4)
+            result.figures[batch] = figures
+
+
+def _write_winner(report: TuneReport, source_manifest: Manifest) -> None:
+    """The winner's artifact, copied to the output with the deployment record in its manifest."""
+    winner = report.winner
+    assert winner.artifact is not None
+    manifest = read_manifest(winner.artifact)
+    record = Deployment(
+        runtime=winner.candidate.format,
+        precision=winner.candidate.precision,
+        provider="cpu",
+        threads=winner.candidate.threads,
+        batch_size=report.request.deciding_batch,
+        objective=report.request.objective,
+        host_cpu=cpu_model(),
+        host_signature=cpu_signature(),
+        figures={str(batch): values for batch, values in winner.figures.items()},
+        candidates=[r.to_dict() for r in report.results],
+        tuned=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    )
+    tuned = dataclasses.replace(manifest, deployment=record, name=source_manifest.name)
+    with staged_directory(report.request.output, report.request.force) as staging:
+        for entry in manifest.files:
+            target = staging / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(entry.location(winner.artifact), target)
+        write_manifest(tuned, staging)
+    logger.info("wrote %s (%s)", report.request.output, winner.candidate.name)
