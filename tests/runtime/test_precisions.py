@@ -1,0 +1,39 @@
+"""Precisions are data: one record each, read by the formats, the CLI and the runners."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tvdeploy.errors import ProviderError, UserInputError
+from tvdeploy.runtime.formats import FORMATS
+from tvdeploy.runtime.precisions import PRECISION_SPECS, PRECISIONS, get_precision
+
+
+def test_every_format_precision_is_a_registered_one_with_its_criteria() -> None:
+    for spec in FORMATS.values():
+        assert set(spec.precisions) <= set(PRECISIONS), spec.name
+        for name in spec.precisions:
+            assert spec.criteria_for(name) is PRECISION_SPECS[name].criteria
+    assert FORMATS["openvino"].precisions == ("fp32", "fp16", "bf16", "int8")
+    with pytest.raises(UserInputError, match="does not support precision 'bf16'"):
+        FORMATS["onnx"].criteria_for("bf16")
+
+
+def test_looser_precisions_have_looser_criteria() -> None:
+    ordered = [get_precision(name).criteria for name in ("fp32", "fp16", "bf16", "int8")]
+    for stricter, looser in itertools.pairwise(ordered):
+        assert looser.atol_scale >= stricter.atol_scale and looser.min_cosine <= stricter.min_cosine
+    assert get_precision("int8").needs_calibration and not get_precision("bf16").needs_calibration
+
+
+def test_bf16_on_openvino_needs_bf16_hardware() -> None:
+    bf16 = get_precision("bf16")
+    assert bf16.missing_features("openvino", frozenset({"avx2", "fma"})) == ["avx512_bf16", "amx_bf16"]
+    assert bf16.missing_features("openvino", frozenset({"amx_bf16"})) == []
+    assert bf16.missing_features("onnx", frozenset()) == []  # a runtime it does not list needs nothing
+    with pytest.raises(ProviderError, match="openvino computes bf16 only on CPUs with avx512_bf16 or amx_bf16"):
+        bf16.check_host("openvino", frozenset({"avx2"}))
+    with pytest.raises(UserInputError, match="choose one of fp32, fp16, bf16, int8"):
+        get_precision("fp8")
