@@ -43,7 +43,7 @@ def test_repository_layout_and_config_parse_with_tritons_schema(resnet18_artifac
 
 def test_only_portable_onnx_artifacts_go_to_triton(resnet18_artifacts, tmp_path, capsys) -> None:
     code, _, err = run_cli(capsys, "export-triton", resnet18_artifacts["torchscript"], "--output", tmp_path)
-    assert code == 2 and "takes ONNX" in err
+    assert code == 2 and "which no Triton backend runs" in err
     optimized = tmp_path / "optimized"
     assert run_cli(capsys, "optimize", resnet18_artifacts["onnx"], "--optimize", "--output", optimized)[0] == 0
     code, _, err = run_cli(capsys, "export-triton", optimized, "--output", tmp_path / "repo")
@@ -168,3 +168,16 @@ def test_export_refuses_a_name_that_is_not_a_model_name(tmp_path, capsys) -> Non
                            "--output", tmp_path / "out")  # fmt: skip
     assert code == 2 and "--name '../evil' is not a valid model name" in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "evil").exists()
+
+
+def test_an_openvino_artifact_gets_tritons_openvino_backend(resnet18_artifacts, tmp_path, capsys) -> None:
+    pytest.importorskip("openvino")
+    artifact = tmp_path / "ov"
+    assert run_cli(capsys, "optimize", resnet18_artifacts["onnx"], "--format", "openvino", "--output", artifact)[0] == 0
+    repo = tmp_path / "repo"
+    code, _, err = run_cli(capsys, "export-triton", artifact, "--output", repo)
+    assert code == 0, err
+    config = text_format.Parse((repo / "resnet18" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert config.backend == "openvino" and config.parameters["PERFORMANCE_HINT"].string_value == "LATENCY"
+    assert sorted(p.name for p in (repo / "resnet18" / "1").iterdir()) == ["model.bin", "model.xml"]
+    assert "cannot pin f32" in err  # said, not hidden: Triton's backend may compute an fp32 IR in bf16

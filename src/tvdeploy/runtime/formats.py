@@ -115,6 +115,8 @@ class FormatSpec:
     graph_passes: bool = False
     #: The precisions the format supports (names of :data:`~tvdeploy.runtime.precisions.PRECISION_SPECS`).
     precisions: tuple[str, ...] = ("fp32",)
+    #: The Triton Inference Server backend that runs it (``export-triton``); None: Triton runs none of ours.
+    triton_backend: str | None = None
 
     @property
     def criteria(self) -> Mapping[str, ParityCriteria]:
@@ -179,6 +181,7 @@ FORMATS: dict[str, FormatSpec] = {
             loads_with="onnxruntime.InferenceSession",
             precisions=("fp32", "fp16", "int8"),
             derivable=("fp16", "int8"),
+            triton_backend="onnxruntime",
             graph_passes=True,
         ),
         FormatSpec(
@@ -218,6 +221,7 @@ FORMATS: dict[str, FormatSpec] = {
             loads_with="openvino.Core().compile_model",
             precisions=("fp32", "fp16", "bf16", "int8"),
             derivable=("fp32", "fp16", "bf16", "int8"),
+            triton_backend="openvino",
         ),
         FormatSpec(
             name="executorch",

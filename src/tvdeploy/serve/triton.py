@@ -1,8 +1,9 @@
-"""``tvdeploy export-triton``: a Triton Inference Server model repository from ONNX artifacts.
+"""``tvdeploy export-triton``: a Triton Inference Server model repository from ONNX and OpenVINO artifacts.
 
 ``config.pbtxt`` is built as Triton's own ``ModelConfig`` protobuf
 (``tritonclient.grpc.model_config_pb2``) and written with protobuf's text format,
-so Triton reads exactly what was meant: the onnxruntime backend, ``max_batch_size``
+so Triton reads exactly what was meant: the format's backend (onnxruntime, or openvino with its parameters
+for a tuned or bf16 artifact), ``max_batch_size``
 and dims from the manifest (the batch axis left out, as Triton wants), dynamic
 batching, an instance group, and the labels file on the logits output so that
 Triton's classification extension returns labels.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tvdeploy.errors import ArtifactError, MissingDependencyError, UserInputError
+from tvdeploy.runtime.formats import FORMATS, get_format
 from tvdeploy.runtime.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_artifact_files
 from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT, protocol_dims
 
@@ -113,8 +115,10 @@ def _add_scheduling(pb: Any, config: Any, options: TritonOptions, batched: bool,
 
 
 def model_config(manifest: Manifest, options: TritonOptions) -> str:
-    """The ``config.pbtxt`` text of one artifact."""
-    pb, config, batched = _new_config(manifest, options, backend="onnxruntime")
+    """The ``config.pbtxt`` text of one artifact, for its format's Triton backend."""
+    pb, config, batched = _new_config(manifest, options, backend=str(get_format(manifest.format).triton_backend))
+    for key, value in _backend_parameters(manifest).items():
+        config.parameters[key].string_value = value
     spec = manifest.input
     config.input.add(
         name=spec.name, data_type=getattr(pb, "TYPE_" + DATATYPES[spec.dtype]), dims=protocol_dims(spec.shape, batched)
@@ -122,6 +126,26 @@ def model_config(manifest: Manifest, options: TritonOptions) -> str:
     _add_outputs(pb, config, manifest, batched)
     _add_scheduling(pb, config, options, batched, options.kind)
     return _as_text(config)
+
+
+def _backend_parameters(manifest: Manifest) -> dict[str, str]:
+    """The OpenVINO backend's parameters for an OpenVINO artifact: the latency hint, the tuned threads, and bf16
+    for a bf16 artifact (its ``HINT_BF16``; the backend has no way to pin f32, so an fp32 IR may run in bf16 on a
+    CPU that has it, OpenVINO's default there: said in the log)."""
+    if manifest.format != "openvino":
+        return {}
+    parameters = {"PERFORMANCE_HINT": "LATENCY"}
+    if manifest.deployment is not None and manifest.deployment.threads:
+        parameters["INFERENCE_NUM_THREADS"] = str(manifest.deployment.threads)
+    if manifest.precision == "bf16":
+        parameters["HINT_BF16"] = "YES"
+    elif manifest.precision == "fp32":
+        logger.warning(
+            "%s: Triton's OpenVINO backend cannot pin f32 inference: on a CPU with AVX512_BF16/AMX it may compute "
+            "this fp32 IR in bf16 (OpenVINO's default there)",
+            manifest.name,
+        )
+    return parameters
 
 
 def preprocess_config(manifest: Manifest, options: TritonOptions) -> str:
@@ -204,10 +228,11 @@ def export_triton(artifacts: list[Path], repository: Path, options: TritonOption
     written = []
     for artifact in artifacts:
         manifest = read_manifest(artifact)
-        if manifest.format != "onnx":
+        if get_format(manifest.format).triton_backend is None:
+            served = ", ".join(f"{f.name} ({f.triton_backend})" for f in FORMATS.values() if f.triton_backend)
             raise UserInputError(
-                f"{artifact} is a {manifest.format} artifact; Triton's onnxruntime backend takes ONNX",
-                hint=f"export ONNX: tvdeploy export --model {manifest.architecture} --format onnx",
+                f"{artifact} is a {manifest.format} artifact, which no Triton backend runs",
+                hint=f"Triton runs {served}: tvdeploy export --model {manifest.architecture} --format onnx",
             )
         if manifest.optimized_graph is not None and manifest.optimized_graph.host_specific:
             raise ArtifactError(
