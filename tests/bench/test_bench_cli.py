@@ -74,6 +74,11 @@ def test_json_report_has_the_documented_fields(bench_run) -> None:
     assert onnx["baseline"] == "eager" and onnx["speedup"] == onnx["speedup_vs_eager"]
     # the torch-free runtime needs far less memory than eager torch
     assert onnx["peak_rss_mb"] < eager["peak_rss_mb"]
+    # MACs counted from the graph (the catalog's model), against this host's fp32 peak
+    assert onnx["macs_per_s"] == pytest.approx(
+        report["macs_per_image"] * 1 / (onnx["latency_ms"]["mean"] / 1000), rel=1e-3
+    )
+    assert 0 < onnx["peak_share"] < 2 and eager["macs_per_s"] > 0
 
 
 def test_markdown_and_plot_are_written(bench_run) -> None:

@@ -22,6 +22,8 @@ _HEADER = (
     "cold ms",
     "RSS MB",
     "file MB",
+    "GMAC/s",
+    "of peak",
     "speedup",
 )
 
@@ -47,6 +49,8 @@ def _cells(row: BenchRow) -> list[str]:
         opt(row.cold_start_ms, ".0f"),
         opt(row.peak_rss_mb, ".0f"),
         opt(row.file_mb, ".1f"),
+        opt(None if row.macs_per_s is None else row.macs_per_s / 1e9, ".0f"),
+        opt(None if row.peak_share is None else row.peak_share * 100, ".0f") + ("%" if row.peak_share else ""),
         opt(row.speedup, ".2f") + (f"x vs {row.baseline}" if row.speedup is not None else ""),
     ]
 

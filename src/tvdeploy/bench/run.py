@@ -77,6 +77,11 @@ class BenchRow:
     #: speedup against the run's baseline (eager, or the first target when eager was not run)
     speedup: float | None = None
     baseline: str | None = None
+    #: multiply-accumulates per second achieved (the model's MACs, counted from its ONNX graph) and their share of
+    #: this host's peak for the target's precision (:mod:`tvdeploy.bench.peak`)
+    macs_per_s: float | None = None
+    peak_share: float | None = None
+    precision: str = "fp32"
 
     @property
     def throughput_ips(self) -> float:
@@ -101,6 +106,9 @@ class BenchRow:
             "speedup_vs_eager": None if self.speedup_vs_eager is None else round(self.speedup_vs_eager, 3),
             "speedup": None if self.speedup is None else round(self.speedup, 3),
             "baseline": self.baseline,
+            "precision": self.precision,
+            "macs_per_s": None if self.macs_per_s is None else round(self.macs_per_s, 1),
+            "peak_share": None if self.peak_share is None else round(self.peak_share, 4),
         }
 
 
@@ -115,11 +123,14 @@ class BenchReport:
     command: str = ""
     #: the provider every backend ran on (``config.provider`` resolved)
     provider: str = ""
+    #: multiply-accumulates per image of the model, counted from its ONNX graph (None: not counted)
+    macs_per_image: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report."""
         return {
             "command": self.command,
+            "macs_per_image": self.macs_per_image,
             "results": [row.to_dict() for row in self.rows],
             "machine": self.machine,
             "versions": self.versions,
@@ -259,13 +270,18 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
                         import_ms=cold.get(target.name, {}).get("import_ms"),
                         peak_rss_mb=cold.get(target.name, {}).get("peak_rss_mb"),
                         file_mb=target.file_mb,
+                        precision=target.manifest.precision if target.manifest is not None else "fp32",
                     )
                 )
     finally:
         for runner in runners.values():
             runner.deactivate()
     _add_speedups(rows)
-    return BenchReport(rows, config, machine_info(config.threads), bench_versions(), provider=provider)
+    macs = model_macs(targets)
+    _add_macs(rows, macs)
+    return BenchReport(
+        rows, config, machine_info(config.threads), bench_versions(), provider=provider, macs_per_image=macs
+    )
 
 
 def _add_speedups(rows: list[BenchRow]) -> None:
@@ -284,3 +300,40 @@ def _add_speedups(rows: list[BenchRow]) -> None:
         if base is not None:
             row.speedup = base.latency.mean / row.latency.mean
             row.baseline = baseline
+
+
+def model_macs(targets: Sequence[BenchTarget]) -> int | None:
+    """MACs per image of the model the targets run, counted from the first ONNX artifact among them (or the ONNX
+    artifact one was derived from); None where there is none or ``onnx`` (the export extra) is not installed."""
+    for target in targets:
+        manifest = target.manifest
+        if manifest is None or target.artifact is None:
+            continue
+        source = (manifest.export_info.get("derived_from") or {}).get("artifact")
+        path: Path | None = target.artifact / manifest.model_file.path if manifest.format == "onnx" else None
+        if path is None and source:
+            path = Path(source) / "model.onnx"
+        if path is None or not path.is_file():
+            continue
+        try:
+            from tvdeploy.export.macs import count_macs
+
+            return count_macs(path)
+        except Exception as exc:  # no onnx, or shapes that do not infer: rows go without MAC figures
+            logger.debug("MACs not counted from %s: %s", path, exc)
+            return None
+    return None
+
+
+def _add_macs(rows: list[BenchRow], macs: int | None) -> None:
+    from tvdeploy.bench.peak import peak
+
+    if not macs:
+        return
+    for row in rows:
+        if row.mode != "model":
+            continue
+        row.macs_per_s = macs * row.batch_size / (row.latency.mean / 1000)
+        top = peak(row.precision)
+        if top is not None:
+            row.peak_share = row.macs_per_s / top.macs_per_s
