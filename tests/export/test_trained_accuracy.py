@@ -19,6 +19,9 @@ import pytest
 
 from tests.trained_model import CROP, RESIZE, TrainedDigits, artifact_accuracy, eager_accuracy, trained_digits
 from tvdeploy.cli import main
+from tvdeploy.runtime.host import cpu_flags, cpu_model, cpu_signature
+from tvdeploy.runtime.manifest import read_manifest
+from tvdeploy.runtime.precisions import BF16_FLAGS
 
 RESULTS = Path(
     os.environ.get("TVDEPLOY_ACCURACY_RESULTS", Path(__file__).parents[2] / "docs" / "bench" / "accuracy.json")
@@ -83,9 +86,20 @@ def test_accuracy_table(tmp_path: Path, capsys) -> None:
     )
     embedded_int8 = _optimize(fp32_dir, tmp_path / "emb-int8", "int8", "--calibration", str(data.train_dir), *EMBEDDED)
     record("int8 ONNX (minmax), embedded pre/post-processing, --optimize", embedded_int8)
+    calibration = ("--calibration", str(data.train_dir))
+    for precision in ("fp32", "bf16", "int8"):  # every configuration tune can choose
+        if precision == "bf16" and not cpu_flags().intersection(BF16_FLAGS):
+            continue  # not computed on this CPU: refused, never emulated
+        extra = calibration if precision == "int8" else ()
+        ov_dir = _optimize(fp32_dir, tmp_path / f"ov-{precision}", precision, "--format", "openvino", *extra)
+        record(f"OpenVINO {precision}" + (" (minmax, 64 calibration images)" if extra else ""), ov_dir)
+    tuned = tmp_path / "tuned"
+    assert main(["tune", str(fp32_dir), *calibration, "--output", str(tuned), "--budget-s", "3"]) == 0
+    record(f"tune's choice on this host ({read_manifest(tuned).format} {read_manifest(tuned).precision})", tuned)
     capsys.readouterr()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"model": "resnet18 on sklearn digits, 5 epochs, 32x32", "held_out": 360,
+                                   "cpu": cpu_model(), "cpu_signature": cpu_signature(),
                                    "results": rows}, indent=2) + "\n")  # fmt: skip
-    int8 = rows["int8 ONNX (minmax, 64 calibration images)"]["accuracy"]
-    assert abs(int8 - rows["fp32 ONNX"]["accuracy"]) <= 0.01
+    for name, row in rows.items():  # every precision and runtime within one point of fp32 ONNX
+        assert abs(row["accuracy"] - rows["fp32 ONNX"]["accuracy"]) <= 0.01, name
