@@ -96,10 +96,10 @@ def test_export_all_formats_json_output_is_pure_json(tmp_path: Path, capsys) -> 
 def test_parity_failure_is_recorded_and_exits_3(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    from tvdeploy.runtime.formats import FORMATS, ParityCriteria
+    from tvdeploy.runtime.precisions import PRECISION_SPECS, ParityCriteria
 
-    impossible = {"fp32": ParityCriteria(atol_scale=-1.0)}  # nothing can pass
-    monkeypatch.setitem(FORMATS, "onnx", dataclasses.replace(FORMATS["onnx"], criteria=impossible))
+    impossible = ParityCriteria(atol_scale=-1.0)  # nothing can pass
+    monkeypatch.setitem(PRECISION_SPECS, "fp32", dataclasses.replace(PRECISION_SPECS["fp32"], criteria=impossible))
     code, out, _ = run_cli(
         capsys, "export", "--model", "squeezenet1_1", "--weights", "none", "--output", tmp_path / "m", "--json"
     )

@@ -352,6 +352,10 @@ def _describe_deployment(record: Any) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``tvdeploy predict ARTIFACT PATH...``: exit 1 when any input failed."""
+    if args.engine == "ray":
+        return _predict_on_ray(args)
+    if args.output or args.resume or args.address:
+        raise UserInputError("--output, --resume and --address belong to --engine ray", hint="add --engine ray")
     from tvdeploy.runtime.classifier import load
     from tvdeploy.runtime.inputs import collect_inputs
     from tvdeploy.runtime.providers import SessionConfig
@@ -391,6 +395,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         sys.stderr.write(f"tvdeploy: {failed} of {len(inputs.files)} input(s) failed\n")
     return 1 if failed else EXIT_OK
+
+
+def _predict_on_ray(args: argparse.Namespace) -> int:
+    """``predict --engine ray``: the same rows on Ray Data, into ``--output``; exit 1 when any input failed."""
+    from tvdeploy.batch.ray_job import DEFAULT_BATCH_SIZE, RayJob, run_ray_job
+
+    if args.output is None:
+        raise UserInputError("--engine ray writes its rows to --output", hint="e.g. --output predictions.jsonl")
+    summary = run_ray_job(
+        RayJob(
+            artifact=args.artifact,
+            inputs=args.paths,
+            output=args.output,
+            address=args.address,
+            concurrency=args.concurrency,
+            num_cpus=args.num_cpus,
+            num_gpus=args.num_gpus,
+            threads=args.threads,
+            batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
+            top_k=args.top_k,
+            provider=args.provider,
+            decode=args.decode,
+            max_pixels=args.max_pixels,
+            resume=args.resume,
+        )
+    )
+    skipped = f", {summary.skipped} already done" if summary.skipped else ""
+    sys.stderr.write(
+        f"tvdeploy: {summary.images} image(s) in {summary.seconds:.1f} s ({summary.images_per_s:.1f} img/s, "
+        f"{summary.actors} actor(s)), {summary.errors} error(s){skipped} -> {args.output}\n"
+    )
+    return 1 if summary.errors else EXIT_OK
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -743,6 +779,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model file")
     p.add_argument("--json", action="store_true", help="one JSON line per input, as soon as it is done")
+    ray = p.add_argument_group("Ray Data (--engine ray: past one machine; docs/batch.md)")
+    ray.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
+    ray.add_argument("--output", type=Path, metavar="OUT", help="rows: OUT.jsonl (one file) or a Parquet directory")
+    ray.add_argument("--address", help="a running Ray cluster (ray://HOST:10001, auto); default: a local one")
+    ray.add_argument("--concurrency", type=_positive_int, help="actors (default: cluster CPUs - 1, at least 1)")
+    ray.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per actor (default 1)")
+    ray.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per actor (with --provider cuda)")
+    ray.add_argument("--resume", action="store_true", help="skip the images whose rows are already in OUT")
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("bench", help="benchmark backends side by side (" + ", ".join(backend_names()) + ")")

@@ -18,6 +18,7 @@ EXTRA_OF_MODULE = {
         ("kserve", "tritonclient", "fastapi", "starlette", "uvicorn", "grpc", "prometheus_client"), "serve"
     ),
     "matplotlib": "bench",
+    **dict.fromkeys(("ray", "pyarrow"), "ray"),
 }
 
 

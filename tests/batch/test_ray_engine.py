@@ -1,0 +1,113 @@
+"""`tvdeploy predict --engine ray` on a real local Ray instance (one per test session, shut down after): the rows
+equal `tvdeploy predict --json`, bad files are error rows, both outputs read back, --resume skips done images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli_helpers import run_cli
+
+ray = pytest.importorskip("ray")
+pq = pytest.importorskip("pyarrow.parquet")
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One 2-CPU local Ray for these tests (Ray's start-up is the slow part)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(photo_files, tmp_path_factory) -> Path:
+    """Photos in a tree, a corrupt JPEG and a text file among them."""
+    root = tmp_path_factory.mktemp("batch") / "images"
+    (root / "nested").mkdir(parents=True)
+    for i, photo in enumerate(photo_files):
+        shutil.copy(photo, (root / "nested" if i % 2 else root) / photo.name)
+    (root / "nested" / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_rows(resnet18_artifacts, folder) -> dict[str, dict]:
+    from tests.cli_helpers import run_cli_process
+
+    proc = run_cli_process("-q", "predict", resnet18_artifacts["onnx"], folder, "--json", "--top-k", "3")
+    assert proc.stdout, proc.stderr
+    return {row["path"]: row for row in map(json.loads, proc.stdout.splitlines())}
+
+
+def _rows(path: Path) -> dict[str, dict]:
+    return {row["path"]: row for row in map(json.loads, path.read_text().splitlines())}
+
+
+def test_jsonl_rows_equal_the_local_predict(local_ray, resnet18_artifacts, folder, local_rows, tmp_path, capsys):
+    out = tmp_path / "rows.jsonl"
+    code, _, err = run_cli(capsys, "predict", resnet18_artifacts["onnx"], folder, tmp_path / "missing.jpg",
+                           "--engine", "ray", "--output", out, "--top-k", "3", "--batch-size", "4")  # fmt: skip
+    assert code == 1  # some inputs failed: as `predict`, exit 1, and the others are done
+    rows = _rows(out)
+    assert set(rows) == set(local_rows) | {str(tmp_path / "missing.jpg")}
+    for path, expected in local_rows.items():
+        if "error" in expected:
+            assert rows[path] == expected, path  # the same error, naming the file
+            continue
+        got = rows[path]["predictions"]
+        assert [p["index"] for p in got] == [p["index"] for p in expected["predictions"]], path
+        np.testing.assert_allclose([p["probability"] for p in got], [p["probability"] for p in expected["predictions"]],
+                                   rtol=1e-6)  # fmt: skip
+    assert "not an image Pillow can decode" in rows[str(folder / "nested" / "corrupt.jpg")]["error"]
+    assert str(folder / "notes.txt") not in rows  # a directory's non-image files are skipped, as by predict
+    assert f"{len(rows)} image(s)" in err and "2 error(s)" in err
+
+
+def test_parquet_rows_read_back_and_resume_skips_done_images(local_ray, resnet18_artifacts, folder, local_rows,
+                                                             tmp_path, capsys) -> None:  # fmt: skip
+    out = tmp_path / "rows"
+    first = sorted(local_rows)[0]
+    out.mkdir()
+    sentinel = {"path": [first], "labels": [["SENTINEL"]], "indices": [[0]], "probabilities": [[1.0]], "error": [None]}
+    import pyarrow as pa
+
+    from tvdeploy.batch.predictor import row_schema
+
+    pq.write_table(pa.Table.from_pydict(sentinel, schema=row_schema()), out / "earlier.parquet")
+    code, _, err = run_cli(capsys, "predict", resnet18_artifacts["onnx"], folder, "--engine", "ray", "--output", out,
+                           "--top-k", "3", "--resume")  # fmt: skip
+    assert code == 1 and "1 already done" in err
+    table = pq.read_table(out)
+    assert table.column_names == ["path", "labels", "indices", "probabilities", "error"]
+    rows = {row["path"]: row for row in table.to_pylist()}
+    assert len(table) == len(local_rows) and set(rows) == set(local_rows)  # each image once
+    assert rows[first]["labels"] == ["SENTINEL"]  # done before: not classified again
+    for path, expected in local_rows.items():
+        if path != first and "predictions" in expected:
+            assert rows[path]["indices"] == [p["index"] for p in expected["predictions"]]
+    code, _, err = run_cli(capsys, "predict", resnet18_artifacts["onnx"], folder, "--engine", "ray", "--output", out)
+    assert code == 2 and "--resume" in err  # rows already there are never overwritten by accident
+
+
+def test_actors_that_would_starve_the_reads_are_refused(local_ray, resnet18_artifacts, folder, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "predict", resnet18_artifacts["onnx"], folder, "--engine", "ray", "--output",
+                           tmp_path / "x.jsonl", "--concurrency", "2")  # fmt: skip
+    assert code == 2 and "read tasks would never run" in err and "--concurrency 1" in err
+
+
+def test_the_predictor_composes_without_the_cli(resnet18_artifacts, photo_files) -> None:
+    from tvdeploy.batch.predictor import ArtifactPredictor
+
+    predictor = ArtifactPredictor(str(resnet18_artifacts["onnx"]), top_k=2)
+    batch = {"bytes": np.array([photo_files[0].read_bytes(), b"junk"], dtype=object),
+             "path": np.array(["a.jpg", "b.jpg"], dtype=object)}  # fmt: skip
+    rows = predictor(batch).to_pylist()
+    assert [r["path"] for r in rows] == ["a.jpg", "b.jpg"] and len(rows[0]["labels"]) == 2 and rows[0]["error"] is None
+    assert rows[1]["labels"] == [] and rows[1]["error"].startswith("b.jpg: ")
