@@ -4,6 +4,7 @@ equal `tvdeploy predict --json`, bad files are error rows, both outputs read bac
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 
 from tests.cli_helpers import run_cli
 
+# before Ray is imported: every service of the test instance on the loopback address, not the machine's network one
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 
@@ -21,6 +24,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 def local_ray() -> Iterator[None]:
     """One 2-CPU local Ray for these tests (Ray's start-up is the slow part)."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
     yield
     ray.shutdown()
 

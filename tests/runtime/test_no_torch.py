@@ -155,3 +155,13 @@ def test_commands_that_need_the_export_extra_name_it_in_a_torch_free_install(res
         assert "Traceback" not in proc.stderr, (name, proc.stderr)
         assert "export extra" in proc.stderr and 'pip install "tvdeploy[export]"' in proc.stderr, (name, proc.stderr)
         assert proc.stderr.count("\n") <= 3, (name, proc.stderr)  # the error line and its hint
+
+
+def test_the_ray_predictor_imports_without_torch() -> None:
+    proc = _run_blocked("""
+        import sys
+        import tvdeploy.batch.predictor, tvdeploy.batch.ray_job
+        assert not any(m.split(".")[0] in ("torch", "torchvision") for m in sys.modules)
+        print("ok")
+    """)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

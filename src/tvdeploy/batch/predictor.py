@@ -37,7 +37,8 @@ class ArtifactPredictor:
         artifact: the artifact directory (on a path every worker can read).
         top_k: predictions per image.
         provider: the execution provider (``cuda`` for GPU actors, with ``num_gpus`` in ``map_batches``).
-        threads: intra-op threads of the model (default: the library's, all cores of the worker).
+        threads: intra-op threads of the model, and threads that decode ahead of it (default: all cores of the
+            worker).
         decode: ``exact`` or ``fast``, as ``tvdeploy predict --decode``.
         max_pixels: larger images are error rows (decompression bombs).
     """
@@ -58,7 +59,7 @@ class ArtifactPredictor:
             session_config=SessionConfig(intra_op_threads=threads) if threads else None,
             max_pixels=max_pixels,
             decode=decode,
-            decode_workers=1,  # Ray runs one actor per share of the cores; its own decode pool would oversubscribe
+            decode_workers=threads,  # as many decoding threads as model threads: the actor's share of the cores
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:

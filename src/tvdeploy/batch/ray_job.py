@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -122,7 +123,15 @@ def done_paths(output: Path) -> set[str]:
     return {path for file in files for path in pq.read_table(file, columns=["path"]).column("path").to_pylist()}
 
 
-def _ray() -> Any:
+#: Ray reads this when imported: "0" makes a local instance use the loopback address for every service (GCS, raylet,
+#: object store) instead of the machine's network address, where Ray's unauthenticated ports would be open to anyone
+#: on the network. It also turns off joining other nodes, which a local instance never does.
+_LOOPBACK_ONLY = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def _ray(local: bool) -> Any:
+    if local and "ray" not in sys.modules:
+        os.environ.setdefault(*_LOOPBACK_ONLY)
     try:
         import ray
         import ray.data  # Ray Data is the ray[data] part of the extra
@@ -167,7 +176,7 @@ def _sizing(ray: Any, job: RayJob) -> tuple[int, int]:
 
 def run_ray_job(job: RayJob) -> JobSummary:
     """Classify every input on Ray Data and write the rows (see the module docstring)."""
-    ray = _ray()
+    ray = _ray(local=job.address is None)
     read_manifest(job.artifact)  # a bad artifact fails here, before any cluster work
     if not job.writes_jsonl and job.output.exists() and not job.output.is_dir():
         raise UserInputError(f"{job.output} is a file", hint="name a .jsonl file or a directory for Parquet")
@@ -177,9 +186,10 @@ def run_ray_job(job: RayJob) -> JobSummary:
     present, missing, original = _local_inputs(job, done)
     uris = [given for given in job.inputs if is_uri(given)]
     started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=job.address, num_cpus=None if job.address else usable_cores(), include_dashboard=False,
-                 log_to_driver=False)  # fmt: skip
+    if started_here and job.address:
+        ray.init(address=job.address, log_to_driver=False)
+    elif started_here:  # a local instance on this machine, sized to the cores this process may use
+        ray.init(num_cpus=usable_cores(), include_dashboard=False, log_to_driver=False)
     try:
         start = time.perf_counter()
         summary = JobSummary(skipped=len(done))
