@@ -8,8 +8,10 @@ image extensions. A ``.jsonl`` output is one file written by the driver as rows 
 ``predict --json``); any other output is a Parquet directory written by Ray's workers.
 
 Resources that cannot deadlock: a 2-CPU local Ray with two 1-CPU actors leaves no CPU for the read tasks and
-never makes progress. Actors here are sized below the cluster: by default ``cluster CPUs - 1`` actors (at least
-one) of one CPU each, each with ``cluster CPUs // actors`` intra-op threads, so reads always have a CPU.
+never makes progress; so does any pool that leaves less than the one CPU each read task asks for (seen here: one
+0.5-CPU actor on a 1-CPU node waited forever). Actors here are sized below the cluster: by default
+``(cluster CPUs - 1) // CPUs per actor`` actors (at least one), each with ``cluster CPUs // actors`` intra-op
+threads, and a pool that would leave less than one CPU free is refused at once.
 """
 
 from __future__ import annotations
@@ -161,16 +163,20 @@ def _local_inputs(job: RayJob, done: set[str]) -> tuple[list[str], list[str], di
 
 
 def _sizing(ray: Any, job: RayJob) -> tuple[int, int]:
-    """Actors and intra-op threads per actor, below the cluster's CPUs (see the module docstring)."""
-    cluster_cpus = int(ray.cluster_resources().get("CPU", usable_cores()))
-    actors = job.concurrency or max(1, int((cluster_cpus - 1) // job.num_cpus))
-    if actors * job.num_cpus >= cluster_cpus and job.num_gpus == 0:
+    """Actors and intra-op threads per actor, leaving a whole CPU for Ray Data's read tasks (each asks for one):
+    see the module docstring."""
+    cluster_cpus = float(ray.cluster_resources().get("CPU", usable_cores()))
+    fitting = max(1, int((cluster_cpus - 1) // job.num_cpus))
+    actors = job.concurrency or fitting
+    if cluster_cpus - actors * job.num_cpus < 1:
         raise UserInputError(
-            f"{actors} actors of {job.num_cpus:g} CPU each take every CPU of the cluster ({cluster_cpus}): Ray Data's "
-            "read tasks would never run",
-            hint=f"use --concurrency {max(1, int((cluster_cpus - 1) // job.num_cpus))} or a smaller --num-cpus",
+            f"{actors} actor(s) of {job.num_cpus:g} CPU leave less than the one CPU a read task needs on a cluster of "
+            f"{cluster_cpus:g}: Ray Data's read tasks would never run",
+            hint=f"use --concurrency {fitting} with a smaller --num-cpus, or a cluster with more CPUs"
+            if fitting * job.num_cpus <= cluster_cpus - 1
+            else "use a smaller --num-cpus (e.g. 0.5), or a cluster with more CPUs",
         )
-    threads = job.threads or max(1, cluster_cpus // actors)
+    threads = job.threads or max(1, int(cluster_cpus) // actors)
     return actors, threads
 
 

@@ -32,6 +32,7 @@ from tvdeploy.export.parity import ParityReport
 from tvdeploy.export.precision import calibration_set
 from tvdeploy.export.validate import artifact_parity, reference_model
 from tvdeploy.export.versions import tool_versions
+from tvdeploy.models.loader import LoadedModel
 from tvdeploy.runtime.formats import FORMATS, get_format
 from tvdeploy.runtime.hashing import sha256_file
 from tvdeploy.runtime.manifest import FileEntry, Manifest, read_manifest, verify_artifact_files, write_manifest
@@ -183,10 +184,7 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
             },
             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         )
-        report = artifact_parity(staging, derived, model)
-        derived.parity = report.to_dict()
-        derived.export_info["seconds"] = round(time.perf_counter() - start, 2)
-        write_manifest(derived, staging)
+        report = _check_and_write(staging, derived, model, start)
     return OptimizeOutcome(output, derived, report, time.perf_counter() - start)
 
 
@@ -249,12 +247,18 @@ def convert_artifact(request: OptimizeRequest, manifest: Manifest) -> OptimizeOu
             export_info={**result.details, "derived_from": _derived_from(source, manifest)},
             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         )
-        report = artifact_parity(staging, derived, model)
-        derived.parity = report.to_dict()
-        derived.export_info["seconds"] = round(time.perf_counter() - start, 2)
-        write_manifest(derived, staging)
+        report = _check_and_write(staging, derived, model, start)
     return OptimizeOutcome(output, derived, report, time.perf_counter() - start)
 
 
 def _derived_from(source: Path, manifest: Manifest) -> dict[str, str]:
     return {"artifact": str(source.resolve()), "precision": manifest.precision, "sha256": manifest.model_file.sha256}
+
+
+def _check_and_write(staging: Path, derived: Manifest, model: LoadedModel, start: float) -> ParityReport:
+    """The derived artifact's parity against the eager model, recorded in its manifest, which is then written."""
+    report = artifact_parity(staging, derived, model)
+    derived.parity = report.to_dict()
+    derived.export_info["seconds"] = round(time.perf_counter() - start, 2)
+    write_manifest(derived, staging)
+    return report
