@@ -89,3 +89,20 @@ def test_bf16_is_refused_where_the_cpu_cannot_compute_it(resnet18_artifacts, tmp
         from tvdeploy.runtime.runners.openvino import OpenVinoRunner
 
         OpenVinoRunner(tmp_path / "model.xml", precision="bf16").activate()
+
+
+def test_the_objective_decides_the_batch_size_and_the_ranking(tmp_path) -> None:
+    from tvdeploy.errors import UserInputError
+    from tvdeploy.tune.candidates import Candidate, thread_counts
+    from tvdeploy.tune.tuner import CandidateResult, TuneRequest, _ranked
+
+    latency = TuneRequest(tmp_path, tmp_path / "out", batch_sizes=(1, 8))
+    throughput = TuneRequest(tmp_path, tmp_path / "out", batch_sizes=(1, 8), objective="throughput")
+    assert (latency.deciding_batch, throughput.deciding_batch) == (1, 8)
+    with pytest.raises(UserInputError, match="unknown objective"):
+        TuneRequest(tmp_path, tmp_path / "out", objective="cost")
+    quick = CandidateResult(Candidate("onnx", "int8", 2), figures={1: {"p50_ms": 5.0}, 8: {"throughput_ips": 90.0}})
+    wide = CandidateResult(Candidate("openvino", "int8", 2), figures={1: {"p50_ms": 7.0}, 8: {"throughput_ips": 150.0}})
+    assert _ranked([wide, quick], 1, "latency")[0] is quick  # the lowest p50 at batch 1 ...
+    assert _ranked([quick, wide], 8, "throughput")[0] is wide  # ... or the most images per second at batch 8
+    assert thread_counts(2) == [2] and thread_counts(8) == [8, 4]
