@@ -16,6 +16,7 @@ import datetime as _dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tvdeploy.errors import ArtifactError, MissingDependencyError, UserInputError
 from tvdeploy.export.artifact import check_output, staged_directory
@@ -168,21 +169,17 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
         )
         details = result.details
         converter = details.get("converter")
-        derived = dataclasses.replace(
+        derived = _derived_manifest(
             manifest,
+            source,
+            staging,
+            result.files,
+            details,
             precision=request.precision,
             exporter=f"{manifest.exporter} + {converter}" if converter else manifest.exporter,
             input=result.input_spec,
             output=result.output_spec,
             optimized_graph=result.optimized_graph,
-            files=[FileEntry(f, sha256_file(staging / f), (staging / f).stat().st_size) for f in result.files],
-            versions=tool_versions(),
-            parity=None,
-            export_info={
-                **details,
-                "derived_from": _derived_from(source, manifest),
-            },
-            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         )
         report = _check_and_write(staging, derived, model, start)
     return OptimizeOutcome(output, derived, report, time.perf_counter() - start)
@@ -235,20 +232,35 @@ def convert_artifact(request: OptimizeRequest, manifest: Manifest) -> OptimizeOu
     with staged_directory(output, request.force) as staging:
         producer = target.producer.load()
         result = producer.produce(job, staging, producer.strategies[0])
-        derived = dataclasses.replace(
+        derived = _derived_manifest(
             manifest,
+            source,
+            staging,
+            result.files,
+            result.details,
             format=target.name,
             precision=request.precision,
             exporter=result.exporter,
             opset=result.opset,
-            files=[FileEntry(f, sha256_file(staging / f), (staging / f).stat().st_size) for f in result.files],
-            versions=tool_versions(),
-            parity=None,
-            export_info={**result.details, "derived_from": _derived_from(source, manifest)},
-            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         )
         report = _check_and_write(staging, derived, model, start)
     return OptimizeOutcome(output, derived, report, time.perf_counter() - start)
+
+
+def _derived_manifest(
+    manifest: Manifest, source: Path, staging: Path, files: list[str], details: dict[str, Any], **changes: Any
+) -> Manifest:
+    """The manifest of an artifact derived from ``manifest``'s: ``changes``, its files hashed, this tvdeploy's
+    versions, what it was derived from, no parity yet."""
+    return dataclasses.replace(
+        manifest,
+        files=[FileEntry(f, sha256_file(staging / f), (staging / f).stat().st_size) for f in files],
+        versions=tool_versions(),
+        parity=None,
+        export_info={**details, "derived_from": _derived_from(source, manifest)},
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **changes,
+    )
 
 
 def _derived_from(source: Path, manifest: Manifest) -> dict[str, str]:
