@@ -10,10 +10,8 @@ file; per precision:
 - bf16: the fp32 IR, computed in bf16 (the runner's ``INFERENCE_PRECISION_HINT``) on CPUs with AVX512_BF16/AMX;
 - int8: the ONNX file quantized as tvdeploy's ONNX int8 (ONNX Runtime's QDQ, calibrated on the same images),
   then converted: OpenVINO turns the QDQ pairs into its FakeQuantize and runs those layers in int8 (VNNI/AMX).
-  Measured against NNCF's ``nncf.quantize`` of the fp32 IR on the same 16 calibration images (resnet50,
-  Xeon with AMX, 2 cores): the same speed within the machine's noise (b1 10.2-16.0 vs 10.6-15.2 ms, b8
-  109-143 vs 108-142 img/s, interleaved), so the QDQ path is kept: one quantization for both runtimes, the
-  same fidelity as the ONNX int8 artifact by construction, and no extra dependency.
+  NNCF's ``nncf.quantize`` of the fp32 IR ran at the same speed (docs/optimization.md), so the QDQ path is
+  kept: one quantization for both runtimes, the same fidelity as the ONNX int8 artifact, no extra dependency.
 """
 
 from __future__ import annotations
