@@ -376,12 +376,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         decode_workers=args.workers,
         decode=args.decode,
     )
-    if classifier.manifest.source.kind == "random":
-        logger.warning(
-            "warning: %s has random weights (exported with --weights none): its predictions mean nothing; export "
-            "pretrained weights or a checkpoint for real answers",
-            args.artifact,
-        )
+    random_weights = classifier.manifest.source.random_weights_warning(str(args.artifact))
+    if random_weights:
+        logger.warning("warning: %s", random_weights)
     failed = 0
     with classifier, _progress(len(inputs.files), enabled=not args.quiet) as bar:
         for result in classifier.predict_stream(inputs.files, top_k=args.top_k):

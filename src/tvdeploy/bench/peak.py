@@ -18,6 +18,7 @@ a model come from its graph (:func:`tvdeploy.export.macs.count_macs`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from tvdeploy.runtime.classifier import usable_cores
 from tvdeploy.runtime.host import cpu_flags, cpuinfo_field
@@ -50,6 +51,7 @@ class Peak:
         )
 
 
+@lru_cache(maxsize=1)
 def cpu_ghz() -> float | None:
     """The CPU frequency Linux reports (``cpu MHz``), in GHz; None where it is not known."""
     value = cpuinfo_field("cpu MHz")

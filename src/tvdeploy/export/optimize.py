@@ -99,13 +99,14 @@ def default_output(source: Path, suffix: str) -> Path:
     return source.with_name(f"{source.name}-{suffix}")
 
 
-def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
-    """Convert an fp32 artifact to ``request.precision`` and prove parity against its eager model."""
+def optimize_artifact(request: OptimizeRequest, model: LoadedModel | None = None) -> OptimizeOutcome:
+    """Convert an fp32 artifact to ``request.precision`` and prove parity against its eager model (``model``: the
+    eager reference already rebuilt, as ``tune`` passes it for every candidate; else it is rebuilt here)."""
     source = request.artifact
     manifest = read_manifest(source)
     verify_artifact_files(source, manifest)
     if request.format is not None and request.format != manifest.format:
-        return convert_artifact(request, manifest)
+        return convert_artifact(request, manifest, model)
     spec = get_format(manifest.format)
     if spec.producer.source is not None:
         raise UserInputError(
@@ -133,17 +134,7 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
             f"{' '.join(request.graph.flags())} transforms ONNX graphs, not {manifest.format} artifacts",
             hint=f"pass an artifact of {graph_formats}",
         )
-    derived_already = [
-        what
-        for what, present in (
-            (manifest.precision, manifest.precision != "fp32"),
-            ("embedded preprocessing", manifest.input.takes_images),
-            ("embedded top-k", manifest.output.is_top_k),
-            ("an optimized graph", manifest.optimized_graph is not None),
-        )
-        if present
-    ]
-    _refuse_derived(source, derived_already)
+    refuse_derived(source, manifest)
     require_calibration(request.precision, request.calibration)
     spec.criteria_for(request.precision)
     output = request.output or default_output(source, request.suffix())
@@ -154,7 +145,7 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
         if get_precision(request.precision).needs_calibration and request.calibration is not None
         else None
     )
-    model = reference_model(manifest)
+    model = model or reference_model(manifest)
     with staged_directory(output, request.force) as staging:
         model_file = manifest.model_file.path
         result = derive_onnx(
@@ -185,15 +176,31 @@ def optimize_artifact(request: OptimizeRequest) -> OptimizeOutcome:
     return OptimizeOutcome(output, derived, report, time.perf_counter() - start)
 
 
-def _refuse_derived(source: Path, derived_already: list[str]) -> None:
-    if derived_already:
+def derivations(manifest: Manifest) -> list[str]:
+    """What makes an artifact derived rather than a plain fp32 export (empty for a plain one)."""
+    return [
+        what
+        for what, present in (
+            (manifest.precision, manifest.precision != "fp32"),
+            ("embedded preprocessing", manifest.input.takes_images),
+            ("embedded top-k", manifest.output.is_top_k),
+            ("an optimized graph", manifest.optimized_graph is not None),
+        )
+        if present
+    ]
+
+
+def refuse_derived(source: Path, manifest: Manifest) -> None:
+    """Refuse to derive from an artifact that is itself derived (optimize and tune start from plain fp32)."""
+    derived = derivations(manifest)
+    if derived:
         raise ArtifactError(
-            f"{source} is already derived ({', '.join(derived_already)})",
+            f"{source} is already derived ({', '.join(derived)})",
             hint="derive from the plain fp32 artifact",
         )
 
 
-def convert_artifact(request: OptimizeRequest, manifest: Manifest) -> OptimizeOutcome:
+def convert_artifact(request: OptimizeRequest, manifest: Manifest, model: LoadedModel | None = None) -> OptimizeOutcome:
     """``optimize --format NAME``: the artifact converted to a format made from it (OpenVINO IR from ONNX) at
     ``request.precision``, by that format's own producer, with parity against the fp32 eager model."""
     source, target = request.artifact, get_format(str(request.format))
@@ -210,10 +217,7 @@ def convert_artifact(request: OptimizeRequest, manifest: Manifest) -> OptimizeOu
         )
     if request.graph.active:
         raise UserInputError(f"{' '.join(request.graph.flags())} transforms ONNX graphs, not {target.name} artifacts")
-    derived_already = [manifest.precision] if manifest.precision != "fp32" else []
-    derived_already += ["embedded processing"] if manifest.input.takes_images or manifest.output.is_top_k else []
-    derived_already += ["an optimized graph"] if manifest.optimized_graph is not None else []
-    _refuse_derived(source, derived_already)
+    refuse_derived(source, manifest)
     missing = target.missing_for_export()
     if missing:
         raise MissingDependencyError(
@@ -228,7 +232,7 @@ def convert_artifact(request: OptimizeRequest, manifest: Manifest) -> OptimizeOu
     calibration = calibration_set(request.calibration, manifest.preprocess) if request.calibration is not None else None
     job = ProduceJob(target, options, manifest.input, manifest.output, source_dir=source, calibration=calibration,
                      preprocess=manifest.preprocess)  # fmt: skip
-    model = reference_model(manifest)
+    model = model or reference_model(manifest)
     with staged_directory(output, request.force) as staging:
         producer = target.producer.load()
         result = producer.produce(job, staging, producer.strategies[0])

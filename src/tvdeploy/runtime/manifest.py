@@ -284,6 +284,16 @@ class Source:
         if self.kind not in SOURCE_KINDS:
             raise ArtifactError(f"unknown model source kind {self.kind!r}", hint=f"one of {', '.join(SOURCE_KINDS)}")
 
+    def random_weights_warning(self, what: str) -> str | None:
+        """For a model of random weights, the warning that ``what`` (an artifact, a served model) answers nothing
+        meaningful; None for pretrained weights and checkpoints."""
+        if self.kind != "random":
+            return None
+        return (
+            f"{what} has random weights (exported with --weights none): its predictions mean nothing; export "
+            "pretrained weights or a checkpoint for real answers"
+        )
+
     @property
     def weights_argument(self) -> str:
         """The ``--weights`` value that rebuilds this model: ``none``, a weights id, or the checkpoint path."""

@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 import httptools
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tvdeploy.serve import metrics
@@ -54,7 +55,6 @@ class _BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_bytes = 0  # bytes of chunks that ended inside the head
         self._parsed_head = 0  # bytes of the request line and headers httptools handed over
-        self._head_too_large = False
         self._heads_completed = 0
         self._in_head = True  # between the end of the previous request and the end of this one's headers
         self._read_deadline: asyncio.TimerHandle | None = None
@@ -74,7 +74,7 @@ class _BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return
         except httptools.HttpParserError:
-            if self._head_too_large:  # raised by _count_head from a parser callback
+            if self._parsed_head > self.max_head_bytes:  # _count_head stopped the parser from a callback
                 self._refuse(431, self._head_limit_message())
             else:
                 self.logger.warning("Invalid HTTP request received.")
@@ -104,7 +104,6 @@ class _BoundedHttpToolsProtocol(HttpToolsProtocol):
         stops (the exception ends ``feed_data``) and :meth:`data_received` answers 431."""
         self._parsed_head += size
         if self._parsed_head > self.max_head_bytes:
-            self._head_too_large = True
             raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
@@ -140,7 +139,7 @@ class _BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None and self.cycle.response_started:
             self.transport.close()
             return
-        body = ('{"error": "' + message + '"}').encode()
+        body = orjson.dumps({"error": message})
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
             % (status, _REASONS[status], len(body), body)

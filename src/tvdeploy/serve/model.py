@@ -68,12 +68,9 @@ class ServedClassifier(Model):
         )
         self.ready = True
         logger.info("model %s ready (%s, %s)", self.name, self.manifest.format, self.manifest.precision)
-        if self.manifest.source.kind == "random":
-            logger.warning(
-                "model %s has random weights (exported with --weights none): its answers mean nothing; export "
-                "pretrained weights or a checkpoint to serve real predictions",
-                self.name,
-            )
+        random_weights = self.manifest.source.random_weights_warning(f"model {self.name}")
+        if random_weights:
+            logger.warning("%s", random_weights)
         return True
 
     def stop(self) -> None:
@@ -130,8 +127,8 @@ class ServedClassifier(Model):
             )
 
     async def _infer(self, batches: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Queue the batches (whose rows the callers have checked with :meth:`_check_rows`) for model calls."""
         assert self.batcher is not None, "predict before load"
-        self._check_rows(sum(len(b) for b in batches))
         try:
             parts = await asyncio.wait_for(
                 asyncio.gather(*(self.batcher.submit(batch) for batch in batches)), self.options.request_timeout_s

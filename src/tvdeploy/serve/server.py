@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -97,9 +96,6 @@ def _too_large_message(max_body_bytes: int) -> str:
     )
 
 
-_CLOSE = [(b"connection", b"close")]
-
-
 def _declared_length(scope: Scope) -> int | None:
     """The request's ``Content-Length`` (the HTTP parser has checked that it is a number)."""
     for key, value in scope.get("headers", ()):
@@ -115,7 +111,6 @@ class ServerMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.too_large_message = _too_large_message(max_body_bytes)
-        self.too_large = orjson.dumps({"error": self.too_large_message})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,12 +146,12 @@ class ServerMiddleware:
             if length is not None and length > self.max_body_bytes:
                 # answered from the header; a body within reach is read (not kept) so that the client sees the answer
                 drained = length <= self.max_body_bytes + DISCARD_BYTES and await _discard_body(receive, length)
-                await send_bytes(tracking_send, 413, self.too_large, JSON, [] if drained else _CLOSE)
-            else:
-                await self.app(scope, limited_receive, tracking_send)
+                raise BodyTooLarge(self.too_large_message, drained)
+            await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge as exc:
-            if not started:
-                await send_bytes(tracking_send, 413, self.too_large, JSON, [] if exc.drained else _CLOSE)
+            if not started:  # the 413 as every route answers it (the server's error table)
+                code, body, headers = error_answer(exc, f"{scope.get('method', '')} {scope['path']}")
+                await send_bytes(tracking_send, code, body, JSON, headers)
         finally:
             if disconnected and not started:
                 status = CLIENT_CLOSED

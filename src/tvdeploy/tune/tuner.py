@@ -29,9 +29,11 @@ from tvdeploy.bench.targets import artifact_target
 from tvdeploy.errors import UserInputError
 from tvdeploy.export.artifact import check_output, staged_directory
 from tvdeploy.export.macs import count_macs
-from tvdeploy.export.optimize import OptimizeRequest, optimize_artifact
+from tvdeploy.export.optimize import OptimizeRequest, derivations, optimize_artifact
 from tvdeploy.export.options import CalibrationOptions
-from tvdeploy.runtime.host import cpu_model, cpu_signature
+from tvdeploy.export.validate import reference_model
+from tvdeploy.models.loader import LoadedModel
+from tvdeploy.runtime.host import cpu_flags, cpu_model, cpu_signature
 from tvdeploy.runtime.manifest import Deployment, Manifest, read_manifest, verify_artifact_files, write_manifest
 from tvdeploy.tune.candidates import Candidate, Skipped, plan
 
@@ -167,10 +169,10 @@ class TuneReport:
 
 
 def _host_note() -> str:
-    flags = cpu_signature()
+    flags = cpu_flags()
     if "amx_int8" in flags:
         return "This CPU has AMX: OpenVINO runs int8 and bf16 layers on its tiles; ONNX Runtime's int8 kernels do not use them."
-    if "avx512_vnni" in flags or "avx_vnni" in flags:
+    if flags.intersection(("avx512_vnni", "avx_vnni")):
         return "This CPU has VNNI (int8 dot products) but no AMX."
     return "This CPU has neither VNNI nor AMX: int8 gains only from moving less data, and bf16 is not computed."
 
@@ -184,8 +186,7 @@ def _ranked(results: list[CandidateResult], batch: int, objective: str) -> list[
 def _check_source(artifact: Path) -> Manifest:
     manifest = read_manifest(artifact)
     verify_artifact_files(artifact, manifest)
-    derived = manifest.precision != "fp32" or manifest.input.takes_images or manifest.output.is_top_k
-    if manifest.format != "onnx" or derived or manifest.optimized_graph is not None:
+    if manifest.format != "onnx" or derivations(manifest):
         raise UserInputError(
             f"{artifact} is a {manifest.format} {manifest.precision} artifact; tune starts from a plain fp32 ONNX one",
             hint=f"tvdeploy export --model {manifest.architecture} --format onnx",
@@ -193,8 +194,11 @@ def _check_source(artifact: Path) -> Manifest:
     return manifest
 
 
-def _derive(request: TuneRequest, manifest: Manifest, key: tuple[str, str], work: Path) -> tuple[Path, dict]:
-    """The artifact of one (format, precision) and its parity record (the source itself for onnx fp32)."""
+def _derive(
+    request: TuneRequest, manifest: Manifest, model: LoadedModel, key: tuple[str, str], work: Path
+) -> tuple[Path, dict]:
+    """The artifact of one (format, precision) and its parity record against ``model`` (the source itself for
+    onnx fp32)."""
     fmt, precision = key
     if key == ("onnx", "fp32"):
         return request.artifact, manifest.parity or {}
@@ -205,7 +209,8 @@ def _derive(request: TuneRequest, manifest: Manifest, key: tuple[str, str], work
             calibration=request.calibration,
             output=work / f"{fmt}-{precision}",
             format=fmt if fmt != manifest.format else None,
-        )
+        ),
+        model,
     )
     return outcome.artifact_dir, outcome.manifest.parity or {}
 
@@ -226,9 +231,10 @@ def tune(request: TuneRequest) -> TuneReport:
         tqdm(total=len(keys) + 1, unit="step", disable=not request.progress, leave=False) as bar,
     ):
         derived: dict[tuple[str, str], tuple[Path, dict]] = {}
+        model = reference_model(manifest)  # the eager fp32 model every candidate's parity is against, built once
         for key in keys:
             bar.set_description(f"deriving {key[0]} {key[1]}")
-            derived[key] = _derive(request, manifest, key, Path(scratch))
+            derived[key] = _derive(request, manifest, model, key, Path(scratch))
             bar.update(1)
         for candidate, result in results.items():
             result.artifact, result.parity = derived[candidate.artifact_key]
