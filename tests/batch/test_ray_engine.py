@@ -115,3 +115,17 @@ def test_the_predictor_composes_without_the_cli(resnet18_artifacts, photo_files)
     rows = predictor(batch).to_pylist()
     assert [r["path"] for r in rows] == ["a.jpg", "b.jpg"] and len(rows[0]["labels"]) == 2 and rows[0]["error"] is None
     assert rows[1]["labels"] == [] and rows[1]["error"].startswith("b.jpg: ")
+
+
+def test_a_jsonl_cut_off_mid_line_resumes_on_a_line_of_its_own(tmp_path) -> None:
+    from tvdeploy.batch.ray_job import _end_last_line, done_paths
+
+    out = tmp_path / "rows.jsonl"
+    out.write_text('{"path": "a.jpg", "predictions": []}\n{"path": "b.j')  # the job died while writing b's row
+    assert done_paths(out) == {"a.jpg"}  # b is done again
+    _end_last_line(out)
+    with out.open("a") as stream:
+        stream.write('{"path": "b.jpg", "predictions": []}\n')
+    assert done_paths(out) == {"a.jpg", "b.jpg"}
+    _end_last_line(out)  # a file that ends its last line is left alone
+    assert out.read_text().count("\n") == 3

@@ -119,10 +119,18 @@ def done_paths(output: Path) -> set[str]:
             except (ValueError, KeyError, TypeError):
                 logger.warning("%s line %d is not a row (a job cut off mid-line?): it is done again", output, number)
         return paths
-    import pyarrow.parquet as pq
+    return {row["path"] for row in _parquet_rows(set(output.glob("*.parquet")))}
 
-    files = sorted(output.glob("*.parquet"))
-    return {path for file in files for path in pq.read_table(file, columns=["path"]).column("path").to_pylist()}
+
+def _end_last_line(output: Path) -> None:
+    """A JSON Lines file cut off mid-line (a job that died while writing) gets its line ended, so that the rows
+    appended on resume start on a line of their own instead of running into the broken one."""
+    if output.suffix != ".jsonl" or not output.is_file() or output.stat().st_size == 0:
+        return
+    with output.open("rb+") as stream:
+        stream.seek(-1, os.SEEK_END)
+        if stream.read(1) != b"\n":
+            stream.write(b"\n")
 
 
 #: Ray reads this when imported: "0" makes a local instance use the loopback address for every service (GCS, raylet,
@@ -189,6 +197,8 @@ def run_ray_job(job: RayJob) -> JobSummary:
     if job.output.exists() and not job.resume and (job.writes_jsonl or any(job.output.iterdir())):
         raise UserInputError(f"{job.output} already holds rows", hint="pass --resume to go on, or another --output")
     done = done_paths(job.output) if job.resume else set()
+    if job.resume:
+        _end_last_line(job.output)
     present, missing, original = _local_inputs(job, done)
     uris = [given for given in job.inputs if is_uri(given)]
     started_here = not ray.is_initialized()
