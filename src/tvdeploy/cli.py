@@ -342,7 +342,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _describe_deployment(record: Any) -> str:
     figures = ", ".join(f"b{batch} {values['p50_ms']:.1f} ms" for batch, values in record.figures.items())
     return (
-        f"{record.runtime} {record.precision}, {record.threads} threads, batch {record.batch_size} "
+        f"{record.runtime} {record.precision} on {record.provider}, {record.threads} threads, batch {record.batch_size} "
         f"(tune, {record.objective}: {figures}; {len(record.candidates)} candidates) on {record.host_cpu}"
     )
 
@@ -601,7 +601,8 @@ def _add_tune_parser(sub: Any) -> None:
     p = sub.add_parser(
         "tune",
         help="find the fastest deployment of an fp32 ONNX artifact that passes parity on this host (ONNX Runtime "
-        "and OpenVINO, fp32/bf16/int8, threads), measured, and write it with a deployment record",
+        "and OpenVINO, fp32/bf16/int8, threads; CUDA and TensorRT where a GPU is present), measured, and write it "
+        "with a deployment record",
     )
     p.add_argument("artifact", type=Path, metavar="ARTIFACT", help="a plain fp32 ONNX artifact")
     p.add_argument("--output", type=Path, required=True, metavar="DIR", help="the tuned artifact to write")
@@ -736,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="re-check an artifact against the eager model on photos and noise")
     p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT")
     p.add_argument("--weights", help="weights of the reference (default: as recorded in the manifest)")
-    p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
+    p.add_argument("--provider", default="cpu", choices=PROVIDER_CHOICES, help="execution provider (default cpu)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_validate)
 
@@ -757,7 +758,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size", type=_positive_int, help="images per model call (default: the tuned deployment's, else 8)"
     )
-    p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
+    p.add_argument(
+        "--provider",
+        choices=PROVIDER_CHOICES,
+        help="execution provider (default: the tuned deployment's where the artifact has one, else cpu)",
+    )
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument("--workers", type=_positive_int, help="decoding threads (default: one per usable core)")
     p.add_argument(
@@ -795,7 +800,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated: {', '.join(backend_names())} "
         "(default with --model: eager and every format whose extra is installed)",
     )
-    p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
+    p.add_argument(
+        "--provider",
+        choices=PROVIDER_CHOICES,
+        help="execution provider (default: the tuned deployment's where the artifact has one, else cpu)",
+    )
     p.add_argument("--batch-sizes", type=_int_list, default=[1], help="e.g. 1,8,32 (default 1)")
     p.add_argument("--threads", type=int, help="intra-op threads for every backend (default: the libraries' own)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per backend first (default 3)")
@@ -904,7 +913,11 @@ def _add_serve_parser(sub: Any) -> None:
         default=DEFAULT_MAX_PIXELS,
         help=f"larger images get 400 (default {DEFAULT_MAX_PIXELS}; 0: no limit)",
     )
-    p.add_argument("--provider", default="cpu", help=f"{', '.join(PROVIDER_CHOICES)} (default cpu)")
+    p.add_argument(
+        "--provider",
+        choices=PROVIDER_CHOICES,
+        help="execution provider (default: the tuned deployment's where the artifact has one, else cpu)",
+    )
     p.add_argument(
         "--grace-period", type=int, default=30, help="seconds in-flight requests may take on shutdown (default 30)"
     )

@@ -36,7 +36,8 @@ class ArtifactPredictor:
     Args:
         artifact: the artifact directory (on a path every worker can read).
         top_k: predictions per image.
-        provider: the execution provider (``cuda`` for GPU actors, with ``num_gpus`` in ``map_batches``).
+        provider: the execution provider (``cuda`` for GPU actors, with ``num_gpus`` in ``map_batches``); ``None``: the
+            artifact's deployment record's, else ``cpu``.
         threads: intra-op threads of the model, and threads that decode ahead of it (default: all cores of the
             worker).
         decode: ``exact`` or ``fast``, as ``tvdeploy predict --decode``.
@@ -47,7 +48,7 @@ class ArtifactPredictor:
         self,
         artifact: str,
         top_k: int = 5,
-        provider: str = "cpu",
+        provider: str | None = None,
         threads: int | None = None,
         decode: str = "exact",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,

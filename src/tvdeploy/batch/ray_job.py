@@ -66,7 +66,7 @@ class RayJob:
     threads: int | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     top_k: int = 5
-    provider: str = "cpu"
+    provider: str | None = None
     decode: str = "exact"
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     resume: bool = False

@@ -9,7 +9,7 @@ from typing import Any
 
 import tvdeploy
 from tvdeploy.runtime.classifier import usable_cores
-from tvdeploy.runtime.host import cpu_model, cpu_signature
+from tvdeploy.runtime.host import cpu_model, cpu_signature, nvidia_gpus
 
 
 def machine_info(threads: int | None) -> dict[str, Any]:
@@ -24,13 +24,9 @@ def machine_info(threads: int | None) -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
+    gpus = nvidia_gpus()  # from the driver: no torch (or CUDA context) needed to name them
+    if gpus:
+        info["gpu"] = ", ".join(gpus)
     return info
 
 

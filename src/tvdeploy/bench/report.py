@@ -69,7 +69,7 @@ def format_table(report: BenchReport) -> str:
     machine = report.machine
     lines.append(
         f"\n{machine['cpu_model']}, {machine['usable_cores']} usable cores, threads {machine['threads'] or 'default'}"
-        f", provider {report.config.provider}"
+        f", provider {report.provider or report.config.provider}"
     )
     return "\n".join(lines)
 

@@ -37,7 +37,8 @@ class BenchConfig:
     time_budget_s: float | None = None
     min_iterations: int = 5
     block_size: int = 3
-    provider: str = "cpu"
+    #: one provider for every target; None: each target's own (a deployment record's, tune's), else ``cpu``
+    provider: str | None = None
     threads: int | None = None
     e2e: bool = False
     bare: bool = False
@@ -121,7 +122,7 @@ class BenchReport:
     machine: dict[str, Any]
     versions: dict[str, str]
     command: str = ""
-    #: the provider every backend ran on (``config.provider`` resolved)
+    #: the providers the targets ran on (``config.provider`` resolved, or each target's own), comma-separated
     provider: str = ""
     #: multiply-accumulates per image of the model, counted from its ONNX graph (None: not counted)
     macs_per_image: int | None = None
@@ -229,9 +230,10 @@ def _cold_start(target: BenchTarget, config: BenchConfig, provider: str) -> dict
 def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchReport:
     """Measure every target at every batch size; returns the rows with speedups against eager.
 
-    Every target runs on the same provider, resolved once for all of them.
+    Every target runs on the run's provider, resolved once for all of them; where the run names none, each on its
+    own (tune's candidates, an artifact's deployment record), else the CPU.
     """
-    provider = resolve_provider(config.provider, [t.backend for t in targets])
+    providers = _providers(targets, config.provider)
     if config.threads is not None and any(runs_on_torch(t.backend) for t in targets):
         import torch
 
@@ -239,8 +241,8 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
     files = [path.read_bytes() for path in config.images]
     if config.e2e and not files:
         raise UserInputError("--e2e needs image files")
-    cold = {t.name: _cold_start(t, config, provider) for t in targets} if config.cold_start else {}
-    runners = {t.name: t.runner(provider, config.threads).activate() for t in targets}
+    cold = {t.name: _cold_start(t, config, providers[t.name]) for t in targets} if config.cold_start else {}
+    runners = {t.name: t.runner(providers[t.name], config.threads).activate() for t in targets}
     rows: list[BenchRow] = []
     try:
         for batch_size in config.batch_sizes:
@@ -279,9 +281,18 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
     _add_speedups(rows)
     macs = model_macs(targets)
     _add_macs(rows, macs)
+    provider = ", ".join(dict.fromkeys(providers.values()))
     return BenchReport(
         rows, config, machine_info(config.threads), bench_versions(), provider=provider, macs_per_image=macs
     )
+
+
+def _providers(targets: Sequence[BenchTarget], requested: str | None) -> dict[str, str]:
+    """Each target's resolved provider: the run's (one for all), else the target's own, else the CPU."""
+    if requested is not None:
+        provider = resolve_provider(requested, [t.backend for t in targets])
+        return {t.name: provider for t in targets}
+    return {t.name: resolve_provider(t.provider or "cpu", [t.backend]) for t in targets}
 
 
 def _add_speedups(rows: list[BenchRow]) -> None:

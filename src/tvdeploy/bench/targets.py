@@ -62,6 +62,8 @@ class BenchTarget:
     module: Any = None  # the eager nn.Module, for backend "eager"
     source: dict[str, Any] | None = None  # how to rebuild the eager model in a cold-start subprocess
     threads: int | None = None  # intra-op threads of this target when the run sets none (tune's variants)
+    #: execution provider of this target when the run names none (tune's candidates, a deployment record's)
+    provider: str | None = None
 
     @property
     def file_mb(self) -> float | None:
@@ -136,6 +138,7 @@ def artifact_target(path: Path) -> BenchTarget:
         artifact=path,
         manifest=manifest,
         source={"architecture": manifest.architecture, **manifest.source.to_dict()},
+        provider=apply_deployment(manifest, None, None).provider if manifest.deployment else None,
     )
 
 

@@ -218,7 +218,7 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 def load(
     artifact_dir: str | Path,
-    provider: str = "cpu",
+    provider: str | None = None,
     *,
     verify: bool = True,
     session_config: SessionConfig | None = None,
@@ -233,6 +233,7 @@ def load(
     Args:
         artifact_dir: the directory ``tvdeploy export`` wrote.
         provider: ``cpu``, ``cuda``, ``tensorrt``, ``openvino`` or ``auto``; which apply depends on the format.
+            ``None``: the deployment record's (``tvdeploy tune``) where this host offers it, else ``cpu``.
         verify: check the model files against the manifest's sha256 first (refuse tampered files).
         session_config: ONNX Runtime threads, graph optimization level and provider options (threads left
             open take the manifest's ``deployment`` record's, from ``tvdeploy tune``).
@@ -250,8 +251,8 @@ def load(
     manifest = read_manifest(directory)
     if verify:
         verify_artifact_files(directory, manifest)
-    applied = apply_deployment(manifest, session_config, batch_size)
-    runner = runner_for_artifact(directory, applied.manifest, provider=provider, config=applied.session_config)
+    applied = apply_deployment(manifest, session_config, batch_size, provider)
+    runner = runner_for_artifact(directory, applied.manifest, provider=applied.provider, config=applied.session_config)
     runner.activate()
     return Classifier(
         directory,

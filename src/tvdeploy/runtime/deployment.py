@@ -1,7 +1,8 @@
 """Applying a manifest's ``deployment`` record (what ``tvdeploy tune`` measured and chose) when an artifact loads.
 
 On the host it was tuned on (same CPU feature signature) the record's threads and batch size are used wherever
-the caller left them open. On another host they may be wrong in either direction, so the record is set aside with
+the caller left them open. The record's execution provider is used where the caller names none; a GPU provider
+this host does not offer is said so and the CPU is used. On another host they may be wrong in either direction, so the record is set aside with
 a warning: all cores, and, where this host cannot compute in the tuned precision (bf16 without AVX512_BF16/AMX),
 the artifact's fp32 arithmetic, which gives the same answers within the bf16 criteria. Never a crash, never a
 silent change.
@@ -13,10 +14,10 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from tvdeploy.runtime.host import cpu_flags, cpu_signature
+from tvdeploy.runtime.host import cpu_flags, cpu_signature, nvidia_gpus
 from tvdeploy.runtime.manifest import Manifest
 from tvdeploy.runtime.precisions import get_precision
-from tvdeploy.runtime.providers import SessionConfig
+from tvdeploy.runtime.providers import GPU_PROVIDERS, SessionConfig, available_providers
 
 logger = logging.getLogger(__name__)
 
@@ -28,15 +29,20 @@ class Applied:
     manifest: Manifest
     session_config: SessionConfig
     batch_size: int | None
+    #: the provider to resolve: the caller's, else the record's (where this host offers it), else ``cpu``
+    provider: str = "cpu"
 
 
-def apply_deployment(manifest: Manifest, session_config: SessionConfig | None, batch_size: int | None) -> Applied:
+def apply_deployment(
+    manifest: Manifest, session_config: SessionConfig | None, batch_size: int | None, provider: str | None = None
+) -> Applied:
     """The settings an artifact loads with, the deployment record's where the caller gave none (see the module
     docstring)."""
     config = session_config or SessionConfig()
     record = manifest.deployment
     if record is None:
-        return Applied(manifest, config, batch_size)
+        return Applied(manifest, config, batch_size, provider or "cpu")
+    provider = provider or _recorded_provider(record.provider)
     if record.host_signature != cpu_signature():
         logger.warning(
             "this artifact was tuned on another CPU (%s: %s); this host is %s: using portable settings",
@@ -53,7 +59,15 @@ def apply_deployment(manifest: Manifest, session_config: SessionConfig | None, b
                 " or ".join(missing),
             )
             manifest = dataclasses.replace(manifest, precision="fp32")
-        return Applied(manifest, config, batch_size)
+        return Applied(manifest, config, batch_size, provider)
     if config.intra_op_threads is None and record.threads is not None:
         config = dataclasses.replace(config, intra_op_threads=record.threads)
-    return Applied(manifest, config, batch_size if batch_size is not None else record.batch_size)
+    return Applied(manifest, config, batch_size if batch_size is not None else record.batch_size, provider)
+
+
+def _recorded_provider(recorded: str) -> str:
+    """The record's provider where this host offers it; else the CPU, said so."""
+    if recorded == "cpu" or (recorded in available_providers() and (recorded not in GPU_PROVIDERS or nvidia_gpus())):
+        return recorded
+    logger.warning("this artifact was tuned on %s, which this host does not offer: running on the CPU", recorded)
+    return "cpu"

@@ -62,3 +62,22 @@ def cpu_signature() -> str:
     machine = platform.machine() or "unknown"
     relevant = sorted(cpu_flags().intersection(RELEVANT_FLAGS))
     return f"{machine}:{','.join(relevant)}" if relevant else machine
+
+
+@lru_cache(maxsize=1)
+def nvidia_gpus() -> tuple[str, ...]:
+    """The model names of this host's NVIDIA GPUs as the driver lists them (``/proc/driver/nvidia/gpus``), or
+    ``("NVIDIA GPU",)`` per device node where the driver's listing is not visible (a container); empty without one.
+
+    ONNX Runtime's list of available providers names what its build was compiled with (``CUDAExecutionProvider``
+    on any onnxruntime-gpu install), not whether a GPU is there: this says the latter.
+    """
+    listing = Path("/proc/driver/nvidia/gpus")
+    names = []
+    if listing.is_dir():
+        for info in sorted(listing.glob("*/information")):
+            fields = dict(line.partition(":")[::2] for line in info.read_text(errors="replace").splitlines())
+            names.append(fields.get("Model", "NVIDIA GPU").strip() or "NVIDIA GPU")
+    if not names:
+        names = ["NVIDIA GPU" for _ in sorted(Path("/dev").glob("nvidia[0-9]*"))]
+    return tuple(names)

@@ -57,6 +57,10 @@ class PrecisionSpec:
     the host needs at least one to compute in this precision; a runtime not listed needs none. A runtime that
     would otherwise emulate the precision (OpenVINO runs a bf16 hint in fp32 where the CPU lacks bf16) refuses it
     on such a host instead of silently running something else.
+
+    ``provider_options`` maps an ONNX Runtime provider to the options it needs to build its engine in this
+    precision (TensorRT builds fp32 engines unless told that fp16 or int8 layers are allowed); the ONNX runner
+    sets them under whatever the caller gave.
     """
 
     name: str
@@ -64,6 +68,7 @@ class PrecisionSpec:
     criteria: ParityCriteria
     needs_calibration: bool = False
     compute_features: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    provider_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     def missing_features(self, runtime: str, host_flags: frozenset[str]) -> list[str]:
         """The flags this host lacks to compute in this precision on ``runtime`` (empty: it can)."""
@@ -101,7 +106,12 @@ PRECISION_SPECS: dict[str, PrecisionSpec] = {
     spec.name: spec
     for spec in (
         PrecisionSpec("fp32", "32-bit float, as the eager model", FP32_CRITERIA),
-        PrecisionSpec("fp16", "16-bit float weights and activations, fp32 inputs and outputs", FP16_CRITERIA),
+        PrecisionSpec(
+            "fp16",
+            "16-bit float weights and activations, fp32 inputs and outputs",
+            FP16_CRITERIA,
+            provider_options={"tensorrt": {"trt_fp16_enable": True}},
+        ),
         PrecisionSpec(
             "bf16",
             "bfloat16 execution of the fp32 model (OpenVINO's inference precision), on CPUs with AVX512_BF16/AMX",
@@ -113,6 +123,9 @@ PRECISION_SPECS: dict[str, PrecisionSpec] = {
             "static int8 quantization (QDQ, per-channel weights), calibrated on images",
             INT8_CRITERIA,
             needs_calibration=True,
+            # TensorRT runs a QDQ graph's int8 layers (explicit quantization, no calibration table) once int8 is
+            # allowed; fp16 lets it pick fp16 for the layers left in float
+            provider_options={"tensorrt": {"trt_int8_enable": True, "trt_fp16_enable": True}},
         ),
     )
 }

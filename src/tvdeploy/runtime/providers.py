@@ -24,11 +24,13 @@ ORT_PROVIDERS = {
     "openvino": "OpenVINOExecutionProvider",
 }
 PROVIDER_CHOICES = (*ORT_PROVIDERS, "auto")
+#: The providers that run on an NVIDIA GPU (inputs and outputs bound on the device).
+GPU_PROVIDERS = ("cuda", "tensorrt")
 #: What ``auto`` tries, best first. TensorRT is left to explicit requests: its
 #: engine build takes minutes on the first run, which a default must not cost.
 AUTO_ORDER = ("cuda", "openvino", "cpu")
 
-_INSTALL_HINTS = {
+INSTALL_HINTS = {
     "cuda": "pip uninstall onnxruntime && pip install onnxruntime-gpu (needs an NVIDIA driver and CUDA/cuDNN libraries)",
     "tensorrt": "install onnxruntime-gpu and TensorRT (pip install tensorrt), see docs/deployment.md",
     "openvino": "pip uninstall onnxruntime && pip install onnxruntime-openvino",
@@ -141,7 +143,7 @@ def resolve_provider(requested: str, backends: Sequence[str]) -> str:
             if requested not in available:
                 raise ProviderError(
                     f"provider {requested!r} is not available for {backend} here (available: {', '.join(available)})",
-                    hint=_INSTALL_HINTS.get(requested) if backend == "onnx" else _TORCH_HINT.get(requested),
+                    hint=INSTALL_HINTS.get(requested) if backend == "onnx" else _TORCH_HINT.get(requested),
                 )
     return requested
 
@@ -167,5 +169,5 @@ def check_session_providers(session: Any, provider: str) -> None:
     if ORT_PROVIDERS[provider] not in active:
         raise ProviderError(
             f"onnxruntime could not start the {provider} provider for this model (active: {', '.join(active)})",
-            hint=_INSTALL_HINTS.get(provider, "check onnxruntime's log for why the provider failed"),
+            hint=INSTALL_HINTS.get(provider, "check onnxruntime's log for why the provider failed"),
         )

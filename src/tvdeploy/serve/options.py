@@ -59,7 +59,7 @@ class ServeOptions:
         read_timeout_s: a request (head and body) must arrive within this many seconds of its first byte, else 408.
         keep_alive_s: seconds an idle keep-alive connection stays open.
         max_connections: open connections (and requests in progress) at most; more get 503 at once.
-        provider: the execution provider of every model.
+        provider: the execution provider of every model (``None``: each one's deployment record's, else ``cpu``).
         grace_period_s: on SIGTERM/SIGINT, how long in-flight requests may take to finish.
         shared_memory: serve the system shared memory extension (inputs read from POSIX shared memory objects
             that clients on this host register; off by default: see docs/serving.md#security).
@@ -81,7 +81,7 @@ class ServeOptions:
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     keep_alive_s: int = DEFAULT_KEEP_ALIVE_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
-    provider: str = "cpu"
+    provider: str | None = None
     grace_period_s: int = 30
     shared_memory: bool = False
 

@@ -1,9 +1,11 @@
-"""What ``tvdeploy tune`` may try on this host: runtime x precision x threads, each with the reason it is in or out.
+"""What ``tvdeploy tune`` may try on this host: runtime x precision x provider x threads, each with the reason it
+is in or out.
 
 A candidate is an artifact of one format at one precision (derived from the fp32 ONNX artifact with
-``optimize``'s own conversions) run with some number of intra-op threads. What this host cannot run is not tried
-and is said so: a runtime whose extra is not installed, a precision the CPU cannot compute in (OpenVINO bf16
-without AVX512_BF16/AMX), int8 without calibration images, a GPU provider without a GPU.
+``optimize``'s own conversions) run on one execution provider with some number of intra-op threads. What this host
+cannot run is not tried and is said so: a runtime whose extra is not installed, a precision the CPU cannot compute
+in (OpenVINO bf16 without AVX512_BF16/AMX), int8 without calibration images, a GPU provider that this onnxruntime
+build lacks or that has no NVIDIA GPU to run on.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from dataclasses import dataclass
 
 from tvdeploy.runtime.classifier import usable_cores
 from tvdeploy.runtime.formats import get_format
-from tvdeploy.runtime.host import cpu_flags
+from tvdeploy.runtime.host import cpu_flags, nvidia_gpus
 from tvdeploy.runtime.precisions import get_precision
+from tvdeploy.runtime.providers import INSTALL_HINTS, available_providers
 
 #: (format, precision) pairs tune considers on a CPU, the fp32 ONNX artifact (the baseline) first. ONNX
 #: Runtime's fp16 is left out on CPUs: its CPU provider runs an fp16 graph through casts, slower than fp32 (a
@@ -25,6 +28,15 @@ CPU_CONFIGURATIONS = (
     ("openvino", "bf16"),
     ("openvino", "int8"),
 )
+#: (format, precision, provider) tune considers where an NVIDIA GPU and onnxruntime-gpu are present. TensorRT runs
+#: the fp16 artifact with fp16 engines and the int8 QDQ artifact with int8 engines (explicit quantization: the
+#: artifact's own scales, no calibration table); its first session builds the engine, which the warm-up absorbs.
+GPU_CONFIGURATIONS = (
+    ("onnx", "fp32", "cuda"),
+    ("onnx", "fp16", "cuda"),
+    ("onnx", "fp16", "tensorrt"),
+    ("onnx", "int8", "tensorrt"),
+)
 
 
 @dataclass(frozen=True)
@@ -34,10 +46,14 @@ class Candidate:
     format: str
     precision: str
     threads: int
+    provider: str = "cpu"
 
     @property
     def name(self) -> str:
-        """``openvino-int8-t2``."""
+        """``openvino-int8-t2`` on the CPU, ``onnx-fp16-tensorrt`` on a GPU provider (host threads barely matter
+        there, so they are not varied)."""
+        if self.provider != "cpu":
+            return f"{self.format}-{self.precision}-{self.provider}"
         return f"{self.format}-{self.precision}-t{self.threads}"
 
     @property
@@ -68,28 +84,39 @@ def plan(has_calibration: bool, cores: int | None = None) -> tuple[list[Candidat
     skipped: list[Skipped] = []
     flags = cpu_flags()
     for fmt, precision in CPU_CONFIGURATIONS:
-        spec, precision_spec = get_format(fmt), get_precision(precision)
-        missing = spec.missing_for_export()
-        features = precision_spec.missing_features(fmt, flags)
-        if missing:
-            skipped.append(Skipped(fmt, precision, f"{', '.join(missing)} not installed ({spec.install_hint()})"))
-        elif features:
-            skipped.append(Skipped(fmt, precision, f"this CPU has no {' or '.join(features)}"))
-        elif precision_spec.needs_calibration and not has_calibration:
-            skipped.append(Skipped(fmt, precision, "no calibration images (--calibration DIR)"))
+        reason = _unavailable(fmt, precision, has_calibration) or _cpu_cannot(fmt, precision, flags)
+        if reason:
+            skipped.append(Skipped(fmt, precision, reason))
         else:
             candidates.extend(Candidate(fmt, precision, threads) for threads in thread_counts(cores))
-    skipped.append(Skipped("onnx", "fp16 (cuda, tensorrt)", "no GPU on this host") if not _has_gpu() else _gpu_note())
+    for fmt, precision, provider in GPU_CONFIGURATIONS:
+        reason = _unavailable(fmt, precision, has_calibration) or _gpu_cannot(provider)
+        if reason:
+            skipped.append(Skipped(fmt, f"{precision} ({provider})", reason))
+        else:
+            candidates.append(Candidate(fmt, precision, cores, provider))
     return candidates, skipped
 
 
-def _has_gpu() -> bool:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return False
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+def _unavailable(fmt: str, precision: str, has_calibration: bool) -> str | None:
+    """Why a (format, precision) cannot be made here at all, or None."""
+    spec = get_format(fmt)
+    missing = spec.missing_for_export()
+    if missing:
+        return f"{', '.join(missing)} not installed ({spec.install_hint()})"
+    if get_precision(precision).needs_calibration and not has_calibration:
+        return "no calibration images (--calibration DIR)"
+    return None
 
 
-def _gpu_note() -> Skipped:
-    return Skipped("onnx", "fp32/fp16 (cuda, tensorrt)", "GPU candidates are not measured by tune yet: use bench")
+def _cpu_cannot(fmt: str, precision: str, flags: frozenset[str]) -> str | None:
+    features = get_precision(precision).missing_features(fmt, flags)
+    return f"this CPU has no {' or '.join(features)}" if features else None
+
+
+def _gpu_cannot(provider: str) -> str | None:
+    if not nvidia_gpus():
+        return "no NVIDIA GPU on this host"
+    if provider not in available_providers():
+        return f"this onnxruntime build has no {provider} provider ({INSTALL_HINTS[provider]})"
+    return None

@@ -100,6 +100,7 @@ class CandidateResult:
             "runtime": self.candidate.format,
             "precision": self.candidate.precision,
             "threads": self.candidate.threads,
+            "provider": self.candidate.provider,
             "parity_passed": self.parity_passed,
             "photos_min_cosine": self.photo_cosine,
             "photos_top1": self.photo_top1,
@@ -259,6 +260,7 @@ def _time(timed: list[CandidateResult], request: TuneRequest) -> BenchReport:
         assert result.artifact is not None
         target = artifact_target(result.artifact)
         target.name, target.threads = result.candidate.name, result.candidate.threads
+        target.provider = result.candidate.provider
         targets.append(target)
     config = BenchConfig(
         batch_sizes=list(request.batch_sizes), warmup=2, iterations=None, time_budget_s=request.budget_s,
@@ -278,7 +280,7 @@ def _macs(artifact: Path, manifest: Manifest) -> int | None:
 def _fill_figures(timed: list[CandidateResult], bench: BenchReport, macs: int | None) -> None:
     rows = {(row.name, row.batch_size): row for row in bench.rows if row.mode == "model"}
     for result in timed:
-        top = peak(result.candidate.precision)
+        top = peak(result.candidate.precision) if result.candidate.provider == "cpu" else None  # the CPU's peak
         for (name, batch), row in rows.items():
             if name != result.candidate.name:
                 continue
@@ -300,7 +302,7 @@ def _write_winner(report: TuneReport, source_manifest: Manifest) -> None:
     record = Deployment(
         runtime=winner.candidate.format,
         precision=winner.candidate.precision,
-        provider="cpu",
+        provider=winner.candidate.provider,
         threads=winner.candidate.threads,
         batch_size=report.request.deciding_batch,
         objective=report.request.objective,

@@ -13,7 +13,9 @@ import numpy as np
 from tvdeploy.errors import ArtifactError
 from tvdeploy.runtime.host import cpu_signature
 from tvdeploy.runtime.manifest import Manifest, OptimizedGraph
+from tvdeploy.runtime.precisions import get_precision
 from tvdeploy.runtime.providers import (
+    GPU_PROVIDERS,
     SessionConfig,
     available_providers,
     check_session_providers,
@@ -60,6 +62,9 @@ class OnnxRunner(Runner):
         cls, artifact_dir: Path, manifest: Manifest, provider: str, config: SessionConfig | None = None
     ) -> "OnnxRunner":
         config = config or SessionConfig()
+        needed = get_precision(manifest.precision).provider_options.get(provider)
+        if needed:  # the options the provider needs for this precision, under the caller's own
+            config = dataclasses.replace(config, provider_options={**needed, **config.provider_options})
         graph = manifest.optimized_graph
         if graph is not None:
             check_optimized_graph(graph, provider)
@@ -100,7 +105,7 @@ class OnnxRunner(Runner):
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
-        if self.provider in ("cuda", "tensorrt"):
+        if self.provider in GPU_PROVIDERS:
             binding = self.session.io_binding()
             for name, array in feeds.items():
                 binding.bind_cpu_input(name, np.ascontiguousarray(array))

@@ -1,0 +1,90 @@
+"""What tune plans to try on a host: the CPU configurations, and the GPU ones (CUDA, TensorRT) only where an NVIDIA
+GPU and onnxruntime-gpu's providers are both there; the precision options TensorRT needs; a GPU record applied."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import pytest
+
+from tvdeploy.runtime.deployment import apply_deployment
+from tvdeploy.runtime.host import cpu_signature
+from tvdeploy.runtime.manifest import Deployment, Manifest, read_manifest
+from tvdeploy.runtime.providers import SessionConfig
+from tvdeploy.runtime.runners.onnx import OnnxRunner
+from tvdeploy.tune import candidates
+from tvdeploy.tune.candidates import Candidate, plan
+
+
+def _host(monkeypatch: pytest.MonkeyPatch, gpus: tuple[str, ...], providers: list[str]) -> None:
+    monkeypatch.setattr(candidates, "nvidia_gpus", lambda: gpus)
+    monkeypatch.setattr(candidates, "available_providers", lambda: providers)
+
+
+def test_without_a_gpu_the_gpu_configurations_are_named_and_not_tried(monkeypatch) -> None:
+    _host(monkeypatch, (), ["cpu", "cuda", "tensorrt"])  # onnxruntime-gpu lists CUDA with no GPU in the machine
+    planned, skipped = plan(has_calibration=True, cores=2)
+    assert all(c.provider == "cpu" for c in planned)
+    assert ("onnx", "fp32") in {c.artifact_key for c in planned}
+    gpu = {s.precision: s.reason for s in skipped if "(" in s.precision}
+    assert set(gpu) == {"fp32 (cuda)", "fp16 (cuda)", "fp16 (tensorrt)", "int8 (tensorrt)"}
+    assert set(gpu.values()) == {"no NVIDIA GPU on this host"}
+
+
+def test_with_a_gpu_and_onnxruntime_gpu_cuda_and_tensorrt_are_candidates(monkeypatch) -> None:
+    _host(monkeypatch, ("NVIDIA H200",), ["cpu", "cuda", "tensorrt"])
+    planned, skipped = plan(has_calibration=True, cores=2)
+    gpu = [c for c in planned if c.provider != "cpu"]
+    assert [c.name for c in gpu] == ["onnx-fp32-cuda", "onnx-fp16-cuda", "onnx-fp16-tensorrt", "onnx-int8-tensorrt"]
+    # the int8 TensorRT candidate runs the same QDQ artifact as ONNX Runtime's CPU int8: one derivation
+    assert Candidate("onnx", "int8", 2, "tensorrt").artifact_key == Candidate("onnx", "int8", 2).artifact_key
+
+    planned, skipped = plan(has_calibration=False, cores=2)
+    assert "onnx-int8-tensorrt" not in {c.name for c in planned}
+    assert any(s.precision == "int8 (tensorrt)" and "calibration" in s.reason for s in skipped)
+
+
+def test_a_build_without_tensorrt_says_how_to_get_it(monkeypatch) -> None:
+    _host(monkeypatch, ("NVIDIA H200",), ["cpu", "cuda"])
+    planned, skipped = plan(has_calibration=True, cores=2)
+    assert {c.provider for c in planned} == {"cpu", "cuda"}
+    reasons = {s.precision: s.reason for s in skipped}
+    assert "no tensorrt provider" in reasons["fp16 (tensorrt)"] and "pip install tensorrt" in reasons["fp16 (tensorrt)"]
+
+
+def test_tensorrt_gets_the_precision_options_under_the_callers(resnet18_artifacts) -> None:
+    artifact = resnet18_artifacts["onnx"]
+    fp16 = dataclasses.replace(read_manifest(artifact), precision="fp16")
+    runner = OnnxRunner.for_artifact(artifact, fp16, "tensorrt")  # cheap: no session until activated
+    assert runner.config.provider_options == {"trt_fp16_enable": True}
+    int8 = dataclasses.replace(fp16, precision="int8")
+    mine = SessionConfig(provider_options={"trt_fp16_enable": False, "device_id": 1})
+    runner = OnnxRunner.for_artifact(artifact, int8, "tensorrt", mine)
+    assert runner.config.provider_options == {"trt_int8_enable": True, "trt_fp16_enable": False, "device_id": 1}
+    assert OnnxRunner.for_artifact(artifact, int8, "cpu").config.provider_options == {}
+
+
+def _tuned_on(artifact: Path, provider: str) -> Manifest:
+    record = Deployment(runtime="onnx", precision="fp16", provider=provider, threads=2, batch_size=8,
+                        objective="throughput", host_cpu="x", host_signature=cpu_signature())  # fmt: skip
+    return dataclasses.replace(read_manifest(artifact), deployment=record)
+
+
+def test_a_gpu_record_runs_on_its_provider_where_offered_and_says_so_where_not(
+    resnet18_artifacts, monkeypatch, caplog
+) -> None:
+    from tvdeploy.runtime import deployment
+
+    manifest = _tuned_on(resnet18_artifacts["onnx"], "tensorrt")
+    monkeypatch.setattr(deployment, "nvidia_gpus", lambda: ())
+    with caplog.at_level(logging.WARNING, logger="tvdeploy"):
+        assert apply_deployment(manifest, None, None).provider == "cpu"
+    assert "tuned on tensorrt, which this host does not offer" in caplog.text
+    assert apply_deployment(manifest, None, None, "cpu").provider == "cpu"  # the caller's
+
+    monkeypatch.setattr(deployment, "nvidia_gpus", lambda: ("NVIDIA H200",))
+    monkeypatch.setattr(deployment, "available_providers", lambda: ["cpu", "cuda", "tensorrt"])
+    applied = apply_deployment(manifest, None, None)
+    assert (applied.provider, applied.batch_size, applied.session_config.intra_op_threads) == ("tensorrt", 8, 2)
