@@ -10,12 +10,49 @@ import numpy as np
 import pytest
 from PIL import Image
 
+#: Fixtures that export a model, train one, or start a server, Ray or Triton: a test that uses one is ``slow``
+#: (still in the default run; ``pytest -m "not slow"`` is the inner loop of unit tests).
+SLOW_FIXTURES = frozenset(
+    {
+        "resnet18_artifacts", "ten_class_checkpoint", "resnet50_onnx", "tuned", "repository", "triton", "derived",
+        "embedded", "edge_artifacts", "exported", "bench_run", "hostile", "server", "local_ray", "local_rows",
+    }
+)  # fmt: skip
+
+
+#: Markers of runs that are opted into by naming them in ``-m`` (``pytest -m zoo``); otherwise deselected.
+OPT_IN_MARKERS = ("zoo", "accuracy")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses a :data:`SLOW_FIXTURES` fixture ``slow``; deselect the :data:`OPT_IN_MARKERS`
+    sweeps unless ``-m`` names them (so that ``-m "not slow"`` does not bring the zoo sweep in)."""
+    expression = config.getoption("markexpr") or ""
+    opted_out = [marker for marker in OPT_IN_MARKERS if marker not in expression]
+    kept, dropped = [], []
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        (dropped if any(item.get_closest_marker(m) for m in opted_out) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Every test runs offline with an empty torch hub cache of its own."""
     monkeypatch.setenv("TVDEPLOY_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``$TVDEPLOY_CACHE`` (bench --model's exports, the trained model) in this run's own directory: a cache
+    shared between runs would hide the cold cost that CI pays on every fresh clone."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TVDEPLOY_CACHE", str(tmp_path_factory.mktemp("tvdeploy_cache")))
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import run_cli, run_cli_process
-from tvdeploy.runtime.formats import FORMATS, exportable_formats
+from tvdeploy.export.producers import exportable_formats
+from tvdeploy.runtime.formats import FORMATS
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,10 @@ import pytest
 from tests.cli_helpers import run_cli
 from tvdeploy.bench.targets import default_backends, parse_backends
 from tvdeploy.errors import ArtifactError, UserInputError
-from tvdeploy.runtime.formats import EAGER, FORMATS, PRECISIONS, backend_names, exportable_formats, get_format
+from tvdeploy.export.producers import PRODUCERS, criteria_of, exportable_formats, producer_of
+from tvdeploy.runtime.formats import EAGER, FORMATS, backend_names, get_format
 from tvdeploy.runtime.manifest import Manifest
+from tvdeploy.runtime.precisions import PRECISIONS
 from tvdeploy.runtime.providers import PROVIDER_CHOICES
 from tvdeploy.runtime.runners import runner_for_artifact
 from tvdeploy.runtime.runners.base import Runner
@@ -52,13 +54,18 @@ def test_each_entry_is_complete_and_loadable(fmt: str) -> None:
     spec = FORMATS[fmt]
     assert spec.name == fmt and get_format(fmt.upper()) is spec
     assert set(spec.providers) <= set(PROVIDER_CHOICES) and "cpu" in spec.providers
-    assert set(spec.criteria) <= set(PRECISIONS) and "fp32" in spec.criteria
+    assert set(criteria_of(spec)) <= set(PRECISIONS) and "fp32" in criteria_of(spec)
+    made = producer_of(spec)  # every format has its producer on the export side
     # optimize derives only what parity can judge; fp32 only as a conversion to this format from its source
-    assert set(spec.derivable) <= set(spec.criteria) - ({"fp32"} if spec.producer.source is None else set())
+    assert set(made.derivable) <= set(criteria_of(spec)) - ({"fp32"} if made.source is None else set())
     assert issubclass(spec.runner_class(), Runner)
-    producer = spec.producer.load()
+    producer = made.load()
     assert producer.strategies and callable(producer.produce)
-    assert spec.producer.source is None or spec.producer.source in FORMATS
+    assert made.source is None or made.source in FORMATS
+
+
+def test_the_export_side_has_a_producer_for_every_format_and_nothing_else() -> None:
+    assert list(PRODUCERS) == list(FORMATS)
 
 
 def test_model_files_are_distinct() -> None:
@@ -102,21 +109,29 @@ def test_cli_choices_and_help_list_the_registry(capsys) -> None:
     assert ", ".join(backend_names()) in bench_help
 
 
-def test_format_all_means_every_installed_format() -> None:
-    from tvdeploy.cli import _export_formats
+def test_format_all_leaves_out_what_is_not_installed_or_cannot_take_the_request(monkeypatch, caplog) -> None:
+    from tvdeploy.export.format_choice import formats_to_export
 
-    assert _export_formats("all") == exportable_formats() == [f for f in FORMATS if not FORMATS[f].missing_for_export()]
+    installed = [name for name in FORMATS if name != "executorch"]  # a host without the executorch extra
+    monkeypatch.setattr("tvdeploy.export.format_choice.exportable_formats", lambda: installed)
+    with caplog.at_level("INFO", logger="tvdeploy"):
+        assert formats_to_export("all") == [n for n in FORMATS if n != "executorch"]
+    assert "executorch" in caplog.text and "not installed" in caplog.text
+    int8 = formats_to_export("ALL", "int8")
+    assert int8 and all("int8" in criteria_of(n) for n in int8) and "torchscript" not in int8
+    assert formats_to_export("all", graph_passes=True) == [n for n in installed if PRODUCERS[n].graph_passes]
     for name in FORMATS:
-        assert _export_formats(name) == [name]
+        assert formats_to_export(name.upper()) == [name]
     with pytest.raises(UserInputError, match="choose one of"):
-        _export_formats("tflite")
+        formats_to_export("tflite")
 
 
-def test_bench_backends_are_eager_and_the_registry_formats() -> None:
-    assert backend_names() == (EAGER, *FORMATS)
-    assert default_backends() == [EAGER, *exportable_formats()]
-    assert parse_backends(",".join(backend_names())) == list(backend_names())
-    with pytest.raises(UserInputError, match="choose from " + ", ".join(backend_names())):
+def test_bench_backends_are_eager_then_each_format_once() -> None:
+    names = backend_names()
+    assert names[0] == EAGER and sorted(names[1:]) == sorted(FORMATS) and len(set(names)) == len(names)
+    assert default_backends()[0] == EAGER and set(default_backends()) <= set(names)
+    assert parse_backends(" ONNX, eager,onnx ") == ["onnx", "eager"]  # spelled freely, each once, in order given
+    with pytest.raises(UserInputError, match="choose from " + ", ".join(names)):
         parse_backends("eager,tflite")
 
 

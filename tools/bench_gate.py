@@ -34,8 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def host_fingerprint() -> str:
     """``x86_64-2c-<10 hex>``: the machine, the usable cores, and a hash of the CPU model and feature signature."""
-    from tvdeploy.runtime.classifier import usable_cores
-    from tvdeploy.runtime.host import cpu_model, cpu_signature
+    from tvdeploy.runtime.host import cpu_model, cpu_signature, usable_cores
 
     digest = hashlib.sha256(f"{cpu_model()}|{cpu_signature()}".encode()).hexdigest()[:10]
     return f"{platform.machine() or 'unknown'}-{usable_cores()}c-{digest}"

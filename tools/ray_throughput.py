@@ -23,8 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from tvdeploy.batch.ray_job import RayJob, run_ray_job  # noqa: E402
-from tvdeploy.runtime.classifier import load, usable_cores  # noqa: E402
-from tvdeploy.runtime.host import cpu_model, cpu_signature  # noqa: E402
+from tvdeploy.runtime.classifier import load  # noqa: E402
+from tvdeploy.runtime.host import (  # noqa: E402
+    cpu_model,
+    cpu_signature,
+    usable_cores,
+)
 from tvdeploy.runtime.inputs import collect_inputs  # noqa: E402
 
 

@@ -55,7 +55,8 @@ import tritonclient.utils.shared_memory as shared_memory
 
 from tvdeploy.export.inputs import photo_paths
 from tvdeploy.runtime import load
-from tvdeploy.runtime.classifier import Classifier, usable_cores
+from tvdeploy.runtime.classifier import Classifier
+from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.manifest import Manifest, read_manifest
 from tvdeploy.serve.datatypes import ENCODED_IMAGES_INPUT
 

@@ -38,7 +38,7 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
             "--bare-ort",
             "--cache-dir",
             str(root / "cache"),
-            "--json",
+            "--save-json",
             str(root / "out.json"),
             "--markdown",
             str(root / "out.md"),
@@ -101,7 +101,7 @@ def test_two_artifacts_are_compared_by_name(bench_run, tmp_path: Path, capsys) -
         "--iterations",
         "2",
         "--no-cold-start",
-        "--json",
+        "--save-json",
         tmp_path / "two.json",
     )
     assert code == 0 and "fp32-a" in out and "fp32-b" in out

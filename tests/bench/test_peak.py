@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tvdeploy.bench.peak import peak
-from tvdeploy.runtime.classifier import usable_cores
+from tvdeploy.runtime.host import usable_cores
 
 AMX_HOST = frozenset({"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"})
 AVX2_HOST = frozenset({"avx2", "fma", "sse2", "sse4_1"})

@@ -9,29 +9,46 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: A clock the benchmarks below advance themselves: a benchmark "takes" exactly the seconds it says, so the
+#: gate's verdicts do not depend on how busy the machine is (each read ticks 1 ns, as pytest-benchmark's precision
+#: probe needs a clock that moves).
+FAKE_CLOCK = """
+_now = 0.0
+
+def now():
+    global _now
+    _now += 1e-9
+    return _now
+
+def spend(seconds):
+    global _now
+    _now += seconds
+"""
+
 SLEEPY_BENCHMARK = """
-import os, time
+import os, fake_clock
 
 def test_sleepy(benchmark):
     delay = float(os.environ["SLEEPY_DELAY"])
-    benchmark.pedantic(time.sleep, args=(delay,), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(fake_clock.spend, args=(delay,), rounds=5, warmup_rounds=1)
 """
 
 
 TWO_BENCHMARKS = """
-import os, time
+import os, fake_clock
 
 def test_first(benchmark):
-    benchmark.pedantic(time.sleep, args=(float(os.environ["FIRST_DELAY"]),), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(fake_clock.spend, args=(float(os.environ["FIRST_DELAY"]),), rounds=5, warmup_rounds=1)
 
 def test_second(benchmark):
-    benchmark.pedantic(time.sleep, args=(float(os.environ["SECOND_DELAY"]),), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(fake_clock.spend, args=(float(os.environ["SECOND_DELAY"]),), rounds=5, warmup_rounds=1)
 """
 
 
 def _gate(
     tmp_path: Path, delay: float, *extra: str, file: str = "test_sleepy.py", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "fake_clock.py").write_text(FAKE_CLOCK)
     return subprocess.run(
         [
             sys.executable,
@@ -47,11 +64,13 @@ def _gate(
             str(tmp_path),
             "-c",
             os.devnull,
+            "--benchmark-timer",
+            "fake_clock.now",
         ],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "SLEEPY_DELAY": str(delay), **(env or {})},
+        env={**os.environ, "SLEEPY_DELAY": str(delay), "PYTHONPATH": str(tmp_path), **(env or {})},
     )
 
 

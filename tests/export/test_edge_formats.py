@@ -156,7 +156,7 @@ def test_bench_runs_the_formats_side_by_side(edge_artifacts, tmp_path: Path, cap
         "1",
         "--no-cold-start",
         "--bare",
-        "--json",
+        "--save-json",
         tmp_path / "b.json",
     )
     assert code == 0

@@ -5,8 +5,9 @@ import pytest
 
 from tvdeploy.export.inputs import InputSet, noise_set, photo_set
 from tvdeploy.export.parity import compare_outputs, compare_runners
-from tvdeploy.runtime.formats import FP32_CRITERIA
 from tvdeploy.runtime.manifest import OutputSpec, PreprocessSpec, TensorSpec
+from tvdeploy.runtime.precisions import FP32_CRITERIA
+from tvdeploy.runtime.records import FailureReason, ParityReport
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
 
 SPEC = PreprocessSpec((256,), (224,), "bilinear", True, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -40,7 +41,11 @@ def test_small_noise_passes_and_reports_the_smallest_passing_atol() -> None:
 def test_large_diff_fails_and_says_why() -> None:
     ref = _logits()
     report = compare_outputs("random", ref, ref + 0.5, [6], FP32, require_top1=False)
-    assert not report.passed and "max |diff|" in report.failures[0]
+    assert not report.passed and [f.reason for f in report.failures] == [
+        FailureReason.MAX_ABS_DIFF,
+        FailureReason.MIN_COSINE,
+    ]
+    assert "max |diff|" in report.failures[0].detail  # the figures, for a person
 
 
 def test_top1_flip_fails_on_photos_but_a_tie_does_not() -> None:
@@ -50,7 +55,8 @@ def test_top1_flip_fails_on_photos_but_a_tie_does_not() -> None:
     flipped = ref.copy()
     flipped[0, 2] = 5.5  # a real disagreement, but also a large diff
     report = compare_outputs("photos", ref, flipped, [2], FP32, require_top1=True)
-    assert not report.passed and report.top1_agreement == 0.5 and any("top-1" in f for f in report.failures)
+    assert not report.passed and report.top1_agreement == 0.5
+    assert FailureReason.TOP1_AGREEMENT in {f.reason for f in report.failures}
 
     tied = ref.copy()
     tied[0, 2] = 5.0  # the reference itself scores classes 1 and 2 within tolerance
@@ -128,7 +134,7 @@ def test_tiny_logits_are_still_checked_by_cosine() -> None:
     scrambled = ref[:, ::-1].copy()
     report = compare_outputs("photos", ref, scrambled, [6], FP32, require_top1=True)
     assert report.max_abs_diff < report.atol_limit  # the absolute tolerance alone would pass it
-    assert not report.passed and any("cosine" in f for f in report.failures)
+    assert not report.passed and [f.reason for f in report.failures] == [FailureReason.MIN_COSINE]
 
 
 def test_all_zero_rows_on_both_sides_are_identical_not_orthogonal() -> None:
@@ -145,7 +151,7 @@ def test_a_reference_with_constant_scores_fails_on_photos_as_uninformative() -> 
     ref = np.zeros((6, 20), dtype=np.float32)
     report = compare_outputs("photos", ref, ref.copy(), [6], FP32, require_top1=True)
     assert not report.passed
-    assert "same score" in report.failures[0]
+    assert report.failures[0].reason == FailureReason.CONSTANT_REFERENCE
 
 
 def test_an_artifact_whose_tensor_names_differ_from_the_manifest_fails() -> None:
@@ -154,8 +160,9 @@ def test_an_artifact_whose_tensor_names_differ_from_the_manifest_fails() -> None
     assert compare_runners(_LinearRunner(), _LinearRunner(), sets, expected=expected).passed
     report = compare_runners(_LinearRunner(), _LinearRunner(input_name="x.1"), sets, expected=expected)
     assert not report.passed and report.interface and "'x.1'" in report.interface[0]
-    assert report.failures[0].startswith("interface:")
+    assert report.failures[0].reason == FailureReason.INTERFACE
     assert report.to_dict()["interface"] == report.interface
+    assert ParityReport.from_dict(report.to_dict()) == report  # what the manifest records reads back the same
 
 
 def test_batches_are_cut_to_what_the_artifact_admits() -> None:
@@ -184,7 +191,7 @@ def test_batches_are_cut_to_what_the_artifact_admits() -> None:
 
 
 def test_int8_criteria_report_noise_but_judge_only_the_photos() -> None:
-    from tvdeploy.runtime.formats import INT8_CRITERIA
+    from tvdeploy.runtime.precisions import INT8_CRITERIA
 
     ref = _logits()
     far = ref + 10.0  # far outside any tolerance

@@ -12,9 +12,10 @@ from tests.cli_helpers import run_cli
 from tvdeploy.errors import UserInputError
 from tvdeploy.export.options import CalibrationOptions
 from tvdeploy.export.precision import calibration_set
+from tvdeploy.export.producers import criteria_for, criteria_of
 from tvdeploy.runtime import load
-from tvdeploy.runtime.formats import FORMATS, INT8_CRITERIA
 from tvdeploy.runtime.manifest import PreprocessSpec
+from tvdeploy.runtime.precisions import INT8_CRITERIA
 
 SPEC = PreprocessSpec((256,), (224,), "bilinear", True, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -99,7 +100,7 @@ def test_bench_shows_precisions_side_by_side_with_file_sizes(derived, resnet18_a
         "--warmup",
         "1",
         "--no-cold-start",
-        "--json",
+        "--save-json",
         tmp_path / "b.json",
     )
     assert code == 0
@@ -160,9 +161,9 @@ def test_only_fp32_onnx_artifacts_are_optimized(derived, resnet18_artifacts, cap
         tmp_path / "b",
     )
     assert code == 2 and "already derived (fp16)" in err
-    assert set(FORMATS["onnx"].criteria) == {"fp32", "fp16", "int8"}
+    assert set(criteria_of("onnx")) == {"fp32", "fp16", "int8"}
     with pytest.raises(UserInputError, match="does not support precision 'int8'"):
-        FORMATS["torchscript"].criteria_for("int8")
+        criteria_for("torchscript", "int8")
 
 
 def test_calibration_takes_sorted_images_skips_bad_ones_and_hashes_them(photo_files, tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from tvdeploy.export.pipeline import ExportRequest, PartialExportError, export_model
+from tvdeploy.export.producers import exportable_formats
 from tvdeploy.models.catalog import list_catalog
-from tvdeploy.runtime.formats import exportable_formats, get_format
+from tvdeploy.runtime.formats import get_format
 
 RESULTS = Path(os.environ.get("TVDEPLOY_ZOO_RESULTS", Path(__file__).parents[2] / "docs" / "coverage.jsonl"))
 MODELS = [
@@ -50,7 +51,7 @@ def _row(model: str, outcome) -> dict:
         "random_min_cosine": sets["random"]["min_cosine"],
         "max_abs_logit": sets["photos"]["max_abs_logit"],
         "attempts": outcome.attempts,
-        "failures": outcome.parity.failures,
+        "failures": [str(f) for f in outcome.parity.failures],
     }
 
 

@@ -17,6 +17,16 @@ from tvdeploy.runtime.manifest import (
     read_manifest,
     write_manifest,
 )
+from tvdeploy.runtime.precisions import FP32_CRITERIA
+from tvdeploy.runtime.records import (
+    Derivation,
+    ExportAttempt,
+    ExportInfo,
+    FailureReason,
+    ParityFailure,
+    ParityReport,
+    SetReport,
+)
 
 
 def make_manifest(**changes) -> Manifest:
@@ -40,8 +50,18 @@ def make_manifest(**changes) -> Manifest:
     return Manifest(**fields)
 
 
+def _parity() -> ParityReport:
+    photos = SetReport("photos", [1, 5], 6, 1e-5, 1e-6, 1e-3, 0.99999, 1.0, 1.0, 0, 9.5, 0.01, 1e-6, True)
+    noise = SetReport("random", [1], 1, 0.5, 0.1, 0.2, 0.9, 0.0, 0.0, 0, 9.5, 0.01, 0.05, False,
+                      [ParityFailure(FailureReason.MAX_ABS_DIFF, "max |diff| 0.5 > 0.01")])  # fmt: skip
+    return ParityReport("eager", "onnx", "fp32", FP32_CRITERIA, [photos, noise])
+
+
 def test_round_trip(tmp_path: Path) -> None:
-    manifest = make_manifest(parity={"passed": True})
+    attempts = [ExportAttempt("dynamo", exported=False, error="E: x"), ExportAttempt("torchscript", True, "ts", True)]
+    info = ExportInfo(seconds=1.5, attempts=attempts, derived_from=Derivation("/a", "fp32", "0" * 64),
+                      details={"converter": "c", "quantization": {"format": "QDQ"}})  # fmt: skip
+    manifest = make_manifest(parity=_parity(), export_info=info)
     write_manifest(manifest, tmp_path)
     data = json.loads((tmp_path / "tvdeploy.json").read_text())
     # a plain artifact is written at schema 1, which releases that know only version 1 still read
@@ -54,7 +74,12 @@ def test_round_trip(tmp_path: Path) -> None:
         "mean": [0.5, 0.5, 0.5],
         "std": [0.5, 0.5, 0.5],
     }
-    assert read_manifest(tmp_path) == manifest
+    assert data["parity"]["sets"][1]["failures"] == [{"reason": "max_abs_diff", "detail": "max |diff| 0.5 > 0.01"}]
+    assert data["export_info"]["converter"] == "c" and data["export_info"]["attempts"][0] == {
+        "strategy": "dynamo", "exported": False, "error": "E: x"
+    }  # fmt: skip
+    read = read_manifest(tmp_path)
+    assert read == manifest and not read.parity.passed and read.parity.failures[0].reason == FailureReason.MAX_ABS_DIFF
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -179,3 +204,22 @@ def test_the_cli_reports_a_hostile_manifest_as_exit_2(tmp_path: Path) -> None:
         proc = run_cli_process("inspect", artifact, timeout=60)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (case, proc.stderr)
         assert HOSTILE_MANIFESTS[case][1] in proc.stderr, (case, proc.stderr)
+
+
+def test_an_older_manifests_text_failures_and_a_malformed_parity_block(tmp_path: Path) -> None:
+    manifest = make_manifest(parity=_parity())
+    write_manifest(manifest, tmp_path)
+    path = tmp_path / "tvdeploy.json"
+    data = json.loads(path.read_text())
+    data["parity"]["sets"][1]["failures"] = ["max |diff| 0.5 > 0.01"]  # as tvdeploy wrote them before
+    path.write_text(json.dumps(data))
+    failure = read_manifest(tmp_path).parity.failures[0]
+    assert (failure.reason, failure.detail) == (FailureReason.UNSPECIFIED, "random: max |diff| 0.5 > 0.01")
+    data["parity"]["sets"][1]["failures"] = [{"reason": "bogus", "detail": "x"}]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="malformed parity failure"):
+        read_manifest(tmp_path)
+    data["parity"] = {"passed": True}
+    path.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="parity"):
+        read_manifest(tmp_path)

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from tvdeploy.errors import ProviderError, UserInputError
+from tvdeploy.export.producers import criteria_for
 from tvdeploy.runtime.formats import FORMATS
 from tvdeploy.runtime.precisions import PRECISION_SPECS, PRECISIONS, get_precision
 
@@ -15,10 +16,10 @@ def test_every_format_precision_is_a_registered_one_with_its_criteria() -> None:
     for spec in FORMATS.values():
         assert set(spec.precisions) <= set(PRECISIONS), spec.name
         for name in spec.precisions:
-            assert spec.criteria_for(name) is PRECISION_SPECS[name].criteria
+            assert criteria_for(spec, name) is PRECISION_SPECS[name].criteria
     assert FORMATS["openvino"].precisions == ("fp32", "fp16", "bf16", "int8")
     with pytest.raises(UserInputError, match="does not support precision 'bf16'"):
-        FORMATS["onnx"].criteria_for("bf16")
+        criteria_for("onnx", "bf16")
 
 
 def test_looser_precisions_have_looser_criteria() -> None:

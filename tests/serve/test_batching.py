@@ -4,60 +4,74 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import numpy as np
 import pytest
 
 pytest.importorskip("prometheus_client")
 
-from tvdeploy.runtime.classifier import usable_cores
+from tvdeploy.runtime.host import usable_cores
 from tvdeploy.serve.batching import DynamicBatcher, QueueFull
 from tvdeploy.serve.options import ServeOptions
 
 
-class SlowModel:
-    """Records each call's batch size and how many calls overlapped; each call takes ``seconds``."""
+class GatedModel:
+    """Records each call's batch size and how many calls overlapped; each call waits until the test releases it
+    (no sleeps: what the batcher does while a call runs is decided by the test, not by the machine's speed)."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self) -> None:
         self.sizes: list[int] = []
         self.running = 0
         self.most_at_once = 0
         self.lock = threading.Lock()
+        self.started = threading.Semaphore(0)  # one release per call that began
+        self.release = threading.Event()
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         with self.lock:
             self.sizes.append(len(batch))
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)
-        time.sleep(self.seconds)
+        self.started.release()
+        self.release.wait(timeout=30)
         with self.lock:
             self.running -= 1
         return {"twice": batch * 2}
+
+    async def calls_started(self, count: int) -> None:
+        """Wait (off the event loop) until ``count`` more calls are running."""
+        for _ in range(count):
+            assert await asyncio.to_thread(self.started.acquire, timeout=30), "the model call never started"
 
 
 def _rows(count: int, value: float) -> np.ndarray:
     return np.full((count, 2), value, dtype=np.float32)
 
 
-async def _submit_all(batcher: DynamicBatcher, values: list[float], gap_s: float = 0.0) -> list[np.ndarray]:
-    tasks = []
-    for value in values:
-        tasks.append(asyncio.create_task(batcher.submit(_rows(1, value))))
-        await asyncio.sleep(gap_s)
-    return [outputs["twice"] for outputs in await asyncio.gather(*tasks)]
+def _submit(batcher: DynamicBatcher, values: list[float]) -> list[asyncio.Task[dict[str, np.ndarray]]]:
+    return [asyncio.create_task(batcher.submit(_rows(1, value))) for value in values]
+
+
+async def _queued(batcher: DynamicBatcher, rows: int) -> None:
+    """Yield to the event loop until ``rows`` rows wait in the batcher's queue."""
+    for _ in range(1000):
+        if batcher.waiting_rows >= rows:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{batcher.waiting_rows} rows queued, expected {rows}")
 
 
 def test_requests_that_arrive_while_the_model_is_busy_form_the_next_batch() -> None:
-    model = SlowModel(0.2)
+    model = GatedModel()
     batcher = DynamicBatcher("m", model, max_batch_size=8, max_queue_delay_s=0.0, max_queue=64)
 
     async def scenario() -> list[np.ndarray]:
-        first = asyncio.create_task(batcher.submit(_rows(1, 1.0)))
-        await asyncio.sleep(0.05)  # the first call is running now
-        rest = await _submit_all(batcher, [2.0, 3.0, 4.0])
-        return [(await first)["twice"], *rest]
+        first = _submit(batcher, [1.0])
+        await model.calls_started(1)  # the first call is running now
+        rest = _submit(batcher, [2.0, 3.0, 4.0])
+        await _queued(batcher, 3)
+        model.release.set()
+        return [outputs["twice"] for outputs in await asyncio.gather(*first, *rest)]
 
     try:
         outputs = asyncio.run(scenario())
@@ -69,31 +83,38 @@ def test_requests_that_arrive_while_the_model_is_busy_form_the_next_batch() -> N
 
 @pytest.mark.parametrize("instances", [1, 2])
 def test_instances_bound_the_model_calls_that_run_at_once(instances: int) -> None:
-    model = SlowModel(0.1)
+    model = GatedModel()
     batcher = DynamicBatcher("m", model, max_batch_size=1, max_queue_delay_s=0.0, max_queue=64, instances=instances)
+
+    async def scenario() -> list[np.ndarray]:
+        tasks = _submit(batcher, [float(v) for v in range(6)])
+        await model.calls_started(instances)  # as many calls as instances run side by side ...
+        await _queued(batcher, 6 - instances)  # ... and the rest wait for a free instance
+        assert model.running == instances
+        model.release.set()
+        return [outputs["twice"] for outputs in await asyncio.gather(*tasks)]
+
     try:
-        start = time.perf_counter()
-        outputs = asyncio.run(_submit_all(batcher, [float(v) for v in range(6)]))
-        elapsed = time.perf_counter() - start
+        outputs = asyncio.run(scenario())
     finally:
         batcher.close()
-    assert model.most_at_once == instances
+    assert model.most_at_once == instances and model.sizes == [1] * 6
     assert sorted(float(o[0, 0]) for o in outputs) == [2.0 * v for v in range(6)]
-    assert elapsed < 6 * 0.1 / instances + 0.25  # side by side, not one after another
 
 
 def test_a_full_queue_refuses_at_once() -> None:
-    model = SlowModel(0.2)
+    model = GatedModel()
     batcher = DynamicBatcher("m", model, max_batch_size=1, max_queue_delay_s=0.0, max_queue=2)
 
     async def scenario() -> None:
-        running = asyncio.create_task(batcher.submit(_rows(1, 0.0)))
-        await asyncio.sleep(0.05)
-        waiting = [asyncio.create_task(batcher.submit(_rows(1, 1.0))) for _ in range(2)]
-        await asyncio.sleep(0)
+        running = _submit(batcher, [0.0])
+        await model.calls_started(1)
+        waiting = _submit(batcher, [1.0, 1.0])
+        await _queued(batcher, 2)
         with pytest.raises(QueueFull):
             await batcher.submit(_rows(1, 2.0))
-        await asyncio.gather(running, *waiting)
+        model.release.set()
+        await asyncio.gather(*running, *waiting)
 
     try:
         asyncio.run(scenario())

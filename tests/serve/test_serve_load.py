@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tvdeploy.runtime.classifier import usable_cores
+from tvdeploy.runtime.host import usable_cores
 
 pytest.importorskip("tritonclient.http")
 

@@ -377,15 +377,26 @@ def test_overload_answers_503_and_recovers(resnet18_artifacts) -> None:
         assert srv.stop() == 0
 
 
+def _queued_rows(srv: Server, model: str) -> float:
+    with urllib.request.urlopen(f"http://{srv.url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(r'^tvdeploy_queue_depth\{model="' + model + r'"\} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_graceful_shutdown_finishes_in_flight_requests(resnet18_artifacts, photo_files) -> None:
-    srv = Server(str(resnet18_artifacts["onnx"]))
+    # a long batching delay holds the four requests in the queue, so SIGTERM certainly finds them in flight
+    srv = Server(str(resnet18_artifacts["onnx"]), "--max-batch-size", "8", "--max-queue-delay-ms", "2000")
     srv.wait_ready()
     url = f"http://{srv.url}/tvdeploy/models/resnet18/classify"
     with ThreadPoolExecutor(4) as pool:
         futures = [
             pool.submit(post, url, photo_files[i % len(photo_files)].read_bytes(), "image/jpeg") for i in range(4)
         ]
-        time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while _queued_rows(srv, "resnet18") < 4:
+            assert time.monotonic() < deadline and not any(f.done() for f in futures), "requests never queued"
+            time.sleep(0.02)
         srv.proc.send_signal(signal.SIGTERM)
         statuses = [f.result()[0] for f in futures]
     assert statuses == [200] * 4

@@ -24,7 +24,7 @@ def tuned(resnet18_artifacts, calibration_dir, tmp_path_factory) -> tuple[Path, 
     out = tmp_path_factory.mktemp("tune")
     code = __import__("tvdeploy.cli", fromlist=["main"]).main(
         ["tune", str(resnet18_artifacts["onnx"]), "--calibration", str(calibration_dir), "--output", str(out / "best"),
-         "--batch-sizes", "1,2", "--budget-s", "0.5", "--json", str(out / "tune.json"),
+         "--batch-sizes", "1,2", "--budget-s", "0.5", "--save-json", str(out / "tune.json"),
          "--markdown", str(out / "tune.md"), "--plot", str(out / "tune.png")]
     )  # fmt: skip
     assert code == 0
@@ -51,7 +51,7 @@ def test_tune_picks_the_fastest_candidate_that_passes_parity(tuned) -> None:
     assert record is not None and manifest.schema_version == 3
     assert (record.runtime, record.precision) == (manifest.format, manifest.precision)
     assert record.batch_size == 1 and record.objective == "latency" and len(record.candidates) == len(candidates)
-    assert manifest.parity is not None and manifest.parity["passed"]
+    assert manifest.parity is not None and manifest.parity.passed
     assert (best.parent / "tune.md").read_text().count("|") > 20 and (best.parent / "tune.png").stat().st_size > 1000
 
 
@@ -73,8 +73,12 @@ def test_openvino_precisions_derive_from_the_onnx_artifact(resnet18_artifacts, c
                            "int8", "--calibration", calibration_dir, "--output", out)  # fmt: skip
     assert code == 0, err
     manifest = read_manifest(out)
-    assert (manifest.format, manifest.precision) == ("openvino", "int8") and manifest.parity["passed"]
-    assert manifest.export_info["quantization"]["format"] == "QDQ"  # ONNX Runtime's quantization, converted
+    assert (
+        (manifest.format, manifest.precision) == ("openvino", "int8")
+        and manifest.parity is not None
+        and manifest.parity.passed
+    )
+    assert manifest.export_info.details["quantization"]["format"] == "QDQ"  # ONNX Runtime's quantization, converted
     code, _, err = run_cli(capsys, "optimize", resnet18_artifacts["onnx"], "--format", "openvino", "--precision",
                            "int8", "--output", tmp_path / "x")  # fmt: skip
     assert code == 2 and "needs calibration images" in err

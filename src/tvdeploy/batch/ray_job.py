@@ -28,7 +28,7 @@ from typing import Any
 
 from tvdeploy.batch.predictor import ArtifactPredictor, row_as_prediction, row_schema
 from tvdeploy.errors import MissingDependencyError, UserInputError
-from tvdeploy.runtime.classifier import usable_cores
+from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS
 from tvdeploy.runtime.inputs import IMAGE_EXTENSIONS, collect_inputs
 from tvdeploy.runtime.manifest import read_manifest

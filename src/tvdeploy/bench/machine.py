@@ -8,8 +8,7 @@ from importlib import metadata
 from typing import Any
 
 import tvdeploy
-from tvdeploy.runtime.classifier import usable_cores
-from tvdeploy.runtime.host import cpu_model, cpu_signature, nvidia_gpus
+from tvdeploy.runtime.host import cpu_model, cpu_signature, nvidia_gpus, usable_cores
 
 
 def machine_info(threads: int | None) -> dict[str, Any]:

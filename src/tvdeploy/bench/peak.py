@@ -20,8 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from tvdeploy.runtime.classifier import usable_cores
-from tvdeploy.runtime.host import cpu_flags, cpuinfo_field
+from tvdeploy.runtime.host import cpu_flags, cpuinfo_field, usable_cores
 
 #: Per precision: (flag, MACs per cycle per core), widest first; the first flag the CPU has decides.
 MACS_PER_CYCLE: dict[str, tuple[tuple[str, int], ...]] = {

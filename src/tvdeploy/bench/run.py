@@ -15,8 +15,9 @@ from tvdeploy.bench.machine import bench_versions, machine_info
 from tvdeploy.bench.stats import LatencyStats
 from tvdeploy.bench.targets import BenchTarget
 from tvdeploy.errors import UserInputError
+from tvdeploy.flags import flag, positive_int, positive_int_list
 from tvdeploy.runtime.formats import runs_on_torch
-from tvdeploy.runtime.providers import resolve_provider
+from tvdeploy.runtime.providers import PROVIDER_CHOICES, resolve_provider
 
 logger = logging.getLogger(__name__)
 
@@ -31,18 +32,27 @@ class BenchConfig:
     ``block_size`` timed calls, each block after one untimed settling call.
     """
 
-    batch_sizes: list[int] = field(default_factory=lambda: [1])
-    warmup: int = 3
-    iterations: int | None = 20
-    time_budget_s: float | None = None
+    batch_sizes: list[int] = flag([1], "batch sizes, e.g. 1,8,32", parse=positive_int_list, metavar="N,N")
+    warmup: int = flag(3, "untimed calls per backend first")
+    iterations: int | None = flag(20, "timed calls per backend", parse=positive_int)
+    time_budget_s: float | None = flag(None, "seconds per batch size instead of a fixed count", name="--time-budget")
     min_iterations: int = 5
     block_size: int = 3
     #: one provider for every target; None: each target's own (a deployment record's, tune's), else ``cpu``
-    provider: str | None = None
-    threads: int | None = None
-    e2e: bool = False
-    bare: bool = False
-    cold_start: bool = True
+    provider: str | None = flag(
+        None,
+        "execution provider (default: the tuned deployment's where the artifact has one, else cpu)",
+        choices=PROVIDER_CHOICES,
+    )
+    threads: int | None = flag(None, "intra-op threads for every backend (default: the libraries' own)")
+    e2e: bool = flag(False, "also time the full predict path from image files")
+    bare: bool = flag(
+        False,
+        "also time the backends' own call (session.run, infer_request.infer, ...) without tvdeploy's runner "
+        "around it (bench overhead check)",
+        aliases=("--bare-ort",),
+    )
+    cold_start: bool = flag(True, "skip the cold-start / peak-RSS subprocesses", name="--no-cold-start")
     #: fresh processes per torch-free backend whose median is reported (a single start is at the mercy of
     #: whatever else the machine does; torch-backed backends take seconds to start and get one)
     cold_start_runs: int = 3
@@ -320,7 +330,8 @@ def model_macs(targets: Sequence[BenchTarget]) -> int | None:
         manifest = target.manifest
         if manifest is None or target.artifact is None:
             continue
-        source = (manifest.export_info.get("derived_from") or {}).get("artifact")
+        derived = manifest.export_info.derived_from
+        source = derived.artifact if derived is not None else None
         path: Path | None = target.artifact / manifest.model_file.path if manifest.format == "onnx" else None
         if path is None and source:
             path = Path(source) / "model.onnx"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tvdeploy.errors import UserInputError
 from tvdeploy.runtime.deployment import apply_deployment
-from tvdeploy.runtime.formats import EAGER, backend_names, exportable_formats
+from tvdeploy.runtime.formats import EAGER, backend_names
 from tvdeploy.runtime.manifest import Manifest, PreprocessSpec, TensorSpec, read_manifest
 from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners import Runner, runner_for_artifact
@@ -32,6 +32,8 @@ def default_cache_dir() -> Path:
 
 def default_backends() -> list[str]:
     """Eager and every format whose extra is installed."""
+    from tvdeploy.export.producers import exportable_formats
+
     return [EAGER, *exportable_formats()]
 
 
@@ -217,4 +219,24 @@ def _cached_ok(path: Path, weights_id: str) -> bool:
         return False
     current = tool_versions()
     same_tools = all(manifest.versions.get(k) == current.get(k) for k in ("torch", "tvdeploy", "onnx"))
-    return same_tools and manifest.weights == weights_id and bool(manifest.parity and manifest.parity.get("passed"))
+    return same_tools and manifest.weights == weights_id and manifest.parity is not None and manifest.parity.passed
+
+
+def artifact_targets(paths: Sequence[Path], backends: str | None) -> list[BenchTarget]:
+    """Targets for artifact directories (named by directory, by path where two share a name), those of the
+    ``backends`` asked for (default: all of them), with the eager model of the first first where ``eager`` is
+    asked for."""
+    artifacts = [artifact_target(path) for path in paths]
+    if len({t.name for t in artifacts}) < len(artifacts):
+        for target, path in zip(artifacts, paths, strict=True):
+            target.name = str(path)
+    wanted = parse_backends(backends, allowed=[t.backend for t in artifacts])
+    targets = [t for t in artifacts if t.backend in wanted]
+    if not targets:
+        raise UserInputError(
+            f"none of the artifacts is of the backends {', '.join(wanted)}",
+            hint="the artifacts are " + ", ".join(f"{t.name} ({t.backend})" for t in artifacts),
+        )
+    if EAGER in wanted and artifacts[0].manifest is not None:
+        targets.insert(0, eager_target_for(artifacts[0].manifest))
+    return targets

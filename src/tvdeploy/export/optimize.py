@@ -12,15 +12,14 @@ the criteria of its precision.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tvdeploy.errors import ArtifactError, MissingDependencyError, UserInputError
 from tvdeploy.export.artifact import check_output, staged_directory
 from tvdeploy.export.base import ProduceJob
+from tvdeploy.export.manifests import derived_manifest, record_parity
 from tvdeploy.export.onnx_graph import derive_onnx
 from tvdeploy.export.options import (
     DEFAULT_OPSET,
@@ -31,12 +30,11 @@ from tvdeploy.export.options import (
 )
 from tvdeploy.export.parity import ParityReport
 from tvdeploy.export.precision import calibration_set
+from tvdeploy.export.producers import PRODUCERS, criteria_for, missing_for_export, producer_of
 from tvdeploy.export.validate import artifact_parity, reference_model
-from tvdeploy.export.versions import tool_versions
 from tvdeploy.models.loader import LoadedModel
-from tvdeploy.runtime.formats import FORMATS, get_format
-from tvdeploy.runtime.hashing import sha256_file
-from tvdeploy.runtime.manifest import FileEntry, Manifest, read_manifest, verify_artifact_files, write_manifest
+from tvdeploy.runtime.formats import get_format
+from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files, write_manifest
 from tvdeploy.runtime.precisions import get_precision
 
 
@@ -108,35 +106,34 @@ def optimize_artifact(request: OptimizeRequest, model: LoadedModel | None = None
     if request.format is not None and request.format != manifest.format:
         return convert_artifact(request, manifest, model)
     spec = get_format(manifest.format)
-    if spec.producer.source is not None:
+    producer = producer_of(spec)
+    if producer.source is not None:
         raise UserInputError(
-            f"{manifest.format} artifacts are converted from {spec.producer.source} ones, not optimized themselves",
-            hint=f"optimize the {spec.producer.source} artifact with --format {manifest.format} --precision ...",
+            f"{manifest.format} artifacts are converted from {producer.source} ones, not optimized themselves",
+            hint=f"optimize the {producer.source} artifact with --format {manifest.format} --precision ...",
         )
     if request.precision == "fp32" and not request.graph.active:
         raise UserInputError(
             "nothing to do: ask for a --precision or a graph transformation",
             hint="e.g. --precision int8 --calibration DIR, --optimize, --simplify, --embed-preprocess",
         )
-    if request.precision != "fp32" and request.precision not in spec.derivable:
+    if request.precision != "fp32" and request.precision not in producer.derivable:
         makers = [
-            f"{f.producer.source or name} -> {name} {', '.join(f.derivable)}"
-            for name, f in FORMATS.items()
-            if f.derivable
+            f"{f.source or name} -> {name} {', '.join(f.derivable)}" for name, f in PRODUCERS.items() if f.derivable
         ]
         raise UserInputError(
             f"cannot make a {request.precision} artifact from a {manifest.format} artifact",
             hint="optimize takes fp32 artifacts and makes: " + "; ".join(makers),
         )
-    if request.graph.active and not spec.graph_passes:
-        graph_formats = ", ".join(name for name, f in FORMATS.items() if f.graph_passes)
+    if request.graph.active and not producer.graph_passes:
+        graph_formats = ", ".join(name for name, f in PRODUCERS.items() if f.graph_passes)
         raise UserInputError(
             f"{' '.join(request.graph.flags())} transforms ONNX graphs, not {manifest.format} artifacts",
             hint=f"pass an artifact of {graph_formats}",
         )
     refuse_derived(source, manifest)
     require_calibration(request.precision, request.calibration)
-    spec.criteria_for(request.precision)
+    criteria_for(spec, request.precision)
     output = request.output or default_output(source, request.suffix())
     check_output(output, request.force)
     start = time.perf_counter()
@@ -160,7 +157,7 @@ def optimize_artifact(request: OptimizeRequest, model: LoadedModel | None = None
         )
         details = result.details
         converter = details.get("converter")
-        derived = _derived_manifest(
+        derived = derived_manifest(
             manifest,
             source,
             staging,
@@ -204,21 +201,22 @@ def convert_artifact(request: OptimizeRequest, manifest: Manifest, model: Loaded
     """``optimize --format NAME``: the artifact converted to a format made from it (OpenVINO IR from ONNX) at
     ``request.precision``, by that format's own producer, with parity against the fp32 eager model."""
     source, target = request.artifact, get_format(str(request.format))
-    if target.producer.source != manifest.format:
-        convertible = ", ".join(f"{f.name} (from {f.producer.source})" for f in FORMATS.values() if f.producer.source)
+    made = producer_of(target)
+    if made.source != manifest.format:
+        convertible = ", ".join(f"{name} (from {f.source})" for name, f in PRODUCERS.items() if f.source)
         raise UserInputError(
             f"a {target.name} artifact is not made from a {manifest.format} artifact",
             hint=f"formats converted from another: {convertible}",
         )
-    if request.precision not in target.derivable:
+    if request.precision not in made.derivable:
         raise UserInputError(
             f"cannot make a {target.name} {request.precision} artifact",
-            hint=f"{target.name} artifacts come in {', '.join(target.derivable)}",
+            hint=f"{target.name} artifacts come in {', '.join(made.derivable)}",
         )
     if request.graph.active:
         raise UserInputError(f"{' '.join(request.graph.flags())} transforms ONNX graphs, not {target.name} artifacts")
     refuse_derived(source, manifest)
-    missing = target.missing_for_export()
+    missing = missing_for_export(target)
     if missing:
         raise MissingDependencyError(
             f"{target.name} needs {', '.join(missing)}, not installed", hint=target.install_hint()
@@ -234,9 +232,9 @@ def convert_artifact(request: OptimizeRequest, manifest: Manifest, model: Loaded
                      preprocess=manifest.preprocess)  # fmt: skip
     model = model or reference_model(manifest)
     with staged_directory(output, request.force) as staging:
-        producer = target.producer.load()
+        producer = made.load()
         result = producer.produce(job, staging, producer.strategies[0])
-        derived = _derived_manifest(
+        derived = derived_manifest(
             manifest,
             source,
             staging,
@@ -251,30 +249,9 @@ def convert_artifact(request: OptimizeRequest, manifest: Manifest, model: Loaded
     return OptimizeOutcome(output, derived, report, time.perf_counter() - start)
 
 
-def _derived_manifest(
-    manifest: Manifest, source: Path, staging: Path, files: list[str], details: dict[str, Any], **changes: Any
-) -> Manifest:
-    """The manifest of an artifact derived from ``manifest``'s: ``changes``, its files hashed, this tvdeploy's
-    versions, what it was derived from, no parity yet."""
-    return dataclasses.replace(
-        manifest,
-        files=[FileEntry(f, sha256_file(staging / f), (staging / f).stat().st_size) for f in files],
-        versions=tool_versions(),
-        parity=None,
-        export_info={**details, "derived_from": _derived_from(source, manifest)},
-        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        **changes,
-    )
-
-
-def _derived_from(source: Path, manifest: Manifest) -> dict[str, str]:
-    return {"artifact": str(source.resolve()), "precision": manifest.precision, "sha256": manifest.model_file.sha256}
-
-
 def _check_and_write(staging: Path, derived: Manifest, model: LoadedModel, start: float) -> ParityReport:
     """The derived artifact's parity against the eager model, recorded in its manifest, which is then written."""
     report = artifact_parity(staging, derived, model)
-    derived.parity = report.to_dict()
-    derived.export_info["seconds"] = round(time.perf_counter() - start, 2)
+    record_parity(derived, report, time.perf_counter() - start)
     write_manifest(derived, staging)
     return report

@@ -10,77 +10,15 @@ differ from the manifest's fails too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 
 from tvdeploy.export.inputs import InputSet
-from tvdeploy.runtime.formats import FP32_CRITERIA, ParityCriteria
 from tvdeploy.runtime.manifest import OutputSpec, TensorSpec
 from tvdeploy.runtime.postprocess import softmax, top_k_indices
+from tvdeploy.runtime.precisions import FP32_CRITERIA, ParityCriteria
+from tvdeploy.runtime.records import FailureReason, ParityFailure, ParityReport, SetReport
 from tvdeploy.runtime.runners.base import Runner, infer_in_batches
-
-
-@dataclass
-class SetReport:
-    """Comparison figures for one input set."""
-
-    name: str
-    batch_sizes: list[int]
-    samples: int
-    max_abs_diff: float
-    mean_abs_diff: float
-    max_rel_diff: float
-    min_cosine: float
-    top1_agreement: float
-    top5_agreement: float
-    top1_ties: int
-    max_abs_logit: float
-    atol_limit: float
-    #: the smallest ``atol_scale`` that would have passed: max|diff| / (1 + max|logit|)
-    min_passing_atol_scale: float
-    passed: bool
-    failures: list[str] = field(default_factory=list)
-    #: False for a set the criteria only report (noise for int8); its failures are then notes, not verdicts
-    judged: bool = True
-
-
-@dataclass
-class ParityReport:
-    """The result of comparing a candidate with a reference."""
-
-    reference: str
-    candidate: str
-    precision: str
-    criteria: ParityCriteria
-    sets: list[SetReport]
-    #: disagreements between the artifact's own tensor names and the manifest's
-    interface: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        """All sets passed and the tensor names agree."""
-        return not self.interface and all(s.passed for s in self.sets)
-
-    @property
-    def failures(self) -> list[str]:
-        """Why it failed, one line per failed criterion."""
-        return [f"interface: {reason}" for reason in self.interface] + [
-            f"{s.name}: {reason}" for s in self.sets for reason in s.failures
-        ]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict, as recorded in the manifest."""
-        return {
-            "passed": self.passed,
-            "reference": self.reference,
-            "candidate": self.candidate,
-            "precision": self.precision,
-            "criteria": asdict(self.criteria),
-            "interface": list(self.interface),
-            "sets": [asdict(s) for s in self.sets],
-        }
 
 
 def _row_cosine(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
@@ -101,10 +39,15 @@ def compare_outputs(
     require_top1: bool,
 ) -> SetReport:
     """Figures and verdict for two (N, C) output arrays."""
-    failures: list[str] = []
+    failures: list[ParityFailure] = []
     judged = require_top1 or criteria.judge_noise
     if reference.shape != candidate.shape:
-        failures.append(f"output shapes differ: reference {reference.shape}, candidate {candidate.shape}")
+        failures.append(
+            ParityFailure(
+                FailureReason.OUTPUT_SHAPE,
+                f"output shapes differ: reference {reference.shape}, candidate {candidate.shape}",
+            )
+        )
         nan = float("nan")
         return SetReport(
             name, batch_sizes, int(reference.shape[0]), nan, nan, nan, nan, 0.0, 0.0, 0, nan, nan, nan, False, failures
@@ -113,7 +56,7 @@ def compare_outputs(
     cand = candidate.astype(np.float64)
     finite = bool(np.isfinite(ref).all() and np.isfinite(cand).all())
     if not finite:
-        failures.append("non-finite values (NaN/inf) in the outputs")
+        failures.append(ParityFailure(FailureReason.NON_FINITE, "non-finite values (NaN/inf) in the outputs"))
     diff = np.abs(ref - cand)
     max_abs = float(np.nanmax(diff))
     max_rel = float(np.nanmax(diff / np.maximum(np.abs(ref), 1e-6)))
@@ -134,19 +77,31 @@ def compare_outputs(
 
     if max_abs > limit:
         failures.append(
-            f"max |diff| {max_abs:.3g} > {limit:.3g} ({criteria.atol_scale:g} * (1 + max|logit| {max_logit:.3g}))"
+            ParityFailure(
+                FailureReason.MAX_ABS_DIFF,
+                f"max |diff| {max_abs:.3g} > {limit:.3g} ({criteria.atol_scale:g} * (1 + max|logit| {max_logit:.3g}))",
+            )
         )
     if require_top1 and bool((np.ptp(ref, axis=1) == 0).all()):
         failures.append(
-            "the reference gives every class the same score on every input: "
-            "parity cannot tell a correct export from a broken one (check the model's head)"
+            ParityFailure(
+                FailureReason.CONSTANT_REFERENCE,
+                "the reference gives every class the same score on every input: "
+                "parity cannot tell a correct export from a broken one (check the model's head)",
+            )
         )
     min_cosine = float(np.nanmin(cosine))
     if not min_cosine >= criteria.min_cosine:
-        failures.append(f"cosine similarity {min_cosine:.6f} < {criteria.min_cosine}")
+        failures.append(
+            ParityFailure(FailureReason.MIN_COSINE, f"cosine similarity {min_cosine:.6f} < {criteria.min_cosine}")
+        )
     effective_top1 = float((agree | ties).mean())
     if require_top1 and effective_top1 < criteria.min_top1:
-        failures.append(f"top-1 agreement {effective_top1:.1%} < {criteria.min_top1:.0%}")
+        failures.append(
+            ParityFailure(
+                FailureReason.TOP1_AGREEMENT, f"top-1 agreement {effective_top1:.1%} < {criteria.min_top1:.0%}"
+            )
+        )
     return SetReport(
         name=name,
         batch_sizes=batch_sizes,
@@ -278,5 +233,5 @@ def format_report(report: ParityReport) -> str:
             f"{f' ({s.top1_ties} ties)' if s.top1_ties else ''}, top-5 {s.top5_agreement:.0%}"
             f"{'' if s.judged else ' (reported, not judged at this precision)'}"
         )
-        lines.extend(f"    FAIL {reason}" for reason in s.failures)
+        lines.extend(f"    FAIL {failure.detail}" for failure in s.failures)
     return "\n".join(lines)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import logging
 import shutil
 import tempfile
@@ -16,21 +15,20 @@ import numpy as np
 
 from tvdeploy.errors import ExportError, MissingDependencyError, UserInputError
 from tvdeploy.export.artifact import check_output, staged_directory
-from tvdeploy.export.base import ExportResult, ProduceJob
+from tvdeploy.export.base import ProduceJob
 from tvdeploy.export.eager import EagerRunner
 from tvdeploy.export.inputs import InputSet, default_input_sets
+from tvdeploy.export.manifests import fresh_manifest, record_parity
 from tvdeploy.export.options import ExportOptions, GraphOptions
 from tvdeploy.export.parity import ParityReport, compare_runners, format_report, run_sets
 from tvdeploy.export.precision import CalibrationSet, calibration_set
-from tvdeploy.export.versions import tool_versions
+from tvdeploy.export.producers import criteria_for, missing_for_export, producer_of
 from tvdeploy.models.catalog import get_model_info
 from tvdeploy.models.loader import LoadedModel, PreprocessOverrides, load_model
 from tvdeploy.runtime.formats import FormatSpec, get_format
-from tvdeploy.runtime.hashing import sha256_file
 from tvdeploy.runtime.manifest import (
     DEFAULT_INPUT_NAME,
     DEFAULT_OUTPUT_NAME,
-    FileEntry,
     Manifest,
     OutputSpec,
     TensorSpec,
@@ -38,6 +36,7 @@ from tvdeploy.runtime.manifest import (
     write_manifest,
 )
 from tvdeploy.runtime.precisions import get_precision
+from tvdeploy.runtime.records import ExportAttempt
 from tvdeploy.runtime.runners import runner_for_artifact
 
 logger = logging.getLogger(__name__)
@@ -77,9 +76,9 @@ class ExportOutcome:
     export_seconds: float
 
     @property
-    def attempts(self) -> list[dict[str, Any]]:
+    def attempts(self) -> list[ExportAttempt]:
         """Every producer strategy tried, as recorded in the manifest's ``export_info``."""
-        return list(self.manifest.export_info.get("attempts", []))
+        return list(self.manifest.export_info.attempts)
 
     @property
     def passed(self) -> bool:
@@ -94,7 +93,7 @@ class ExportOutcome:
             "exporter": self.manifest.exporter,
             "passed": self.passed,
             "export_seconds": round(self.export_seconds, 3),
-            "attempts": self.attempts,
+            "attempts": [a.to_dict() for a in self.attempts],
             "parity": self.parity.to_dict(),
         }
 
@@ -137,53 +136,61 @@ def tensor_specs(
     )
 
 
-def build_manifest(model: LoadedModel, job: ProduceJob, result: ExportResult, directory: Path, name: str) -> Manifest:
-    """The manifest of a freshly produced model file set."""
-    return Manifest(
-        name=name,
-        architecture=model.architecture,
-        weights=model.weights_id,
-        pretrained=model.pretrained,
-        format=job.spec.name,
-        precision=job.options.precision,
-        opset=result.opset,
-        exporter=result.exporter,
-        input=result.input_spec or job.input_spec,
-        output=result.output_spec or job.output_spec,
-        preprocess=model.preprocess,
-        labels=list(model.labels),
-        files=[FileEntry(f, sha256_file(directory / f), (directory / f).stat().st_size) for f in result.files],
-        versions=tool_versions(),
-        source=model.source,
-        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        optimized_graph=result.optimized_graph,
-    )
-
-
 def _clear(directory: Path) -> None:
     for child in directory.iterdir():
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every format of one export request shares: the eager model, the request, the parity inputs with the
+    eager model's outputs on them, and the calibration set."""
+
+    model: LoadedModel
+    request: ExportRequest
+    input_sets: list[InputSet]
+    reference: list[np.ndarray]
+    calibration: CalibrationSet | None
+
+
 def _produce(
-    model: LoadedModel,
-    spec: FormatSpec,
-    request: ExportRequest,
-    directory: Path,
-    input_sets: list[InputSet],
-    reference: list[np.ndarray],
-    source_dir: Path | None,
-    calibration: CalibrationSet | None,
-) -> tuple[Manifest, ParityReport, list[dict[str, Any]]]:
+    context: _Context, spec: FormatSpec, directory: Path, source_dir: Path | None
+) -> tuple[Manifest, ParityReport, list[ExportAttempt]]:
     """Try the format's strategies in order until one writes files that pass parity."""
+    producer = producer_of(spec).load()
+    job = _job(context, spec, source_dir)
+    attempts: list[ExportAttempt] = []
+    last: tuple[Manifest, ParityReport] | None = None
+    for strategy in producer.strategies:
+        _clear(directory)
+        attempt, produced = _try_strategy(context, job, producer, strategy, directory)
+        attempts.append(attempt)
+        if produced is None:
+            continue
+        last = produced
+        if produced[1].passed:
+            break
+        if strategy != producer.strategies[-1]:
+            logger.warning("%s from %s fails parity; trying the next strategy", spec.name, strategy)
+    if last is None:
+        raise ExportError(
+            f"every {spec.name} exporter failed for {context.model.architecture}: "
+            + "; ".join(f"{a.strategy}: {a.error}" for a in attempts),
+            hint="try another --format, or report the model (see docs/coverage.md)",
+        )
+    return last[0], last[1], attempts
+
+
+def _job(context: _Context, spec: FormatSpec, source_dir: Path | None) -> ProduceJob:
+    """The producer's job: the tensors, the eager module and a seeded example batch to trace with."""
     import torch
 
-    producer = spec.producer.load()
+    request, model = context.request, context.model
     input_spec, output_spec = tensor_specs(model, request.options, spec)
     height, width = model.preprocess.crop_hw
     batch = 2 if request.options.dynamic_batch else request.options.batch_size  # 2: torch.export specialises 0/1
     example = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(request.seed))
-    job = ProduceJob(
+    return ProduceJob(
         spec=spec,
         options=request.options,
         input_spec=input_spec,
@@ -191,61 +198,52 @@ def _produce(
         module=model.module,
         example=example,
         source_dir=source_dir,
-        calibration=calibration,
+        calibration=context.calibration,
         preprocess=model.preprocess,
     )
-    attempts: list[dict[str, Any]] = []
-    last: tuple[Manifest, ParityReport] | None = None
-    for strategy in producer.strategies:
-        _clear(directory)
-        try:
-            with _Step(f"export {spec.name} ({strategy})"):
-                result = producer.produce(job, directory, strategy)
-        except Exception as exc:  # producers raise anything from torch/backend internals; recorded and retried
-            attempts.append(_failed_attempt(spec.name, strategy, exc, exported=False))
-            continue
-        manifest = build_manifest(model, job, result, directory, request.name or model.architecture)
-        manifest.export_info = dict(result.details)
-        try:
-            with _Step(f"parity {spec.name}"), runner_for_artifact(directory, manifest) as runner:
-                report = compare_runners(
-                    reference,
-                    runner,
-                    input_sets,
-                    criteria=spec.criteria_for(manifest.precision, manifest.input.takes_images),
-                    precision=manifest.precision,
-                    expected=(manifest.input, manifest.output),
-                )
-        except Exception as exc:  # the written file does not load or run: recorded, next strategy
-            attempts.append(_failed_attempt(spec.name, strategy, exc, exported=True))
-            continue
-        logger.info("parity %s: %s", spec.name, "PASS" if report.passed else "FAIL: " + "; ".join(report.failures))
-        logger.debug("%s", format_report(report))
-        attempts.append(
-            {"strategy": strategy, "exported": True, "exporter": result.exporter, "parity_passed": report.passed}
-        )
-        last = (manifest, report)
-        if report.passed:
-            break
-        if strategy != producer.strategies[-1]:
-            logger.warning("%s from %s fails parity; trying the next strategy", spec.name, strategy)
-    if last is None:
-        raise ExportError(
-            f"every {spec.name} exporter failed for {model.architecture}: "
-            + "; ".join(f"{a['strategy']}: {a['error']}" for a in attempts),
-            hint="try another --format, or report the model (see docs/coverage.md)",
-        )
-    return last[0], last[1], attempts
 
 
-def _failed_attempt(fmt: str, strategy: str, exc: BaseException, exported: bool) -> dict[str, Any]:
+def _try_strategy(
+    context: _Context, job: ProduceJob, producer: Any, strategy: str, directory: Path
+) -> tuple[ExportAttempt, tuple[Manifest, ParityReport] | None]:
+    """One strategy: produce the files, then check their parity; the attempt record, and the manifest and report
+    where the files were written and ran."""
+    spec = job.spec
+    try:
+        with _Step(f"export {spec.name} ({strategy})"):
+            result = producer.produce(job, directory, strategy)
+    except Exception as exc:  # producers raise anything from torch/backend internals; recorded and retried
+        return _failed_attempt(spec.name, strategy, exc, exported=False), None
+    manifest = fresh_manifest(context.model, job, result, directory, context.request.name or context.model.architecture)
+    try:
+        with _Step(f"parity {spec.name}"), runner_for_artifact(directory, manifest) as runner:
+            report = compare_runners(
+                context.reference,
+                runner,
+                context.input_sets,
+                criteria=criteria_for(spec, manifest.precision, manifest.input.takes_images),
+                precision=manifest.precision,
+                expected=(manifest.input, manifest.output),
+            )
+    except Exception as exc:  # the written file does not load or run: recorded, next strategy
+        return _failed_attempt(spec.name, strategy, exc, exported=True), None
+    failures = "; ".join(str(f) for f in report.failures)
+    logger.info("parity %s: %s", spec.name, "PASS" if report.passed else "FAIL: " + failures)
+    logger.debug("%s", format_report(report))
+    return ExportAttempt(strategy, exported=True, exporter=result.exporter, parity_passed=report.passed), (
+        manifest,
+        report,
+    )
+
+
+def _failed_attempt(fmt: str, strategy: str, exc: BaseException, exported: bool) -> ExportAttempt:
     """Log a strategy that failed (to export, or, ``exported``, to run) and return its ``attempts`` record."""
     text = str(exc).strip()
     reason = text.splitlines()[0][:300] if text else type(exc).__name__
     what = "does not run" if exported else "failed to export"
     logger.warning("%s from %s %s: %s", fmt, strategy, what, reason)
     logger.debug("%s from %s %s", fmt, strategy, what, exc_info=True)
-    return {"strategy": strategy, "exported": exported, "error": f"{type(exc).__name__}: {reason}"}
+    return ExportAttempt(strategy, exported=exported, error=f"{type(exc).__name__}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -263,7 +261,7 @@ def production_order(formats: list[str], precision: str = "fp32", plain: bool = 
     order: list[_Production] = []
 
     def visit(name: str, scratch: bool) -> None:
-        source = get_format(name).producer.source
+        source = producer_of(name).source
         if source is not None:
             visit(source, scratch=source not in formats or precision != "fp32" or not plain)
         if _Production(name, scratch) not in order:
@@ -296,13 +294,13 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
     get_model_info(request.model)  # unknown names fail before anything else happens
     specs = {name: get_format(name) for name in request.formats}
     for spec in specs.values():
-        missing = spec.missing_for_export()
+        missing = missing_for_export(spec)
         if missing:
             raise MissingDependencyError(
                 f"exporting to {spec.name} needs {', '.join(missing)}, not installed", hint=spec.install_hint()
             )
-        spec.criteria_for(request.options.precision)
-        if request.options.graph.active and not spec.graph_passes:
+        criteria_for(spec, request.options.precision)
+        if request.options.graph.active and not producer_of(spec).graph_passes:
             raise UserInputError(
                 f"{' '.join(request.options.graph.flags())} transforms ONNX graphs; {spec.name} artifacts take none",
                 hint="export those formats in a separate run without these flags",
@@ -337,7 +335,7 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
             request.formats, request.options.precision, plain=not request.options.graph.active
         ):
             fmt, spec = step.format, get_format(step.format)
-            source = spec.producer.source
+            source = producer_of(spec).source
             source_dir = fp32_sources.get(source) if source else None
             if source and source_dir is None:
                 failures[fmt] = f"it is converted from {source}, whose fp32 export failed"
@@ -347,12 +345,10 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
             start = time.perf_counter()
             try:
                 with staged_directory(output, force=step.scratch or request.force) as staging:
-                    manifest, report, attempts = _produce(
-                        model, spec, step_request, staging, input_sets, reference, source_dir, calibration
-                    )
+                    context = _Context(model, step_request, input_sets, reference, calibration)
+                    manifest, report, attempts = _produce(context, spec, staging, source_dir)
                     seconds = time.perf_counter() - start
-                    manifest.parity = report.to_dict()
-                    manifest.export_info.update({"seconds": round(seconds, 2), "attempts": attempts})
+                    record_parity(manifest, report, seconds, attempts)
                     write_manifest(manifest, staging)
             except ExportError as exc:  # this format failed; the others go on
                 logger.error("%s", exc.message)

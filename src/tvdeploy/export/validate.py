@@ -11,8 +11,8 @@ from tvdeploy.errors import ArtifactError
 from tvdeploy.export.eager import EagerRunner
 from tvdeploy.export.inputs import default_input_sets
 from tvdeploy.export.parity import ParityReport, compare_runners
+from tvdeploy.export.producers import criteria_for
 from tvdeploy.models.loader import LoadedModel, load_model
-from tvdeploy.runtime.formats import get_format
 from tvdeploy.runtime.hashing import sha256_file
 from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
 from tvdeploy.runtime.runners import runner_for_artifact
@@ -80,7 +80,7 @@ def artifact_parity(directory: Path, manifest: Manifest, model: LoadedModel, pro
         raise ArtifactError(f"the reference model has {model.num_classes} classes, the artifact {manifest.num_classes}")
     input_sets = default_input_sets(manifest.preprocess, seed=manifest.source.seed, images=manifest.input.takes_images)
     reference = EagerRunner(model.module, manifest.network_input, manifest.network_output.name)
-    criteria = get_format(manifest.format).criteria_for(manifest.precision, manifest.input.takes_images)
+    criteria = criteria_for(manifest.format, manifest.precision, manifest.input.takes_images)
     with runner_for_artifact(directory, manifest, provider=provider) as candidate:
         return compare_runners(
             reference,

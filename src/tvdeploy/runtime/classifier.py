@@ -7,7 +7,6 @@ Needs only onnxruntime, NumPy and Pillow for ONNX artifacts; TorchScript and
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -21,6 +20,7 @@ import numpy as np
 from tvdeploy.errors import ImageError, UserInputError
 from tvdeploy.runtime.decoder import ImageDecoder
 from tvdeploy.runtime.deployment import apply_deployment
+from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS, ImageSource, check_decode_mode, describe_source
 from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
 from tvdeploy.runtime.postprocess import Prediction, check_top_k, decode_outputs
@@ -184,11 +184,6 @@ class Classifier:
         except Exception as exc:  # one unexpected decoder failure must not stop the stream
             logger.debug("unexpected error decoding %s", describe_source(source), exc_info=True)
             return f"{describe_source(source)}: {type(exc).__name__}: {exc}"
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _is_single(images: Any) -> bool:

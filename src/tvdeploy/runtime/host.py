@@ -8,6 +8,7 @@ features it was made with. :func:`cpu_signature` names those features.
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +43,11 @@ def cpuinfo_field(*keys: str) -> str | None:
         if key.strip() in keys:
             return value.strip()
     return None
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @lru_cache(maxsize=1)

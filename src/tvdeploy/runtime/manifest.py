@@ -15,6 +15,7 @@ from typing import Any
 
 from tvdeploy.errors import ArtifactError
 from tvdeploy.runtime.formats import FORMATS
+from tvdeploy.runtime.records import ExportInfo, ParityReport
 
 #: The newest schema this tvdeploy reads and writes. A manifest is written at the lowest version that describes
 #: it: version 2 adds embedded pre/post-processing (``output.indices``, image inputs) and ``optimized_graph``, so
@@ -447,8 +448,8 @@ class Manifest:
     files: list[FileEntry]
     versions: dict[str, str]
     source: Source = field(default_factory=lambda: Source("random"))
-    parity: dict[str, Any] | None = None
-    export_info: dict[str, Any] = field(default_factory=dict)
+    parity: ParityReport | None = None
+    export_info: ExportInfo = field(default_factory=ExportInfo)
     created: str = ""
     #: the version read from the file (written: :attr:`lowest_schema_version`), not part of equality
     schema_version: int = field(default=SCHEMA_VERSION, compare=False)
@@ -486,6 +487,8 @@ class Manifest:
         data = asdict(self)
         data["preprocess"] = self.preprocess.to_dict()
         data["source"] = self.source.to_dict()
+        data["parity"] = None if self.parity is None else self.parity.to_dict()
+        data["export_info"] = self.export_info.to_dict()
         if self.output.indices is None:
             del data["output"]["indices"]
         if self.optimized_graph is None:
@@ -547,8 +550,8 @@ class Manifest:
             files=files,
             versions=dict(_typed(data, "versions", dict, {})),
             source=Source.from_dict(data.get("source", {})),
-            parity=_typed(data, "parity", dict, None),
-            export_info=dict(_typed(data, "export_info", dict, {})),
+            parity=ParityReport.from_dict(data["parity"]) if data.get("parity") is not None else None,
+            export_info=ExportInfo.from_dict(_typed(data, "export_info", dict, {})),
             created=_typed(data, "created", str, ""),
             schema_version=version,
             optimized_graph=_block(data, "optimized_graph", OptimizedGraph, optimized) if optimized else None,

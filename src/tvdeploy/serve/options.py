@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tvdeploy.errors import UserInputError
-from tvdeploy.runtime.classifier import usable_cores
+from tvdeploy.flags import flag, positive_int
+from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS
-from tvdeploy.runtime.providers import SessionConfig
+from tvdeploy.runtime.providers import PROVIDER_CHOICES, SessionConfig
 
 #: Loopback: a server is reachable from elsewhere only when asked (``--host 0.0.0.0`` in a container).
 DEFAULT_HOST = "127.0.0.1"
@@ -65,25 +66,70 @@ class ServeOptions:
             that clients on this host register; off by default: see docs/serving.md#security).
     """
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    grpc_port: int | None = None
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    max_queue_delay_ms: float = DEFAULT_MAX_QUEUE_DELAY_MS
-    max_queue: int = DEFAULT_MAX_QUEUE
-    instances: int = DEFAULT_INSTANCES
-    pin_instances: bool = True
-    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
-    max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 1024 * 1024)
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
-    max_request_pixels: int | None = DEFAULT_MAX_REQUEST_PIXELS
-    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES
-    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
-    keep_alive_s: int = DEFAULT_KEEP_ALIVE_S
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    provider: str | None = None
-    grace_period_s: int = 30
-    shared_memory: bool = False
+    host: str = flag(DEFAULT_HOST, "address to bind (the default: this machine only)")
+    port: int = flag(DEFAULT_PORT, "HTTP port (0: any free)")
+    grpc_port: int | None = flag(None, "also serve the protocol over gRPC on this port (0: any free)")
+    max_batch_size: int = flag(
+        DEFAULT_MAX_BATCH_SIZE,
+        "rows per model call; concurrent requests are batched up to it, 1 turns batching off",
+        parse=positive_int,
+    )
+    max_queue_delay_ms: float = flag(
+        DEFAULT_MAX_QUEUE_DELAY_MS, "how long a request waits for others to join its batch"
+    )
+    max_queue: int = flag(
+        DEFAULT_MAX_QUEUE, "rows that may wait per model; more get 503 + Retry-After", parse=positive_int
+    )
+    instances: int = flag(
+        DEFAULT_INSTANCES,
+        "model calls that run at once, each on cores/instances threads; on a CPU, 2 with --max-batch-size "
+        "= clients/2 keeps the cores busy while requests are parsed",
+        parse=positive_int,
+    )
+    pin_instances: bool = flag(
+        True,
+        "with --instances > 1, leave the instance threads to the scheduler (by default each is pinned to its "
+        "share of the cores, below the event loop's priority)",
+        name="--no-pin-instances",
+    )
+    request_timeout_s: float = flag(
+        DEFAULT_REQUEST_TIMEOUT_S, "seconds before an unanswered request gets 504", name="--request-timeout"
+    )
+    max_body_bytes: int = flag(
+        int(DEFAULT_MAX_BODY_MB * 1024 * 1024), "larger bodies get 413", name="--max-body-mb", unit=1024 * 1024,
+        parse=float,
+    )  # fmt: skip
+    max_pixels: int | None = flag(DEFAULT_MAX_PIXELS, "larger images get 400", zero_is_none=True)
+    max_request_pixels: int | None = flag(
+        DEFAULT_MAX_REQUEST_PIXELS,
+        "pixels the images of one request may hold in all, read from their headers before any is decoded",
+        zero_is_none=True,
+    )
+    max_head_bytes: int = flag(
+        DEFAULT_MAX_HEAD_BYTES, "larger request heads (request line + headers) get 431", name="--max-header-kb",
+        unit=1024, parse=positive_int,
+    )  # fmt: skip
+    read_timeout_s: float = flag(
+        DEFAULT_READ_TIMEOUT_S, "seconds a request may take to arrive, head and body, before 408", name="--read-timeout"
+    )
+    keep_alive_s: int = flag(
+        DEFAULT_KEEP_ALIVE_S, "seconds an idle keep-alive connection stays open", name="--keep-alive-timeout"
+    )
+    max_connections: int = flag(
+        DEFAULT_MAX_CONNECTIONS, "open connections at most; more get 503 at once", parse=positive_int
+    )
+    provider: str | None = flag(
+        None,
+        "execution provider (default: the tuned deployment's where the artifact has one, else cpu)",
+        choices=PROVIDER_CHOICES,
+    )
+    grace_period_s: int = flag(30, "seconds in-flight requests may take on shutdown", name="--grace-period")
+    shared_memory: bool = flag(
+        False,
+        "serve Triton's system shared memory extension: clients that reach the port may register POSIX shared "
+        "memory objects of this server's user and send input tensors through them (off by default; same host, "
+        "trusted clients only: see docs/serving.md#security)",
+    )
 
     def __post_init__(self) -> None:
         for port in (self.port, self.grpc_port):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tvdeploy.errors import ArtifactError, MissingDependencyError, UserInputError
+from tvdeploy.flags import flag, positive_int
 from tvdeploy.runtime.formats import FORMATS, get_format
 from tvdeploy.runtime.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_artifact_files
 from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT, protocol_dims
@@ -51,11 +52,15 @@ class TritonOptions:
         ensemble: also write the preprocessing model and the ensemble that takes encoded images.
     """
 
-    max_batch_size: int = 8
-    max_queue_delay_us: int = 2000
-    instances: int = 1
-    kind: str = "KIND_CPU"
-    ensemble: bool = False
+    max_batch_size: int = flag(8, "Triton's max_batch_size", parse=positive_int)
+    max_queue_delay_us: int = flag(2000, "dynamic batching's queue delay")
+    instances: int = flag(1, "model instances", parse=positive_int)
+    kind: str = flag("KIND_CPU", "instance kind", choices=("KIND_CPU", "KIND_GPU"))
+    ensemble: bool = flag(
+        False,
+        "also write NAME_preprocess (Triton's Python backend decoding BYTES images with tvdeploy's runtime) "
+        "and NAME_ensemble (images in, the model's outputs out)",
+    )
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or self.instances < 1 or self.max_queue_delay_us < 0:

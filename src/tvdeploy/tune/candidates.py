@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tvdeploy.runtime.classifier import usable_cores
+from tvdeploy.export.producers import missing_for_export
 from tvdeploy.runtime.formats import get_format
-from tvdeploy.runtime.host import cpu_flags, nvidia_gpus
+from tvdeploy.runtime.host import cpu_flags, nvidia_gpus, usable_cores
 from tvdeploy.runtime.precisions import get_precision
 from tvdeploy.runtime.providers import INSTALL_HINTS, available_providers
 
@@ -101,7 +101,7 @@ def plan(has_calibration: bool, cores: int | None = None) -> tuple[list[Candidat
 def _unavailable(fmt: str, precision: str, has_calibration: bool) -> str | None:
     """Why a (format, precision) cannot be made here at all, or None."""
     spec = get_format(fmt)
-    missing = spec.missing_for_export()
+    missing = missing_for_export(spec)
     if missing:
         return f"{', '.join(missing)} not installed ({spec.install_hint()})"
     if get_precision(precision).needs_calibration and not has_calibration:

@@ -32,9 +32,11 @@ from tvdeploy.export.macs import count_macs
 from tvdeploy.export.optimize import OptimizeRequest, derivations, optimize_artifact
 from tvdeploy.export.options import CalibrationOptions
 from tvdeploy.export.validate import reference_model
+from tvdeploy.flags import flag, positive_int_list
 from tvdeploy.models.loader import LoadedModel
 from tvdeploy.runtime.host import cpu_flags, cpu_model, cpu_signature
 from tvdeploy.runtime.manifest import Deployment, Manifest, read_manifest, verify_artifact_files, write_manifest
+from tvdeploy.runtime.records import ParityReport
 from tvdeploy.tune.candidates import Candidate, Skipped, plan
 
 logger = logging.getLogger(__name__)
@@ -51,10 +53,14 @@ class TuneRequest:
     artifact: Path
     output: Path
     calibration: CalibrationOptions | None = None
-    batch_sizes: tuple[int, ...] = (1, 8)
-    objective: str = "latency"
-    budget_s: float = DEFAULT_BUDGET_S
-    force: bool = False
+    batch_sizes: tuple[int, ...] = flag((1, 8), "batch sizes to time", parse=positive_int_list, metavar="N,N")
+    objective: str = flag(
+        "latency",
+        "latency: lowest p50 at the smallest batch size; throughput: most img/s at the largest",
+        choices=OBJECTIVES,
+    )
+    budget_s: float = flag(DEFAULT_BUDGET_S, "seconds of interleaved timing per batch size")
+    force: bool = flag(False, "overwrite an existing output directory", show_default=False)
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -77,21 +83,27 @@ class CandidateResult:
 
     candidate: Candidate
     artifact: Path | None = None
-    parity_passed: bool = False
-    parity: dict[str, Any] = field(default_factory=dict)
+    parity: ParityReport | None = None
     refused: str | None = None
     #: batch size -> {"p50_ms", "throughput_ips", "macs_per_s", "peak_share"}
     figures: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
+    def parity_passed(self) -> bool:
+        """Whether the candidate's artifact passed its precision's parity against the fp32 eager model."""
+        return self.parity is not None and self.parity.passed
+
+    @property
     def photo_cosine(self) -> float | None:
         """The smallest cosine similarity to the fp32 eager model on the real photos."""
-        return next((s["min_cosine"] for s in self.parity.get("sets", []) if s["name"] == "photos"), None)
+        photos = self.parity.photo_set() if self.parity else None
+        return photos.min_cosine if photos else None
 
     @property
     def photo_top1(self) -> float | None:
         """Top-1 agreement with the fp32 eager model on the real photos."""
-        return next((s["top1_agreement"] for s in self.parity.get("sets", []) if s["name"] == "photos"), None)
+        photos = self.parity.photo_set() if self.parity else None
+        return photos.top1_agreement if photos else None
 
     def to_dict(self) -> dict[str, Any]:
         """The candidate as the report and the deployment record list it."""
@@ -197,12 +209,12 @@ def _check_source(artifact: Path) -> Manifest:
 
 def _derive(
     request: TuneRequest, manifest: Manifest, model: LoadedModel, key: tuple[str, str], work: Path
-) -> tuple[Path, dict]:
+) -> tuple[Path, ParityReport | None]:
     """The artifact of one (format, precision) and its parity record against ``model`` (the source itself for
     onnx fp32)."""
     fmt, precision = key
     if key == ("onnx", "fp32"):
-        return request.artifact, manifest.parity or {}
+        return request.artifact, manifest.parity
     outcome = optimize_artifact(
         OptimizeRequest(
             artifact=request.artifact,
@@ -213,7 +225,7 @@ def _derive(
         ),
         model,
     )
-    return outcome.artifact_dir, outcome.manifest.parity or {}
+    return outcome.artifact_dir, outcome.manifest.parity
 
 
 def tune(request: TuneRequest) -> TuneReport:
@@ -231,7 +243,7 @@ def tune(request: TuneRequest) -> TuneReport:
         tempfile.TemporaryDirectory(prefix="tvdeploy-tune-") as scratch,
         tqdm(total=len(keys) + 1, unit="step", disable=not request.progress, leave=False) as bar,
     ):
-        derived: dict[tuple[str, str], tuple[Path, dict]] = {}
+        derived: dict[tuple[str, str], tuple[Path, ParityReport | None]] = {}
         model = reference_model(manifest)  # the eager fp32 model every candidate's parity is against, built once
         for key in keys:
             bar.set_description(f"deriving {key[0]} {key[1]}")
@@ -239,7 +251,6 @@ def tune(request: TuneRequest) -> TuneReport:
             bar.update(1)
         for candidate, result in results.items():
             result.artifact, result.parity = derived[candidate.artifact_key]
-            result.parity_passed = bool(result.parity.get("passed"))
             if not result.parity_passed:
                 result.refused = "failed parity"
         timed = [r for r in results.values() if r.parity_passed]

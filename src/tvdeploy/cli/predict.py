@@ -1,0 +1,146 @@
+"""``tvdeploy predict ARTIFACT PATH...``: classify images here, or past one machine on Ray Data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from tvdeploy.cli.common import EXIT_FAILED, EXIT_OK, provider_help
+from tvdeploy.errors import UserInputError
+from tvdeploy.flags import positive_int
+
+logger = logging.getLogger("tvdeploy")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``predict``."""
+    from tvdeploy.runtime.images import DECODE_MODES, DEFAULT_MAX_PIXELS
+    from tvdeploy.runtime.providers import PROVIDER_CHOICES
+
+    p.add_argument("artifact", type=Path, metavar="ARTIFACT")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and directories (walked recursively)")
+    p.add_argument("--top-k", type=positive_int, default=5, help="predictions per image (default 5)")
+    p.add_argument(
+        "--batch-size", type=positive_int, help="images per model call (default: the tuned deployment's, else 8)"
+    )
+    p.add_argument("--provider", choices=PROVIDER_CHOICES, help=provider_help(None))
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--workers", type=positive_int, help="decoding threads (default: one per usable core)")
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger images as decompression bombs (default {DEFAULT_MAX_PIXELS})",
+    )
+    p.add_argument("--no-exif", action="store_true", help="ignore EXIF orientation")
+    p.add_argument(
+        "--decode",
+        default="exact",
+        choices=DECODE_MODES,
+        help="exact (default, matches torchvision to 1e-5) or fast: JPEGs decoded at reduced scale, large images "
+        "box-reduced before the resize (much faster on phone photos, slightly different tensors)",
+    )
+    p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model file")
+    p.add_argument("--json", action="store_true", help="JSON on stdout: one line per input, as soon as it is done")
+    ray = p.add_argument_group("Ray Data (--engine ray: past one machine; docs/batch.md)")
+    ray.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
+    ray.add_argument("--output", type=Path, metavar="OUT", help="rows: OUT.jsonl (one file) or a Parquet directory")
+    ray.add_argument("--address", help="a running Ray cluster (ray://HOST:10001, auto); default: a local one")
+    ray.add_argument("--concurrency", type=positive_int, help="actors (default: cluster CPUs - 1, at least 1)")
+    ray.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per actor (default 1)")
+    ray.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per actor (with --provider cuda)")
+    ray.add_argument("--resume", action="store_true", help="skip the images whose rows are already in OUT")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Classify every image; exit 1 when any input failed (the others are still answered)."""
+    if args.engine == "ray":
+        return _on_ray(args)
+    if args.output or args.resume or args.address:
+        raise UserInputError("--output, --resume and --address belong to --engine ray", hint="add --engine ray")
+    from tvdeploy.runtime.classifier import load
+    from tvdeploy.runtime.inputs import collect_inputs
+    from tvdeploy.runtime.providers import SessionConfig
+
+    inputs = collect_inputs(args.paths)
+    if not inputs.files:
+        raise UserInputError(
+            "no images found in " + ", ".join(args.paths), hint="pass image files or directories that hold images"
+        )
+    classifier = load(
+        args.artifact,
+        provider=args.provider,
+        verify=not args.no_verify,
+        session_config=SessionConfig(intra_op_threads=args.threads) if args.threads else None,
+        batch_size=args.batch_size,
+        exif_transpose=not args.no_exif,
+        max_pixels=args.max_pixels,
+        decode_workers=args.workers,
+        decode=args.decode,
+    )
+    random_weights = classifier.manifest.source.random_weights_warning(str(args.artifact))
+    if random_weights:
+        logger.warning("warning: %s", random_weights)
+    failed = 0
+    with classifier, _progress(len(inputs.files), enabled=not args.quiet) as bar:
+        for result in classifier.predict_stream(inputs.files, top_k=args.top_k):
+            failed += not result.ok
+            if args.json:
+                sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+                sys.stdout.flush()
+            else:
+                bar.write(_format_result(result))
+            bar.update(1)
+    if failed:
+        sys.stderr.write(f"tvdeploy: {failed} of {len(inputs.files)} input(s) failed\n")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _on_ray(args: argparse.Namespace) -> int:
+    """``predict --engine ray``: the same rows on Ray Data, into ``--output``; exit 1 when any input failed."""
+    from tvdeploy.batch.ray_job import DEFAULT_BATCH_SIZE, RayJob, run_ray_job
+
+    if args.output is None:
+        raise UserInputError("--engine ray writes its rows to --output", hint="e.g. --output predictions.jsonl")
+    summary = run_ray_job(
+        RayJob(
+            artifact=args.artifact,
+            inputs=args.paths,
+            output=args.output,
+            address=args.address,
+            concurrency=args.concurrency,
+            num_cpus=args.num_cpus,
+            num_gpus=args.num_gpus,
+            threads=args.threads,
+            batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
+            top_k=args.top_k,
+            provider=args.provider,
+            decode=args.decode,
+            max_pixels=args.max_pixels,
+            resume=args.resume,
+        )
+    )
+    skipped = f", {summary.skipped} already done" if summary.skipped else ""
+    sys.stderr.write(
+        f"tvdeploy: {summary.images} image(s) in {summary.seconds:.1f} s ({summary.images_per_s:.1f} img/s, "
+        f"{summary.actors} actor(s)), {summary.errors} error(s){skipped} -> {args.output}\n"
+    )
+    return EXIT_FAILED if summary.errors else EXIT_OK
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", file=sys.stderr, disable=not (enabled and sys.stderr.isatty()), leave=False)
+
+
+def _format_result(result: Any) -> str:
+    if not result.ok:
+        return f"{result.source}\n  error: {result.error}"
+    width = max(len(p.label) for p in result.predictions)
+    rows = [f"  {p.label:<{width}}  {p.probability * 100:6.2f}%" for p in result.predictions]
+    return "\n".join([result.source, *rows])
