@@ -4,6 +4,7 @@ bench and tune packages blocked, and only the KServe compatibility module reache
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -35,7 +36,8 @@ def test_every_serve_module_imports_on_the_runtime_alone() -> None:
         import importlib, pkgutil
         import tvdeploy.serve
         for module in pkgutil.walk_packages(tvdeploy.serve.__path__, "tvdeploy.serve."):
-            importlib.import_module(module.name)
+            if module.name != "tvdeploy.serve.triton_preprocess":  # Triton's Python backend runs it, inside Triton
+                importlib.import_module(module.name)
         print("ok")
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
@@ -47,3 +49,21 @@ def test_the_blocker_blocks() -> None:
     proc = subprocess.run([sys.executable, "-c", BLOCK + "import tvdeploy.export.parity"], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert proc.returncode != 0 and "is blocked" in proc.stderr
+
+
+#: What only serve/kserve_compat.py may say: KServe's private hooks and its import-time command-line parsing.
+KSERVE_PRIVATE = ("_raw_data", "_add_middlewares", "kserve.model_server", "sys.argv", "decode_inference_request")
+
+
+def test_only_the_compatibility_module_reaches_into_kserve() -> None:
+    offenders = {
+        (path.name, word)
+        for path in SERVE.glob("*.py")
+        if path.name != "kserve_compat.py"
+        for word in KSERVE_PRIVATE
+        if re.search(
+            r"(?<![A-Za-z])" + re.escape(word) + r"(?![A-Za-z_])", path.read_text().replace("attach_raw_data", "")
+        )
+    }
+    assert not offenders
+    assert "kserve" not in (SERVE / "core.py").read_text().replace("KServe", "")  # the core is protocol-neutral

@@ -154,6 +154,22 @@ def preprocess_graph(preprocess: PreprocessSpec, output_name: str, opset: int) -
     """
     from onnx import TensorProto, helper
 
+    _check_embeddable(preprocess)
+    crop_h, crop_w = preprocess.crop_hw
+    size_inits, size_nodes = _resize_size_nodes(preprocess)
+    step_inits, step_nodes = _resize_crop_normalize_nodes(preprocess, output_name)
+    graph = helper.make_graph(
+        size_nodes + step_nodes,
+        "tvdeploy_preprocess",
+        [helper.make_tensor_value_info(IMAGES_INPUT_NAME, TensorProto.UINT8, ["batch", "height", "width", 3])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", 3, crop_h, crop_w])],
+        size_inits + step_inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _check_embeddable(preprocess: PreprocessSpec) -> None:
+    """Refuse preprocessing the graph cannot reproduce: another interpolation, or a crop that needs padding."""
     crop_h, crop_w = preprocess.crop_hw
     if preprocess.interpolation not in _RESIZE_MODES:
         raise UserInputError(
@@ -172,17 +188,15 @@ def preprocess_graph(preprocess: PreprocessSpec, output_name: str, opset: int) -
             f"{preprocess.resize_size[0]}",
             hint="choose a --crop-size no larger than --resize-size",
         )
+
+
+def _resize_size_nodes(preprocess: PreprocessSpec) -> tuple[list[Any], list[Any]]:
+    """Initializers and nodes from the images to ``sizes_hw``, the (h, w) they are resized to: fixed, or the
+    shorter side to ``resize_size`` with the longer one scaled and truncated (integer division)."""
+    from onnx import helper
+
     p = _PRE
-    inits = [
-        _const(p + "i0", [0], np.int64),
-        _const(p + "i2", [2], np.int64),
-        _const(p + "crop", [crop_h, crop_w], np.int64),
-        _const(p + "two", [2.0], np.float32),
-        _const(p + "k255", 255.0, np.float32),
-        _const(p + "mean", np.reshape(preprocess.mean, (1, 3, 1, 1)), np.float32),
-        _const(p + "std", np.reshape(preprocess.std, (1, 3, 1, 1)), np.float32),
-        _const(p + "axes", [2, 3], np.int64),
-    ]
+    inits = [_const(p + "i0", [0], np.int64), _const(p + "i2", [2], np.int64)]
     nodes = [
         helper.make_node("Transpose", [IMAGES_INPUT_NAME], [p + "nchw"], perm=[0, 3, 1, 2]),
         helper.make_node("Shape", [p + "nchw"], [p + "shape"]),
@@ -191,29 +205,46 @@ def preprocess_graph(preprocess: PreprocessSpec, output_name: str, opset: int) -
     if len(preprocess.resize_size) == 2:
         inits.append(_const(p + "hw", list(preprocess.resize_size), np.int64))
         nodes.append(helper.make_node("Identity", [p + "hw"], [p + "sizes_hw"]))
-    else:
-        inits += [_const(p + "size", [preprocess.resize_size[0]], np.int64)]
-        inits += [_const(p + "i3", [3], np.int64), _const(p + "i4", [4], np.int64)]
-        nodes += [
-            helper.make_node("Slice", [p + "shape", p + "i2", p + "i3"], [p + "h"]),
-            helper.make_node("Slice", [p + "shape", p + "i3", p + "i4"], [p + "w"]),
-            helper.make_node("Min", [p + "h", p + "w"], [p + "short"]),
-            helper.make_node("Max", [p + "h", p + "w"], [p + "long"]),
-            helper.make_node("Mul", [p + "size", p + "long"], [p + "size_long"]),
-            helper.make_node("Div", [p + "size_long", p + "short"], [p + "new_long"]),  # int64: floor division
-            helper.make_node("LessOrEqual", [p + "w", p + "h"], [p + "portrait"]),  # width <= height: width short
-            helper.make_node("Where", [p + "portrait", p + "new_long", p + "size"], [p + "new_h"]),
-            helper.make_node("Where", [p + "portrait", p + "size", p + "new_long"], [p + "new_w"]),
-            helper.make_node("Concat", [p + "new_h", p + "new_w"], [p + "sizes_hw"], axis=0),
-        ]
-    mode = _RESIZE_MODES[preprocess.interpolation]
+        return inits, nodes
+    inits += [_const(p + "size", [preprocess.resize_size[0]], np.int64)]
+    inits += [_const(p + "i3", [3], np.int64), _const(p + "i4", [4], np.int64)]
     nodes += [
+        helper.make_node("Slice", [p + "shape", p + "i2", p + "i3"], [p + "h"]),
+        helper.make_node("Slice", [p + "shape", p + "i3", p + "i4"], [p + "w"]),
+        helper.make_node("Min", [p + "h", p + "w"], [p + "short"]),
+        helper.make_node("Max", [p + "h", p + "w"], [p + "long"]),
+        helper.make_node("Mul", [p + "size", p + "long"], [p + "size_long"]),
+        helper.make_node("Div", [p + "size_long", p + "short"], [p + "new_long"]),  # int64: floor division
+        helper.make_node("LessOrEqual", [p + "w", p + "h"], [p + "portrait"]),  # width <= height: width short
+        helper.make_node("Where", [p + "portrait", p + "new_long", p + "size"], [p + "new_h"]),
+        helper.make_node("Where", [p + "portrait", p + "size", p + "new_long"], [p + "new_w"]),
+        helper.make_node("Concat", [p + "new_h", p + "new_w"], [p + "sizes_hw"], axis=0),
+    ]
+    return inits, nodes
+
+
+def _resize_crop_normalize_nodes(preprocess: PreprocessSpec, output_name: str) -> tuple[list[Any], list[Any]]:
+    """Initializers and nodes from ``sizes_hw`` to ``output_name``: the resize, the center crop (torchvision's
+    ``round``, half to even) and ``(x / 255 - mean) / std``."""
+    from onnx import TensorProto, helper
+
+    p = _PRE
+    crop_h, crop_w = preprocess.crop_hw
+    inits = [
+        _const(p + "crop", [crop_h, crop_w], np.int64),
+        _const(p + "two", [2.0], np.float32),
+        _const(p + "k255", 255.0, np.float32),
+        _const(p + "mean", np.reshape(preprocess.mean, (1, 3, 1, 1)), np.float32),
+        _const(p + "std", np.reshape(preprocess.std, (1, 3, 1, 1)), np.float32),
+        _const(p + "axes", [2, 3], np.int64),
+    ]
+    nodes = [
         helper.make_node("Concat", [p + "nc", p + "sizes_hw"], [p + "sizes"], axis=0),
         helper.make_node(
             "Resize",
             [p + "nchw", "", "", p + "sizes"],
             [p + "resized"],
-            mode=mode,
+            mode=_RESIZE_MODES[preprocess.interpolation],
             antialias=int(preprocess.antialias),
             coordinate_transformation_mode="half_pixel",  # Pillow samples pixel centers
             cubic_coeff_a=-0.5,
@@ -230,14 +261,7 @@ def preprocess_graph(preprocess: PreprocessSpec, output_name: str, opset: int) -
         helper.make_node("Sub", [p + "scaled", p + "mean"], [p + "centered"]),
         helper.make_node("Div", [p + "centered", p + "std"], [output_name]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "tvdeploy_preprocess",
-        [helper.make_tensor_value_info(IMAGES_INPUT_NAME, TensorProto.UINT8, ["batch", "height", "width", 3])],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", 3, crop_h, crop_w])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return inits, nodes
 
 
 def _default_opset(model: Any) -> int:

@@ -105,35 +105,8 @@ def optimize_artifact(request: OptimizeRequest, model: LoadedModel | None = None
     verify_artifact_files(source, manifest)
     if request.format is not None and request.format != manifest.format:
         return convert_artifact(request, manifest, model)
-    spec = get_format(manifest.format)
-    producer = producer_of(spec)
-    if producer.source is not None:
-        raise UserInputError(
-            f"{manifest.format} artifacts are converted from {producer.source} ones, not optimized themselves",
-            hint=f"optimize the {producer.source} artifact with --format {manifest.format} --precision ...",
-        )
-    if request.precision == "fp32" and not request.graph.active:
-        raise UserInputError(
-            "nothing to do: ask for a --precision or a graph transformation",
-            hint="e.g. --precision int8 --calibration DIR, --optimize, --simplify, --embed-preprocess",
-        )
-    if request.precision != "fp32" and request.precision not in producer.derivable:
-        makers = [
-            f"{f.source or name} -> {name} {', '.join(f.derivable)}" for name, f in PRODUCERS.items() if f.derivable
-        ]
-        raise UserInputError(
-            f"cannot make a {request.precision} artifact from a {manifest.format} artifact",
-            hint="optimize takes fp32 artifacts and makes: " + "; ".join(makers),
-        )
-    if request.graph.active and not producer.graph_passes:
-        graph_formats = ", ".join(name for name, f in PRODUCERS.items() if f.graph_passes)
-        raise UserInputError(
-            f"{' '.join(request.graph.flags())} transforms ONNX graphs, not {manifest.format} artifacts",
-            hint=f"pass an artifact of {graph_formats}",
-        )
-    refuse_derived(source, manifest)
-    require_calibration(request.precision, request.calibration)
-    criteria_for(spec, request.precision)
+    _check_optimizable(request, source, manifest)
+    criteria_for(manifest.format, request.precision)
     output = request.output or default_output(source, request.suffix())
     check_output(output, request.force)
     start = time.perf_counter()
@@ -171,6 +144,38 @@ def optimize_artifact(request: OptimizeRequest, model: LoadedModel | None = None
         )
         report = _check_and_write(staging, derived, model, start)
     return OptimizeOutcome(output, derived, report, time.perf_counter() - start)
+
+
+def _check_optimizable(request: OptimizeRequest, source: Path, manifest: Manifest) -> None:
+    """Refuse what ``optimize`` cannot derive from this artifact, naming what it can."""
+    spec = get_format(manifest.format)
+    producer = producer_of(spec)
+    if producer.source is not None:
+        raise UserInputError(
+            f"{manifest.format} artifacts are converted from {producer.source} ones, not optimized themselves",
+            hint=f"optimize the {producer.source} artifact with --format {manifest.format} --precision ...",
+        )
+    if request.precision == "fp32" and not request.graph.active:
+        raise UserInputError(
+            "nothing to do: ask for a --precision or a graph transformation",
+            hint="e.g. --precision int8 --calibration DIR, --optimize, --simplify, --embed-preprocess",
+        )
+    if request.precision != "fp32" and request.precision not in producer.derivable:
+        makers = [
+            f"{f.source or name} -> {name} {', '.join(f.derivable)}" for name, f in PRODUCERS.items() if f.derivable
+        ]
+        raise UserInputError(
+            f"cannot make a {request.precision} artifact from a {manifest.format} artifact",
+            hint="optimize takes fp32 artifacts and makes: " + "; ".join(makers),
+        )
+    if request.graph.active and not producer.graph_passes:
+        graph_formats = ", ".join(name for name, f in PRODUCERS.items() if f.graph_passes)
+        raise UserInputError(
+            f"{' '.join(request.graph.flags())} transforms ONNX graphs, not {manifest.format} artifacts",
+            hint=f"pass an artifact of {graph_formats}",
+        )
+    refuse_derived(source, manifest)
+    require_calibration(request.precision, request.calibration)
 
 
 def derivations(manifest: Manifest) -> list[str]:

@@ -39,47 +39,70 @@ def compare_outputs(
     require_top1: bool,
 ) -> SetReport:
     """Figures and verdict for two (N, C) output arrays."""
-    failures: list[ParityFailure] = []
     judged = require_top1 or criteria.judge_noise
     if reference.shape != candidate.shape:
-        failures.append(
-            ParityFailure(
-                FailureReason.OUTPUT_SHAPE,
-                f"output shapes differ: reference {reference.shape}, candidate {candidate.shape}",
-            )
+        failure = ParityFailure(
+            FailureReason.OUTPUT_SHAPE,
+            f"output shapes differ: reference {reference.shape}, candidate {candidate.shape}",
         )
         nan = float("nan")
         return SetReport(
-            name, batch_sizes, int(reference.shape[0]), nan, nan, nan, nan, 0.0, 0.0, 0, nan, nan, nan, False, failures
+            name, batch_sizes, int(reference.shape[0]), nan, nan, nan, nan, 0.0, 0.0, 0, nan, nan, nan, False, [failure]
         )
-    ref = reference.astype(np.float64)
-    cand = candidate.astype(np.float64)
-    finite = bool(np.isfinite(ref).all() and np.isfinite(cand).all())
-    if not finite:
-        failures.append(ParityFailure(FailureReason.NON_FINITE, "non-finite values (NaN/inf) in the outputs"))
+    report = _figures(name, reference.astype(np.float64), candidate.astype(np.float64), batch_sizes, criteria)
+    failures = _failures(report, reference, candidate, criteria, require_top1)
+    report.passed = not failures or not judged
+    report.failures = failures if judged else []
+    report.judged = judged
+    return report
+
+
+def _figures(
+    name: str, ref: np.ndarray, cand: np.ndarray, batch_sizes: list[int], criteria: ParityCriteria
+) -> SetReport:
+    """The comparison figures of one set (no verdict yet): differences, cosine, top-1 with ties, top-5."""
     diff = np.abs(ref - cand)
     max_abs = float(np.nanmax(diff))
-    max_rel = float(np.nanmax(diff / np.maximum(np.abs(ref), 1e-6)))
-    cosine = _row_cosine(ref, cand)
     max_logit = float(np.nanmax(np.abs(ref)))
     limit = criteria.atol_scale * (1.0 + max_logit)
-
-    ref_top1 = ref.argmax(axis=1)
-    cand_top1 = cand.argmax(axis=1)
+    ref_top1, cand_top1 = ref.argmax(axis=1), cand.argmax(axis=1)
     agree = ref_top1 == cand_top1
     rows = np.arange(ref.shape[0])
     # A flip between two classes the reference scores within tolerance of each other is a tie.
     ties = ~agree & (ref[rows, cand_top1] >= ref[rows, ref_top1] - limit)
     ref_top5 = np.sort(np.argsort(-ref, axis=1, kind="stable")[:, :5], axis=1)
     cand_top5 = np.sort(np.argsort(-cand, axis=1, kind="stable")[:, :5], axis=1)
-    top1 = float(agree.mean())
-    top5 = float((ref_top5 == cand_top5).all(axis=1).mean())
+    return SetReport(
+        name=name,
+        batch_sizes=batch_sizes,
+        samples=int(ref.shape[0]),
+        max_abs_diff=max_abs,
+        mean_abs_diff=float(np.nanmean(diff)),
+        max_rel_diff=float(np.nanmax(diff / np.maximum(np.abs(ref), 1e-6))),
+        min_cosine=float(np.nanmin(_row_cosine(ref, cand))),
+        top1_agreement=float(agree.mean()),
+        top5_agreement=float((ref_top5 == cand_top5).all(axis=1).mean()),
+        top1_ties=int(ties.sum()),
+        max_abs_logit=max_logit,
+        atol_limit=limit,
+        min_passing_atol_scale=max_abs / (1.0 + max_logit),
+        passed=False,
+    )
 
-    if max_abs > limit:
+
+def _failures(
+    report: SetReport, ref: np.ndarray, cand: np.ndarray, criteria: ParityCriteria, require_top1: bool
+) -> list[ParityFailure]:
+    """Every criterion the set's figures fail."""
+    failures = []
+    if not (np.isfinite(ref).all() and np.isfinite(cand).all()):
+        failures.append(ParityFailure(FailureReason.NON_FINITE, "non-finite values (NaN/inf) in the outputs"))
+    if report.max_abs_diff > report.atol_limit:
         failures.append(
             ParityFailure(
                 FailureReason.MAX_ABS_DIFF,
-                f"max |diff| {max_abs:.3g} > {limit:.3g} ({criteria.atol_scale:g} * (1 + max|logit| {max_logit:.3g}))",
+                f"max |diff| {report.max_abs_diff:.3g} > {report.atol_limit:.3g} ({criteria.atol_scale:g} * "
+                f"(1 + max|logit| {report.max_abs_logit:.3g}))",
             )
         )
     if require_top1 and bool((np.ptp(ref, axis=1) == 0).all()):
@@ -90,36 +113,21 @@ def compare_outputs(
                 "parity cannot tell a correct export from a broken one (check the model's head)",
             )
         )
-    min_cosine = float(np.nanmin(cosine))
-    if not min_cosine >= criteria.min_cosine:
+    if not report.min_cosine >= criteria.min_cosine:
         failures.append(
-            ParityFailure(FailureReason.MIN_COSINE, f"cosine similarity {min_cosine:.6f} < {criteria.min_cosine}")
+            ParityFailure(
+                FailureReason.MIN_COSINE, f"cosine similarity {report.min_cosine:.6f} < {criteria.min_cosine}"
+            )
         )
-    effective_top1 = float((agree | ties).mean())
+    agreed = round(report.top1_agreement * report.samples) + report.top1_ties  # ties are not disagreements
+    effective_top1 = agreed / max(report.samples, 1)
     if require_top1 and effective_top1 < criteria.min_top1:
         failures.append(
             ParityFailure(
                 FailureReason.TOP1_AGREEMENT, f"top-1 agreement {effective_top1:.1%} < {criteria.min_top1:.0%}"
             )
         )
-    return SetReport(
-        name=name,
-        batch_sizes=batch_sizes,
-        samples=int(ref.shape[0]),
-        max_abs_diff=max_abs,
-        mean_abs_diff=float(np.nanmean(diff)),
-        max_rel_diff=max_rel,
-        min_cosine=min_cosine,
-        top1_agreement=top1,
-        top5_agreement=top5,
-        top1_ties=int(ties.sum()),
-        max_abs_logit=max_logit,
-        atol_limit=limit,
-        min_passing_atol_scale=max_abs / (1.0 + max_logit),
-        passed=not failures or not judged,
-        failures=failures if judged else [],
-        judged=judged,
-    )
+    return failures
 
 
 def run_sets(

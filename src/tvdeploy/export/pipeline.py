@@ -291,9 +291,29 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
     parity failed is still written (the manifest records the failure) and the
     caller decides the exit code.
     """
-    get_model_info(request.model)  # unknown names fail before anything else happens
-    specs = {name: get_format(name) for name in request.formats}
-    for spec in specs.values():
+    _check_request(request)
+    outputs = {fmt: artifact_dir_for(request, fmt) for fmt in request.formats}
+    for output in outputs.values():
+        check_output(output, request.force)  # before any heavy work
+    context = _prepare(request, model)
+    outcomes, failures = _export_formats(context, outputs)
+    failed = {fmt: reason for fmt, reason in failures.items() if fmt in outputs}
+    if failed:
+        written = ", ".join(str(o.artifact_dir) for o in outcomes)
+        raise PartialExportError(
+            "; ".join(f"{fmt}: {reason}" for fmt, reason in failed.items())
+            + (f" (written: {written})" if written else ""),
+            outcomes=outcomes,
+            failed=failed,
+        )
+    return outcomes
+
+
+def _check_request(request: ExportRequest) -> None:
+    """Refuse what cannot be exported before anything is loaded: an unknown model, a missing extra, a precision
+    or graph transformation a format does not take."""
+    get_model_info(request.model)
+    for spec in (get_format(name) for name in request.formats):
         missing = missing_for_export(spec)
         if missing:
             raise MissingDependencyError(
@@ -305,9 +325,11 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
                 f"{' '.join(request.options.graph.flags())} transforms ONNX graphs; {spec.name} artifacts take none",
                 hint="export those formats in a separate run without these flags",
             )
-    outputs = {fmt: artifact_dir_for(request, fmt) for fmt in request.formats}
-    for output in outputs.values():
-        check_output(output, request.force)  # before any heavy work
+
+
+def _prepare(request: ExportRequest, model: LoadedModel | None) -> _Context:
+    """The eager model, the parity inputs with its outputs on them, and the calibration set: once for every
+    format of the request."""
     if model is None:
         with _Step(f"load {request.model} (weights {request.weights})"):
             model = load_model(
@@ -323,7 +345,14 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
         reference = run_sets(
             EagerRunner(model.module, input_spec, output_spec.name), input_sets, (input_spec, output_spec)
         )
-    outcomes = []
+    return _Context(model, request, input_sets, reference, calibration)
+
+
+def _export_formats(context: _Context, outputs: dict[str, Path]) -> tuple[list[ExportOutcome], dict[str, str]]:
+    """Every format in :func:`production_order`, each written atomically; the outcomes, and why each format that
+    could not be exported failed (the others go on)."""
+    request = context.request
+    outcomes: list[ExportOutcome] = []
     failures: dict[str, str] = {}
     fp32_sources: dict[str, Path] = {}
     source_request = dataclasses.replace(  # converters convert plain fp32 sources
@@ -340,32 +369,30 @@ def export_model(request: ExportRequest, model: LoadedModel | None = None) -> li
             if source and source_dir is None:
                 failures[fmt] = f"it is converted from {source}, whose fp32 export failed"
                 continue
-            step_request = source_request if step.scratch else request
+            step_context = dataclasses.replace(context, request=source_request if step.scratch else request)
             output = Path(scratch) / fmt if step.scratch else outputs[fmt]
-            start = time.perf_counter()
             try:
-                with staged_directory(output, force=step.scratch or request.force) as staging:
-                    context = _Context(model, step_request, input_sets, reference, calibration)
-                    manifest, report, attempts = _produce(context, spec, staging, source_dir)
-                    seconds = time.perf_counter() - start
-                    record_parity(manifest, report, seconds, attempts)
-                    write_manifest(manifest, staging)
+                manifest, report, seconds = _write_format(step_context, spec, output, source_dir, step.scratch)
             except ExportError as exc:  # this format failed; the others go on
                 logger.error("%s", exc.message)
                 failures[f"{fmt} (fp32 source)" if step.scratch else fmt] = exc.message
                 continue
-            if report.passed and manifest.precision == "fp32" and not step_request.options.graph.active:
+            if report.passed and manifest.precision == "fp32" and not step_context.request.options.graph.active:
                 fp32_sources[fmt] = output
             if not step.scratch:
                 logger.info("wrote %s (%s)", output, "parity passed" if report.passed else "PARITY FAILED")
                 outcomes.append(ExportOutcome(fmt, output, manifest, report, seconds))
-    failed = {fmt: reason for fmt, reason in failures.items() if fmt in outputs}
-    if failed:
-        written = ", ".join(str(o.artifact_dir) for o in outcomes)
-        raise PartialExportError(
-            "; ".join(f"{fmt}: {reason}" for fmt, reason in failed.items())
-            + (f" (written: {written})" if written else ""),
-            outcomes=outcomes,
-            failed=failed,
-        )
-    return outcomes
+    return outcomes, failures
+
+
+def _write_format(
+    context: _Context, spec: FormatSpec, output: Path, source_dir: Path | None, scratch: bool
+) -> tuple[Manifest, ParityReport, float]:
+    """One format's artifact, produced, parity-checked and written atomically to ``output``."""
+    start = time.perf_counter()
+    with staged_directory(output, force=scratch or context.request.force) as staging:
+        manifest, report, attempts = _produce(context, spec, staging, source_dir)
+        seconds = time.perf_counter() - start
+        record_parity(manifest, report, seconds, attempts)
+        write_manifest(manifest, staging)
+    return manifest, report, seconds

@@ -6,8 +6,8 @@ the same data plane) and the upload route all call this; none of it imports KSer
 from __future__ import annotations
 
 import asyncio
-import math
 import logging
+import math
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path

@@ -24,38 +24,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from tvdeploy.errors import TvdeployError
+from tvdeploy.serve.failures import BodyTooLarge, InvalidRequest, Overloaded, Refused, RequestTimeout
 from tvdeploy.serve.metrics import printable
 from tvdeploy.serve.shared_memory import SharedMemoryError
+
+__all__ = ["ERROR_STATUSES", "BodyTooLarge", "InvalidRequest", "Overloaded", "Refused", "RequestTimeout"]
 
 logger = logging.getLogger(__name__)
 
 #: nginx's status for a client that closed the connection before the answer (no response is sent).
 CLIENT_CLOSED = 499
-
-
-class Overloaded(Exception):
-    """A model's queue is full: answered 503 with ``Retry-After``."""
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class RequestTimeout(Exception):
-    """A request was not answered within the server's request timeout: answered 504."""
-
-
-class BodyTooLarge(Exception):
-    """A request body over the server's limit: answered 413; ``drained``: the rest of the body was read (else the
-    connection is closed after the answer)."""
-
-    def __init__(self, message: str, drained: bool) -> None:
-        super().__init__(message)
-        self.drained = drained
-
-
-class Refused(Exception):
-    """A request the server does not serve by design (e.g. loading models through the API): answered 400."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +51,7 @@ class ErrorStatus:
 
 #: Errors by how they are answered, the first match wins (subclasses before their bases).
 ERROR_STATUSES: Sequence[tuple[type[BaseException], ErrorStatus]] = (
+    (InvalidRequest, ErrorStatus(400, "INVALID_ARGUMENT")),
     (InvalidInput, ErrorStatus(400, "INVALID_ARGUMENT")),
     (SharedMemoryError, ErrorStatus(400, "INVALID_ARGUMENT")),
     (Refused, ErrorStatus(400, "INVALID_ARGUMENT")),

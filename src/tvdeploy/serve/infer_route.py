@@ -1,10 +1,10 @@
 """``POST /v2/models/{name}/infer`` as a plain ASGI route: KServe's data plane without FastAPI's layers.
 
-The request goes through the same steps as KServe's own route (``V2Endpoints.infer``): the data plane decodes it
-(JSON, or the binary tensor data extension), runs the model (``Model.__call__``: tvdeploy's ``predict`` and
-its dynamic batcher) and encodes the response. What it skips is FastAPI's routing, dependency solving and
-request-model validation, which cost the event loop about a third of each request (docs/serving.md). Other
-routes stay KServe's.
+The request goes through the same steps as KServe's own route (``V2Endpoints.infer``, called in
+:func:`~tvdeploy.serve.kserve_compat.infer_through`): the data plane decodes it (JSON, or the binary tensor data
+extension), runs the model (``Model.__call__``: tvdeploy's ``predict`` and its dynamic batcher) and encodes the
+response. What it skips is FastAPI's routing, dependency solving and request-model validation (their cost is
+measured in docs/serving.md). Other routes stay KServe's.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import re
 from typing import Any
 
 import orjson
-from kserve.constants.constants import PredictorProtocol
-from kserve.errors import ModelNotReady
 
 from tvdeploy.serve.asgi import Receive, Scope, Send, send_bytes
 from tvdeploy.serve.errors import error_answer
+from tvdeploy.serve.kserve_compat import infer_through
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +61,7 @@ class InferRoute:
             await send_bytes(send, 200, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), JSON, extra)
 
     async def _infer(self, model_name: str, body: bytes, headers: dict[str, str]) -> tuple[Any, list[Any]]:
-        if not await self.dataplane.model_ready(model_name, True):  # raises ModelNotFound for an unknown name
-            raise ModelNotReady(model_name)
-        request, _ = self.dataplane.decode(
-            body, headers, protocol_version=PredictorProtocol.REST_V2.value, model_name=model_name
-        )
-        response, response_headers = await self.dataplane.infer(model_name=model_name, request=request, headers=headers)
-        response, encoded_headers = self.dataplane.encode(
-            model_name=model_name, response=response, headers=headers, req_attributes={}
-        )
-        extra = {**response_headers, **encoded_headers}
+        response, extra = await infer_through(self.dataplane, model_name, body, headers)
         return response, [
             (key.encode(), str(value).encode())
             for key, value in extra.items()

@@ -46,7 +46,7 @@ def rest_server(dataplane: Any, extension: Any, http_port: int, grace_period_s: 
     measures and logs latencies itself)."""
     from kserve.protocol.rest.server import RESTServer
 
-    class TvdeployRESTServer(RESTServer):  # type: ignore[misc]  # KServe ships no type information
+    class TvdeployRESTServer(RESTServer):
         def _add_middlewares(self, app: Any) -> None:
             pass
 
@@ -68,7 +68,7 @@ def data_plane(
     model_name)`` so that BYTES tensors stay bytes."""
     from kserve.protocol.dataplane import DataPlane
 
-    class TvdeployDataPlane(DataPlane):  # type: ignore[misc]
+    class TvdeployDataPlane(DataPlane):
         async def ready(self) -> bool:
             return ready()
 
@@ -90,7 +90,9 @@ async def infer_through(
     response (bytes or a JSON-ready dict) and its headers."""
     if not await dataplane.model_ready(model_name, True):  # raises ModelNotFound for an unknown name
         raise ModelNotReady(model_name)
-    request, _ = dataplane.decode(body, headers, protocol_version=PredictorProtocol.REST_V2.value, model_name=model_name)
+    request, _ = dataplane.decode(
+        body, headers, protocol_version=PredictorProtocol.REST_V2.value, model_name=model_name
+    )
     response, response_headers = await dataplane.infer(model_name=model_name, request=request, headers=headers)
     response, encoded_headers = dataplane.encode(
         model_name=model_name, response=response, headers=headers, req_attributes={}

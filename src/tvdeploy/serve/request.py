@@ -16,9 +16,10 @@ from typing import Any
 
 import orjson
 from kserve import InferInput, InferRequest
-from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import RequestedOutput
 
+from tvdeploy.serve.failures import InvalidRequest
+from tvdeploy.serve.kserve_compat import attach_raw_data
 from tvdeploy.serve.shared_memory import points_at_shared_memory
 
 #: The datatypes of the Open Inference Protocol.
@@ -30,13 +31,13 @@ _MAX_LENGTH_DIGITS = 20
 
 
 def parse_binary_request(body: bytes, headers: dict[str, str], model_name: str) -> InferRequest:
-    """A request body as an :class:`InferRequest`; an :class:`InvalidInput` that names the field otherwise."""
+    """A request body as an :class:`InferRequest`; an :class:`InvalidRequest` that names the field otherwise."""
     header = headers.get("inference-header-content-length")
     if header is None:  # a JSON request
         header = str(len(body))
     if not (header.isascii() and header.isdigit() and len(header) <= _MAX_LENGTH_DIGITS) or int(header) > len(body):
         shown = header if len(header) <= 40 else header[:40] + "..."
-        raise InvalidInput(
+        raise InvalidRequest(
             f"the Inference-Header-Content-Length header ({shown!r}) must be a length within the body "
             f"of {len(body)} bytes"
         )
@@ -44,12 +45,12 @@ def parse_binary_request(body: bytes, headers: dict[str, str], model_name: str) 
     try:
         request = orjson.loads(body[:json_length])
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"malformed inference request: not JSON ({exc})") from exc
+        raise InvalidRequest(f"malformed inference request: not JSON ({exc})") from exc
     if not isinstance(request, dict):
-        raise InvalidInput("malformed inference request: the JSON must be an object with 'inputs'")
+        raise InvalidRequest("malformed inference request: the JSON must be an object with 'inputs'")
     inputs = request.get("inputs")
     if not isinstance(inputs, list):
-        raise InvalidInput("malformed inference request: 'inputs' must be a list of tensors")
+        raise InvalidRequest("malformed inference request: 'inputs' must be a list of tensors")
     start = json_length
     infer_inputs = []
     for index, entry in enumerate(inputs):
@@ -58,7 +59,7 @@ def parse_binary_request(body: bytes, headers: dict[str, str], model_name: str) 
         start += used
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise InvalidInput(f"the request 'id' must be a string, got {type(request_id).__name__}")
+        raise InvalidRequest(f"the request 'id' must be a string, got {type(request_id).__name__}")
     return InferRequest(
         model_name=model_name,
         request_id=request_id,
@@ -71,14 +72,14 @@ def parse_binary_request(body: bytes, headers: dict[str, str], model_name: str) 
 def _input(entry: Any, index: int, body: memoryview, start: int) -> tuple[InferInput, int]:
     """Input ``index`` of the request, and how many bytes of binary data after ``start`` it takes."""
     if not isinstance(entry, dict):
-        raise InvalidInput(f"input {index} of the request is not an object with name, shape and datatype")
+        raise InvalidRequest(f"input {index} of the request is not an object with name, shape and datatype")
     name, shape, datatype = entry.get("name"), entry.get("shape"), entry.get("datatype")
     if not isinstance(name, str) or not name:
-        raise InvalidInput(f"input {index} of the request has no 'name' string")
+        raise InvalidRequest(f"input {index} of the request has no 'name' string")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InvalidInput(f"input '{name}': 'shape' must be a list of non-negative integers, got {_short(shape)}")
+        raise InvalidRequest(f"input '{name}': 'shape' must be a list of non-negative integers, got {_short(shape)}")
     if datatype not in PROTOCOL_DATATYPES:
-        raise InvalidInput(
+        raise InvalidRequest(
             f"input '{name}': unknown datatype {_short(datatype)} (one of {', '.join(sorted(PROTOCOL_DATATYPES))})"
         )
     parameters = _parameters(entry.get("parameters"), f"input '{name}'")
@@ -91,17 +92,17 @@ def _input(entry: Any, index: int, body: memoryview, start: int) -> tuple[InferI
         return tensor, 0
     if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
         if start + size > len(body):
-            raise InvalidInput(
+            raise InvalidRequest(
                 f"input '{name}' announces {size} bytes of binary data but the body holds {len(body) - start}"
             )
-        tensor._raw_data = body[start : start + size]  # not copied
+        attach_raw_data(tensor, body[start : start + size])  # not copied
         return tensor, size
-    raise InvalidInput(f"input '{name}' has neither 'data', a binary_data_size nor a shared_memory_region")
+    raise InvalidRequest(f"input '{name}' has neither 'data', a binary_data_size nor a shared_memory_region")
 
 
 def _parameters(value: Any, where: str) -> dict[str, Any] | None:
     if value is not None and not isinstance(value, dict):
-        raise InvalidInput(f"the 'parameters' of {where} must be an object, got {type(value).__name__}")
+        raise InvalidRequest(f"the 'parameters' of {where} must be an object, got {type(value).__name__}")
     return value
 
 
@@ -109,11 +110,11 @@ def _outputs(value: Any) -> list[RequestedOutput] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise InvalidInput(f"'outputs' must be a list of objects with a 'name', got {type(value).__name__}")
+        raise InvalidRequest(f"'outputs' must be a list of objects with a 'name', got {type(value).__name__}")
     requested = []
     for index, entry in enumerate(value):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise InvalidInput(f"output {index} of the request is not an object with a 'name' string")
+            raise InvalidRequest(f"output {index} of the request is not an object with a 'name' string")
         parameters = _parameters(entry.get("parameters"), f"output '{entry['name']}'")
         requested.append(RequestedOutput(name=entry["name"], parameters=parameters))
     return requested or None
@@ -129,13 +130,13 @@ def _bytes_items(data: Any, name: str, shape: list[int]) -> list[bytes]:
             try:
                 items.append(base64.b64decode(item["b64"], validate=True))
             except (binascii.Error, ValueError) as exc:
-                raise InvalidInput(f"input '{name}': a 'b64' item is not valid base64 ({exc})") from exc
+                raise InvalidRequest(f"input '{name}': a 'b64' item is not valid base64 ({exc})") from exc
         else:
-            raise InvalidInput(
+            raise InvalidRequest(
                 f'input \'{name}\': BYTES data must be strings or {{"b64": "..."}} objects, got {_short(item)}'
             )
     if len(items) != math.prod(shape):
-        raise InvalidInput(f"input '{name}' has shape {shape} but {len(items)} BYTES items")
+        raise InvalidRequest(f"input '{name}' has shape {shape} but {len(items)} BYTES items")
     return items
 
 

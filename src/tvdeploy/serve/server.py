@@ -15,10 +15,8 @@ import asyncio
 import logging
 import signal
 import socket
-import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,36 +24,24 @@ from typing import Any, NamedTuple
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+from kserve.errors import ModelNotFound, ModelNotReady, ServerNotReady
 from starlette.exceptions import HTTPException
 
 from tvdeploy.errors import TvdeployError, UserInputError
 from tvdeploy.serve import metrics
 from tvdeploy.serve.asgi import ASGIApp, Message, Receive, Scope, Send, send_bytes
 from tvdeploy.serve.datatypes import CLASSIFY_ROUTE
-from tvdeploy.serve.errors import CLIENT_CLOSED, ERROR_STATUSES, BodyTooLarge, Refused, error_answer
+from tvdeploy.serve.errors import CLIENT_CLOSED, ERROR_STATUSES, error_answer
+from tvdeploy.serve.failures import BodyTooLarge, InvalidRequest, Refused
 from tvdeploy.serve.http_protocol import bounded_protocol
 from tvdeploy.serve.infer_route import JSON, InferRoute
+from tvdeploy.serve.kserve_compat import data_plane, kserve_app, rest_server
 from tvdeploy.serve.model import ServedClassifier
 from tvdeploy.serve.options import ServeOptions
 from tvdeploy.serve.request import parse_binary_request
 from tvdeploy.serve.shared_memory import SharedMemoryRegistry, add_routes
 
 logger = logging.getLogger(__name__)
-
-
-def _kserve_app() -> Any:
-    """KServe's module-level FastAPI app. Its module parses ``sys.argv`` when imported, so it is imported with
-    an empty command line (ours is not KServe's). KServe answers with FastAPI's deprecated ``ORJSONResponse``,
-    which warns on every response: silenced here, where KServe is brought in."""
-    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
-    saved = sys.argv
-    sys.argv = saved[:1]
-    try:
-        import kserve.model_server
-    finally:
-        sys.argv = saved
-    return kserve.model_server.app
 
 
 def _route_kind(path: str) -> str:
@@ -180,8 +166,8 @@ def _install_routes(app: Any, repository: Any, options: ServeOptions, shared_mem
         else:
             uploads = [("body", await request.body())]
         if not uploads or not all(data for _, data in uploads):
-            raise InvalidInput("send an image: the raw bytes as the body, or multipart form files")
-        predictions = await model.classify([data for _, data in uploads], top_k)
+            raise InvalidRequest("send an image: the raw bytes as the body, or multipart form files")
+        predictions = await model.core.classify([data for _, data in uploads], top_k)
         return {
             "model": model_name,
             "results": [
@@ -232,7 +218,7 @@ def _install_error_handlers(app: Any) -> None:
             f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg')}"
             for error in getattr(exc, "errors", list)()
         )
-        return await protocol_error(request, InvalidInput(f"malformed request: {problems or exc}"))
+        return await protocol_error(request, InvalidRequest(f"malformed request: {problems or exc}"))
 
     for kind in {kind for kind, _ in ERROR_STATUSES} | {Exception, HTTPException, ServerNotReady}:
         app.add_exception_handler(kind, protocol_error)
@@ -298,23 +284,14 @@ def served_extensions(options: ServeOptions) -> list[str]:
 def _dataplane(repository: Any, options: ServeOptions) -> Any:
     """KServe's data plane, ready once every model is, with binary requests parsed keeping BYTES as bytes, and
     server metadata that names the extensions served."""
-    from kserve.protocol.dataplane import DataPlane
-
     from tvdeploy import __version__
 
-    class TvdeployDataPlane(DataPlane):
-        async def ready(self) -> bool:
-            return all(m.ready for m in repository.get_models().values())
-
-        def metadata(self) -> dict[str, Any]:
-            return {"name": "tvdeploy", "version": __version__, "extensions": served_extensions(options)}
-
-        def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> Any:
-            if isinstance(body, bytes):
-                return parse_binary_request(body, headers, model_name)
-            return super().decode_inference_request(body, headers, model_name)
-
-    return TvdeployDataPlane(model_registry=repository)
+    return data_plane(
+        repository,
+        ready=lambda: all(m.ready for m in repository.get_models().values()),
+        metadata=lambda: {"name": "tvdeploy", "version": __version__, "extensions": served_extensions(options)},
+        parse_binary=parse_binary_request,
+    )
 
 
 def _load_in_background(models: Sequence[ServedClassifier]) -> None:
@@ -324,11 +301,9 @@ def _load_in_background(models: Sequence[ServedClassifier]) -> None:
             try:
                 model.load()
             except TvdeployError as exc:  # a tampered artifact, a provider not here, ...: said in one line
-                model.load_error = exc.message
                 logger.error("model %s failed to load; the server stays not ready: %s", model.name, exc)
                 continue
-            except Exception as exc:
-                model.load_error = f"{type(exc).__name__}: {exc}"
+            except Exception:  # the core keeps the reason for the repository index
                 logger.exception("model %s failed to load; the server stays not ready", model.name)
                 continue
             logger.info("model %s loaded and warmed up in %.2f s", model.name, time.perf_counter() - start)
@@ -344,7 +319,6 @@ def serve(
     import uvicorn
     from kserve.model_repository import ModelRepository
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
-    from kserve.protocol.rest.server import RESTServer
 
     shared_memory = SharedMemoryRegistry(enabled=options.shared_memory, max_read_bytes=options.max_body_bytes)
     models = _models(artifacts, options, shared_memory)
@@ -353,20 +327,10 @@ def serve(
         repository.update(model)
     dataplane = _dataplane(repository, options)
     extension = ModelRepositoryExtension(model_registry=repository)
-    app = _kserve_app()
+    app = kserve_app()
     _install_routes(app, repository, options, shared_memory)
 
-    class TvdeployRESTServer(RESTServer):
-        """KServe's REST server without its ``TimingMiddleware``: that middleware only trace-logs latencies
-        (tvdeploy's middleware measures and logs them), and its two ``getrusage`` calls per request were a
-        quarter of the event loop's time under load."""
-
-        def _add_middlewares(self, app: Any) -> None:
-            pass
-
-    rest = TvdeployRESTServer(
-        "kserve.model_server:app", dataplane, extension, http_port=options.port, grace_period=options.grace_period_s
-    )
+    rest = rest_server(dataplane, extension, options.port, options.grace_period_s)
     rest.create_application()
     _install_error_handlers(app)
     rest.config.app = _outer_app(app, dataplane, options)
