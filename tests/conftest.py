@@ -16,6 +16,7 @@ SLOW_FIXTURES = frozenset(
     {
         "resnet18_artifacts", "ten_class_checkpoint", "resnet50_onnx", "tuned", "repository", "triton", "derived",
         "embedded", "edge_artifacts", "exported", "bench_run", "hostile", "server", "local_ray", "local_rows",
+        "ten_class_exports",
     }
 )  # fmt: skip
 
@@ -152,3 +153,25 @@ def resnet18_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     )
     assert all(o.passed for o in outcomes)
     return {o.format: o.artifact_dir for o in outcomes}
+
+
+@pytest.fixture(scope="session")
+def ten_class_exports(tmp_path_factory: pytest.TempPathFactory, ten_class_checkpoint: tuple[Path, Path]) -> dict:
+    """The 'fine-tuned' checkpoint exported once to every format whose extra is installed: format -> its
+    ``ExportOutcome`` (OpenVINO converted from this ONNX export, as ``--format all`` does)."""
+    from tvdeploy.export.pipeline import ExportRequest, export_model
+    from tvdeploy.export.producers import exportable_formats
+
+    path, labels = ten_class_checkpoint
+    outcomes = export_model(
+        ExportRequest(
+            "resnet18",
+            exportable_formats(),
+            weights=str(path),
+            labels_file=labels,
+            output=tmp_path_factory.mktemp("ten_class"),
+            output_is_parent=True,
+            progress=False,
+        )
+    )
+    return {o.format: o for o in outcomes}

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.cli_helpers import run_cli, run_cli_process
+from tests.cli_helpers import run_cli
 from tests.runtime.test_no_torch import BLOCK_TORCH
 from tvdeploy.errors import ArtifactError
 from tvdeploy.runtime import load
@@ -25,31 +25,11 @@ from tvdeploy.runtime.formats import FORMATS
 
 
 @pytest.fixture(scope="module")
-def edge_artifacts(
-    tmp_path_factory: pytest.TempPathFactory, ten_class_checkpoint: tuple[Path, Path]
-) -> dict[str, Path]:
-    checkpoint, labels = ten_class_checkpoint
-    root = tmp_path_factory.mktemp("edge")
-    artifacts = {}
+def edge_artifacts(ten_class_exports: dict) -> dict[str, Path]:
+    """The checkpoint's OpenVINO IR and ExecuTorch program (exported once for the session, each with parity)."""
     for fmt in ("openvino", "executorch"):
-        out = root / f"ft-{fmt}"
-        proc = run_cli_process(
-            "export",
-            "--model",
-            "resnet18",
-            "--weights",
-            checkpoint,
-            "--labels",
-            labels,
-            "--format",
-            fmt,
-            "--output",
-            out,
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert f"parity {fmt} vs eager (fp32): PASS" in proc.stdout
-        artifacts[fmt] = out
-    return artifacts
+        assert ten_class_exports[fmt].passed, ten_class_exports[fmt].parity.failures
+    return {fmt: ten_class_exports[fmt].artifact_dir for fmt in ("openvino", "executorch")}
 
 
 @pytest.fixture(scope="module")

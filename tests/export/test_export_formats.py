@@ -10,27 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from tvdeploy.export.pipeline import ExportOutcome, ExportRequest, export_model
+from tvdeploy.export.pipeline import ExportOutcome
 from tvdeploy.runtime.hashing import sha256_file
 
 
 @pytest.fixture(scope="module")
-def exported(
-    tmp_path_factory: pytest.TempPathFactory, ten_class_checkpoint: tuple[Path, Path]
-) -> dict[str, ExportOutcome]:
-    path, labels = ten_class_checkpoint
-    out = tmp_path_factory.mktemp("exports")
-    outcomes = export_model(
-        ExportRequest(
-            "resnet18",
-            ["onnx", "torchscript", "pt2"],
-            weights=str(path),
-            labels_file=labels,
-            output=out,
-            progress=False,
-        )
-    )
-    return {o.format: o for o in outcomes}
+def exported(ten_class_exports: dict[str, ExportOutcome]) -> dict[str, ExportOutcome]:
+    """The checkpoint's ONNX, TorchScript and .pt2 artifacts (exported once for the session)."""
+    return {fmt: ten_class_exports[fmt] for fmt in ("onnx", "torchscript", "pt2")}
 
 
 @pytest.fixture(scope="module")

@@ -186,8 +186,8 @@ def _time_interleaved(calls: list[_Call], config: BenchConfig) -> None:
 
     The settling call matters: after a call, ONNX Runtime's and torch's thread
     pools keep spinning for a while, and the next backend timed straight after
-    pays for it (measured here: eager 37% slower right after an ORT call, ORT 7%
-    after eager). One untimed call lets the other pool go quiet.
+    pays for it (docs/benchmarks.md, "Interleaving needs a settling call"). One
+    untimed call lets the other pool go quiet.
     """
     for call in calls:
         for _ in range(config.warmup):

@@ -89,8 +89,8 @@ class PrecisionSpec:
 FP32_CRITERIA = ParityCriteria(atol_scale=1e-3, min_top1=1.0, min_cosine=0.9999)
 #: fp16 weights and activations (fp32 inputs, outputs and fragile ops): ~3 decimal digits.
 FP16_CRITERIA = ParityCriteria(atol_scale=2e-2, min_top1=1.0, min_cosine=0.999)
-#: bf16 activations (8 bits of mantissa, fp32's range): ~2-3 decimal digits; measured on resnet50 here: min
-#: cosine 0.99999 on the photos.
+#: bf16 activations (8 bits of mantissa, fp32's range): ~2-3 decimal digits (what resnet50 reaches on the photos:
+#: docs/optimization.md).
 BF16_CRITERIA = ParityCriteria(atol_scale=5e-2, min_top1=1.0, min_cosine=0.999)
 #: int8 static quantization: coarser; judged by the ranking on real photos and the direction of the logits.
 INT8_CRITERIA = ParityCriteria(atol_scale=0.25, min_top1=0.8, min_cosine=0.98, judge_noise=False)

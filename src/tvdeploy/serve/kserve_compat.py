@@ -7,7 +7,7 @@ What is reached into, and why:
 - ``kserve.model_server``'s module-level FastAPI app: the module parses ``sys.argv`` when imported, so it is
   imported with an empty command line (:func:`kserve_app`);
 - ``RESTServer._add_middlewares``: overridden to drop KServe's ``TimingMiddleware``, whose two ``getrusage`` calls
-  per request were a quarter of the event loop's time under load (:func:`rest_server`);
+  per request only trace-log timings (their cost under load: docs/serving.md) (:func:`rest_server`);
 - ``InferInput._raw_data``: a binary request's tensor bytes are attached without a copy (:func:`attach_raw_data`);
 - the data plane's ``decode`` / ``infer`` / ``encode`` steps, in the order KServe's own infer route calls them,
   for tvdeploy's ASGI infer route (:func:`infer_through`), and a ``DataPlane`` subclass with tvdeploy's readiness,

@@ -3,11 +3,9 @@
 With ``--instances N`` (N > 1) each instance calls the model on its own thread. Left to the scheduler, those threads
 and the event loop trade places on the same cores: a thread woken by the loop is often queued on the loop's
 core while another core idles, and the loop, whose short work (reading requests, answering) is what feeds the
-instances, waits behind a model call. Measured with 8 clients on 2 cores (docs/serving.md): the instance threads
-slept 20-26% of the time with requests waiting and the machine was 20% idle. Pinning instance k to its share of
-the usable cores and running it at a lower priority (nice +10) than the event loop raised mobilenet_v3_small
-from 417 to 475 requests/s (mean of 6 A/B pairs, the pinned server ahead in each). ``--no-pin-instances`` turns it off (several servers sharing
-one machine's cores, say).
+instances, waits behind a model call. So instance k is pinned to its share of the usable cores and runs at a
+lower priority (nice +10) than the event loop (what it gains, measured: docs/serving.md, "instances").
+``--no-pin-instances`` turns it off (several servers sharing one machine's cores, say).
 """
 
 from __future__ import annotations

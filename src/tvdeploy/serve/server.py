@@ -230,7 +230,7 @@ def _outer_app(app: Any, dataplane: Any, options: ServeOptions) -> ASGIApp:
 
     Every request is limited, counted and logged by :class:`ServerMiddleware`; unversioned infer requests are
     answered by :class:`InferRoute` before FastAPI's middleware stack (server errors, telemetry, body limit,
-    exception handlers, routing), about 7% of the event loop's samples under load (py-spy).
+    exception handlers, routing), whose cost under load is measured in docs/serving.md.
     """
     return ServerMiddleware(InferRoute(app, dataplane), options.max_body_bytes)
 
