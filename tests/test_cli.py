@@ -60,6 +60,7 @@ def test_existing_output_is_not_overwritten_without_force(resnet50_onnx: Path, c
     assert (resnet50_onnx / "tvdeploy.json").read_text() == before
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_tampered_artifact_fails_validation(tmp_path: Path, capsys) -> None:
     out = tmp_path / "m"
     assert run_cli(capsys, "export", "--model", "squeezenet1_1", "--weights", "none", "--output", out)[0] == 0
@@ -72,6 +73,7 @@ def test_tampered_artifact_fails_validation(tmp_path: Path, capsys) -> None:
     assert code == 1 and "MODIFIED" in out_text
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_export_all_formats_json_output_is_pure_json(tmp_path: Path, capsys) -> None:
     code, out, _ = run_cli(
         capsys,
@@ -94,6 +96,7 @@ def test_export_all_formats_json_output_is_pure_json(tmp_path: Path, capsys) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"squeezenet1_1-{f}" for f in expected)
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_parity_failure_is_recorded_and_exits_3(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
@@ -113,6 +116,7 @@ def test_parity_failure_is_recorded_and_exits_3(tmp_path: Path, capsys, monkeypa
     assert manifest["exporter"] == "torch.onnx.export(dynamo=False)"
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_pretrained_export_works_offline_from_the_cache(tmp_path: Path, capsys) -> None:
     import torch
     from torchvision import models
@@ -132,6 +136,7 @@ def test_pretrained_export_works_offline_from_the_cache(tmp_path: Path, capsys) 
     assert code == 0
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_uncached_pretrained_weights_fail_fast_without_traceback(tmp_path: Path) -> None:
     start = time.monotonic()
     proc = run_cli_process(
@@ -153,6 +158,7 @@ def test_uncached_pretrained_weights_fail_fast_without_traceback(tmp_path: Path)
         (["inspect", "."], "no tvdeploy.json"),
     ],
 )
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_user_errors_give_one_message_and_exit_2(argv: list[str], message: str, tmp_path: Path) -> None:
     proc = run_cli_process(*argv, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -176,6 +182,7 @@ def test_checkpoint_with_wrong_labels_count(ten_class_checkpoint: tuple[Path, Pa
     assert proc.returncode == 2 and "3 labels but the model has 10 classes" in proc.stderr
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_preprocess_overrides_start_from_the_chosen_weights_preset(tmp_path: Path, capsys) -> None:
     """--crop-size with IMAGENET1K_V1 keeps V1's resize (256), not the DEFAULT (V2) weights' 232."""
     import torch
@@ -208,6 +215,7 @@ def test_preprocess_overrides_start_from_the_chosen_weights_preset(tmp_path: Pat
     assert manifest["input"]["shape"] == ["batch", 3, 200, 200]
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_verbose_errors_show_their_cause_chain(tmp_path: Path) -> None:
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a torch file at all")

@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
@@ -20,6 +22,7 @@ def test_no_doc_installs_tvdeploy_from_the_package_index() -> None:
             assert not re.search(r"pip install (--\S+ )*['\"]?tvdeploy(\[|\b)(?!-)", line), f"{doc.name}: {line}"
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_the_documented_wheel_builds_and_holds_the_runtime(tmp_path: Path) -> None:
     """docs/deployment.md's `pip wheel --no-deps . -w dist` (the build backend as installed: no network)."""
     assert "pip wheel --no-deps . -w dist" in (ROOT / "docs" / "deployment.md").read_text()

@@ -135,6 +135,7 @@ def test_latency_stats() -> None:
         LatencyStats.from_seconds([])
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_bench_model_loads_the_eager_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tvdeploy.bench.targets import model_targets
     from tvdeploy.export import pipeline

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: A clock the benchmarks below advance themselves: a benchmark "takes" exactly the seconds it says, so the
@@ -74,6 +76,7 @@ def _gate(
     )
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_gate_fails_on_a_slower_run_and_keeps_the_baseline(tmp_path: Path) -> None:
     (tmp_path / "test_sleepy.py").write_text(SLEEPY_BENCHMARK)
     first = _gate(tmp_path, 0.02)
@@ -90,6 +93,7 @@ def test_gate_fails_on_a_slower_run_and_keeps_the_baseline(tmp_path: Path) -> No
     assert same.returncode == 0, same.stdout + same.stderr
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_baselines_are_kept_per_host_and_other_hosts_are_compared_by_ratios(tmp_path: Path) -> None:
     (tmp_path / "test_two.py").write_text(TWO_BENCHMARKS)
 

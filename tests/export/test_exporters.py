@@ -22,6 +22,7 @@ def _export(tmp_path: Path, fmt: str) -> Path:
     return outcome.artifact_dir
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_big_models_get_external_data_and_it_is_hashed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, photo_files
 ) -> None:
@@ -78,6 +79,7 @@ def test_every_exporter_failing_is_an_export_error_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_a_program_that_does_not_run_falls_back_to_a_fixed_batch(tmp_path: Path, monkeypatch, photo_files) -> None:
     """ExecuTorch: when the dynamic-batch program fails at run time, the static one (batch 1) is written."""
     from tvdeploy.export import executorch_exporter
@@ -101,6 +103,7 @@ def test_a_program_that_does_not_run_falls_back_to_a_fixed_batch(tmp_path: Path,
     assert len(load(artifact, batch_size=8).predict(photo_files, top_k=1)) == len(photo_files)
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_one_format_failing_keeps_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tvdeploy.export.pipeline import PartialExportError
 
@@ -116,6 +119,7 @@ def test_one_format_failing_keeps_the_others(tmp_path: Path, monkeypatch: pytest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["squeezenet1_1-pt2"]
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_openvino_fp16_is_converted_from_an_fp32_onnx_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Requested together, the fp16 ONNX artifact is written and OpenVINO still converts an fp32 ONNX file."""
     from tvdeploy.export import openvino_converter

@@ -44,6 +44,7 @@ def _optimize(source: Path, out: Path, precision: str, *extra: str) -> Path:
     return out
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_a_trained_model_keeps_its_accuracy_through_export_and_int8(tmp_path: Path, capsys) -> None:
     data = trained_digits(epochs=2)
     eager, eager_predicted = eager_accuracy(data)

@@ -117,6 +117,7 @@ def test_labels_file_must_match_the_class_count(tmp_path: Path) -> None:
         load_model("mobilenet_v3_small", "none", labels_file=labels)
 
 
+@pytest.mark.slow  # seconds of work (see --durations)
 def test_random_vit_head_is_redrawn_so_outputs_carry_signal() -> None:
     # torchvision zero-initialises ViT heads: every logit would be 0 and parity would prove nothing.
     model = load_model("vit_b_32", "none")

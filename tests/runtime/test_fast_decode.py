@@ -48,6 +48,7 @@ def test_fast_decoding_never_goes_below_the_size_the_resize_needs(phone_photos: 
         assert fast.width / fast.height == pytest.approx(exact.width / exact.height, rel=0.01)
 
 
+@pytest.mark.slow  # seconds of work (see --durations)
 def test_other_formats_are_box_reduced(tmp_path: Path, photos: dict[str, Image.Image]) -> None:
     path = tmp_path / "big.png"
     photos["coffee"].resize((2400, 1600)).save(path)

@@ -40,6 +40,7 @@ def test_the_catalog_has_the_expected_distinct_presets() -> None:
 @pytest.mark.parametrize(
     "spec", PRESETS, ids=lambda p: f"{p.resize_size[0]}-{p.crop_size[0]}-{p.interpolation}-{p.mean[0]}"
 )
+@pytest.mark.slow  # 28 presets x large photos through Pillow and torchvision (seconds)
 def test_matches_torchvision_on_photos_and_odd_sizes(spec: PreprocessSpec, photos: dict[str, Image.Image]) -> None:
     ours, theirs = ImagePreprocessor(spec), torchvision_transforms(spec)
     images = list(photos.values()) + [Image.fromarray(random_uint8_image(i, size)) for i, size in enumerate(ODD_SIZES)]

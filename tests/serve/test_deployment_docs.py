@@ -37,6 +37,7 @@ def _inference_service() -> dict[str, Any]:
     return services[0]
 
 
+@pytest.mark.slow  # seconds of work (see --durations)
 def test_the_documented_inference_service_uses_only_kserves_fields() -> None:
     service = _inference_service()
     assert service["apiVersion"] == "serving.kserve.io/v1beta1"

@@ -33,6 +33,7 @@ BLOCK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
 def test_every_serve_module_imports_on_the_runtime_alone() -> None:
     code = BLOCK + textwrap.dedent("""
         import importlib, pkgutil

@@ -6,11 +6,12 @@ import logging
 
 from tvdeploy.export.producers import PRODUCERS, criteria_of, exportable_formats
 from tvdeploy.runtime.formats import ALL, FORMATS, get_format
+from tvdeploy.runtime.precisions import Precision
 
 logger = logging.getLogger(__name__)
 
 
-def formats_to_export(requested: str, precision: str = "fp32", graph_passes: bool = False) -> list[str]:
+def formats_to_export(requested: str, precision: str = Precision.FP32, graph_passes: bool = False) -> list[str]:
     """``all``: every format whose extra is installed, that supports ``precision`` and, with ``graph_passes``,
     takes the ONNX graph transformations (the others are named in the log); else the one known format named."""
     if requested.lower() != ALL:

@@ -1,5 +1,5 @@
-"""Every manifest the export side writes is built here: a fresh export's, a derived artifact's, and the parity and
-timing recorded on them, so that what a manifest holds is decided in one module."""
+"""Every manifest the export side writes is built here: a fresh export's, a derived artifact's, a tuned one's, and
+the parity and timing recorded on them, so that what a manifest holds is decided in one module."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from tvdeploy.export.base import ExportResult, ProduceJob
 from tvdeploy.export.versions import tool_versions
 from tvdeploy.models.loader import LoadedModel
 from tvdeploy.runtime.hashing import sha256_file
-from tvdeploy.runtime.manifest import FileEntry, Manifest
+from tvdeploy.runtime.manifest import Deployment, FileEntry, Manifest
+from tvdeploy.runtime.precisions import Precision
 from tvdeploy.runtime.records import Derivation, ExportAttempt, ExportInfo, ParityReport
 
 
@@ -32,7 +33,7 @@ def fresh_manifest(model: LoadedModel, job: ProduceJob, result: ExportResult, di
         weights=model.weights_id,
         pretrained=model.pretrained,
         format=job.spec.name,
-        precision=job.options.precision,
+        precision=Precision(job.options.precision),
         opset=result.opset,
         exporter=result.exporter,
         input=result.input_spec or job.input_spec,
@@ -54,6 +55,8 @@ def derived_manifest(
     """The manifest of an artifact derived from ``source`` (whose manifest is ``manifest``): ``changes``, its files
     in ``staging`` hashed, this tvdeploy's versions, what it was derived from, no parity yet."""
     derivation = Derivation(str(source.resolve()), manifest.precision, manifest.model_file.sha256)
+    if "precision" in changes:
+        changes["precision"] = Precision(changes["precision"])
     return dataclasses.replace(
         manifest,
         files=_file_entries(staging, files),
@@ -73,3 +76,8 @@ def record_parity(
     manifest.export_info.seconds = round(seconds, 2)
     if attempts is not None:
         manifest.export_info.attempts = list(attempts)
+
+
+def tuned_manifest(manifest: Manifest, record: Deployment, name: str) -> Manifest:
+    """The winner's manifest with ``tune``'s deployment record, under the source artifact's ``name``."""
+    return dataclasses.replace(manifest, deployment=record, name=name)

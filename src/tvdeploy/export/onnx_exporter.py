@@ -11,6 +11,7 @@ from tvdeploy.errors import ExportError
 from tvdeploy.export.base import ExportResult, ProduceJob, quiet_torch, torch_batch_dims, written_files
 from tvdeploy.export.onnx_graph import EXTERNAL_DATA_THRESHOLD, derive_onnx
 from tvdeploy.export.options import EXPORT_BATCH_BOUND
+from tvdeploy.runtime.precisions import Precision
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class OnnxExporter:
     def produce(self, job: ProduceJob, out_dir: Path, strategy: str) -> ExportResult:
         """Export fp32 ONNX; for another precision or graph transformations, export to a scratch directory and
         derive the model file in ``out_dir`` from it (:func:`~tvdeploy.export.onnx_graph.derive_onnx`)."""
-        if job.options.precision == "fp32" and not job.options.graph.active:
+        if job.options.precision == Precision.FP32 and not job.options.graph.active:
             return self._export(job, out_dir, strategy)
         if job.preprocess is None:
             raise ExportError("graph transformations need the artifact's preprocessing")

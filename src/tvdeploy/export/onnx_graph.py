@@ -42,6 +42,7 @@ from tvdeploy.runtime.manifest import (
     PreprocessSpec,
     TensorSpec,
 )
+from tvdeploy.runtime.precisions import Precision
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def derive_onnx(
     derived = DerivedModel(input_spec, output_spec)
     with tempfile.TemporaryDirectory(prefix="tvdeploy-graph-") as scratch:
         current = source
-        if precision != "fp32":
+        if precision != Precision.FP32:
             current = Path(scratch) / "precision.onnx"
             derived.details.update(convert_precision(source, current, precision, input_spec.name, calibration))
         model = onnx.load(str(current))

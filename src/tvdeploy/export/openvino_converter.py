@@ -23,7 +23,7 @@ from typing import Any
 from tvdeploy.errors import ExportError
 from tvdeploy.export.base import ExportResult, ProduceJob, written_files
 from tvdeploy.export.precision import to_int8
-from tvdeploy.runtime.precisions import get_precision
+from tvdeploy.runtime.precisions import Precision, get_precision
 
 
 class OpenVinoConverter:
@@ -48,7 +48,9 @@ class OpenVinoConverter:
                 details.update(to_int8(source, quantized, job.input_spec.name, job.calibration))
                 source = quantized
             model = ov.convert_model(str(source))
-            ov.save_model(model, str(out_dir / job.model_path), compress_to_fp16=job.options.precision == "fp16")
+            ov.save_model(
+                model, str(out_dir / job.model_path), compress_to_fp16=job.options.precision == Precision.FP16
+            )
         return ExportResult(
             files=written_files(out_dir, job.spec),
             exporter="openvino.convert_model(onnx)",

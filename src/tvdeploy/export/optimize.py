@@ -35,7 +35,7 @@ from tvdeploy.export.validate import artifact_parity, reference_model
 from tvdeploy.models.loader import LoadedModel
 from tvdeploy.runtime.formats import get_format
 from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files, write_manifest
-from tvdeploy.runtime.precisions import get_precision
+from tvdeploy.runtime.precisions import Precision, get_precision
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class OptimizeRequest:
     """What ``tvdeploy optimize`` was asked to do."""
 
     artifact: Path
-    precision: str = "fp32"
+    precision: str = Precision.FP32
     calibration: CalibrationOptions | None = None
     graph: GraphOptions = field(default_factory=GraphOptions)
     output: Path | None = None
@@ -55,7 +55,7 @@ class OptimizeRequest:
         """What the default output name adds to the source's: ``-int8``, ``-opt``, ``-slim``, ``-pre``, ``-top5``,
         ``-openvino``."""
         parts = [self.format] if self.format else []
-        parts += [self.precision] if self.precision != "fp32" else []
+        parts += [self.precision] if self.precision != Precision.FP32 else []
         parts += ["slim"] if self.graph.simplify else []
         parts += ["pre"] if self.graph.embed_preprocess else []
         parts += [f"top{self.graph.embed_top_k}"] if self.graph.embed_top_k else []
@@ -155,12 +155,12 @@ def _check_optimizable(request: OptimizeRequest, source: Path, manifest: Manifes
             f"{manifest.format} artifacts are converted from {producer.source} ones, not optimized themselves",
             hint=f"optimize the {producer.source} artifact with --format {manifest.format} --precision ...",
         )
-    if request.precision == "fp32" and not request.graph.active:
+    if request.precision == Precision.FP32 and not request.graph.active:
         raise UserInputError(
             "nothing to do: ask for a --precision or a graph transformation",
             hint="e.g. --precision int8 --calibration DIR, --optimize, --simplify, --embed-preprocess",
         )
-    if request.precision != "fp32" and request.precision not in producer.derivable:
+    if request.precision != Precision.FP32 and request.precision not in producer.derivable:
         makers = [
             f"{f.source or name} -> {name} {', '.join(f.derivable)}" for name, f in PRODUCERS.items() if f.derivable
         ]
@@ -183,7 +183,7 @@ def derivations(manifest: Manifest) -> list[str]:
     return [
         what
         for what, present in (
-            (manifest.precision, manifest.precision != "fp32"),
+            (manifest.precision, manifest.precision != Precision.FP32),
             ("embedded preprocessing", manifest.input.takes_images),
             ("embedded top-k", manifest.output.is_top_k),
             ("an optimized graph", manifest.optimized_graph is not None),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tvdeploy.errors import UserInputError
 from tvdeploy.runtime.manifest import OPTIMIZED_GRAPH_LEVELS
-from tvdeploy.runtime.precisions import PRECISIONS, get_precision
+from tvdeploy.runtime.precisions import PRECISIONS, Precision, get_precision
 
 #: The ONNX opset of new exports (18 brings the antialiased ``Resize`` and reduction ops as attributes).
 DEFAULT_OPSET = 18
@@ -135,7 +135,7 @@ class ExportOptions:
     """
 
     opset: int = DEFAULT_OPSET
-    precision: str = "fp32"
+    precision: str = Precision.FP32
     dynamic_batch: bool = True
     batch_size: int = 1
     max_batch: int = DEFAULT_MAX_BATCH

@@ -35,7 +35,7 @@ from tvdeploy.runtime.manifest import (
     check_model_name,
     write_manifest,
 )
-from tvdeploy.runtime.precisions import get_precision
+from tvdeploy.runtime.precisions import Precision, get_precision
 from tvdeploy.runtime.records import ExportAttempt
 from tvdeploy.runtime.runners import runner_for_artifact
 
@@ -254,7 +254,7 @@ class _Production:
     scratch: bool
 
 
-def production_order(formats: list[str], precision: str = "fp32", plain: bool = True) -> list[_Production]:
+def production_order(formats: list[str], precision: str = Precision.FP32, plain: bool = True) -> list[_Production]:
     """The requested formats, each converter's source first. Converters convert plain fp32 artifacts (they apply
     the precision themselves), so a source is made as a plain fp32 scratch artifact unless it is requested at
     fp32 and ``plain`` (no graph transformations)."""
@@ -263,7 +263,7 @@ def production_order(formats: list[str], precision: str = "fp32", plain: bool = 
     def visit(name: str, scratch: bool) -> None:
         source = producer_of(name).source
         if source is not None:
-            visit(source, scratch=source not in formats or precision != "fp32" or not plain)
+            visit(source, scratch=source not in formats or precision != Precision.FP32 or not plain)
         if _Production(name, scratch) not in order:
             order.append(_Production(name, scratch))
 
@@ -357,7 +357,7 @@ def _export_formats(context: _Context, outputs: dict[str, Path]) -> tuple[list[E
     fp32_sources: dict[str, Path] = {}
     source_request = dataclasses.replace(  # converters convert plain fp32 sources
         request,
-        options=dataclasses.replace(request.options, precision="fp32", calibration=None, graph=GraphOptions()),
+        options=dataclasses.replace(request.options, precision=Precision.FP32, calibration=None, graph=GraphOptions()),
     )
     with tempfile.TemporaryDirectory(prefix="tvdeploy-sources-") as scratch:
         for step in production_order(
@@ -377,7 +377,7 @@ def _export_formats(context: _Context, outputs: dict[str, Path]) -> tuple[list[E
                 logger.error("%s", exc.message)
                 failures[f"{fmt} (fp32 source)" if step.scratch else fmt] = exc.message
                 continue
-            if report.passed and manifest.precision == "fp32" and not step_context.request.options.graph.active:
+            if report.passed and manifest.precision == Precision.FP32 and not step_context.request.options.graph.active:
                 fp32_sources[fmt] = output
             if not step.scratch:
                 logger.info("wrote %s (%s)", output, "parity passed" if report.passed else "PARITY FAILED")

@@ -27,6 +27,7 @@ from tvdeploy.export.options import CalibrationOptions
 from tvdeploy.runtime.hashing import sha256_file
 from tvdeploy.runtime.inputs import collect_inputs
 from tvdeploy.runtime.manifest import PreprocessSpec
+from tvdeploy.runtime.precisions import Precision
 from tvdeploy.runtime.preprocess import ImagePreprocessor
 
 logger = logging.getLogger(__name__)
@@ -141,9 +142,9 @@ def convert_precision(
     source: Path, target: Path, precision: str, input_name: str, calibration: CalibrationSet | None
 ) -> dict[str, Any]:
     """Write ``target``, the fp32 model ``source`` at ``precision``; returns what the manifest records."""
-    if precision == "fp16":
+    if precision == Precision.FP16:
         return to_fp16(source, target)
-    if precision == "int8":
+    if precision == Precision.INT8:
         if calibration is None:
             raise ExportError("int8 quantization needs calibration data")
         return to_int8(source, target, input_name, calibration)

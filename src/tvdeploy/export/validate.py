@@ -14,7 +14,7 @@ from tvdeploy.export.parity import ParityReport, compare_runners
 from tvdeploy.export.producers import criteria_for
 from tvdeploy.models.loader import LoadedModel, load_model
 from tvdeploy.runtime.hashing import sha256_file
-from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
+from tvdeploy.runtime.manifest import Manifest, SourceKind, read_manifest, verify_artifact_files
 from tvdeploy.runtime.runners import runner_for_artifact
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def reference_weights(manifest: Manifest, weights_override: str | None = None) -
         return weights_override
     source = manifest.source
     weights = source.weights_argument
-    if source.kind == "checkpoint":
+    if source.kind == SourceKind.CHECKPOINT:
         path = Path(weights)
         if not path.is_file():
             raise ArtifactError(

@@ -17,7 +17,7 @@ from typing import Any
 from tvdeploy.errors import LabelsError, WeightsError
 from tvdeploy.models.catalog import ModelInfo, WeightsInfo, get_model_info
 from tvdeploy.runtime.hashing import sha256_file
-from tvdeploy.runtime.manifest import PreprocessSpec, Source
+from tvdeploy.runtime.manifest import PreprocessSpec, Source, SourceKind
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def load_model(
             True,
             entry.preprocess,
             [],
-            Source("pretrained", seed=seed, weights=entry.id),
+            Source(SourceKind.PRETRAINED, seed=seed, weights=entry.id),
         )
         categories, num_classes = list(entry.categories), entry.num_classes
     elif choice.kind == "random":
@@ -218,7 +218,7 @@ def load_model(
             False,
             default.preprocess,
             [],
-            Source("random", seed=seed, redrawn_zero_init=tuple(redrawn)),
+            Source(SourceKind.RANDOM, seed=seed, redrawn_zero_init=tuple(redrawn)),
         )
         categories, num_classes = list(default.categories), default.num_classes
     else:
@@ -247,7 +247,9 @@ def _from_checkpoint(info: ModelInfo, path: Path, seed: int) -> LoadedModel:
         True,
         default.preprocess,
         [],
-        Source("checkpoint", seed=seed, path=str(path), sha256=sha256_file(path), num_classes=fitted.num_classes),
+        Source(
+            SourceKind.CHECKPOINT, seed=seed, path=str(path), sha256=sha256_file(path), num_classes=fitted.num_classes
+        ),
     )
 
 

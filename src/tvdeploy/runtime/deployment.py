@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from tvdeploy.runtime.host import cpu_flags, cpu_signature, nvidia_gpus
 from tvdeploy.runtime.manifest import Manifest
-from tvdeploy.runtime.precisions import get_precision
+from tvdeploy.runtime.precisions import Precision, get_precision
 from tvdeploy.runtime.providers import GPU_PROVIDERS, SessionConfig, available_providers
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def apply_deployment(
                 manifest.format,
                 " or ".join(missing),
             )
-            manifest = dataclasses.replace(manifest, precision="fp32")
+            manifest = dataclasses.replace(manifest, precision=Precision.FP32)
         return Applied(manifest, config, batch_size, provider)
     if config.intra_op_threads is None and record.threads is not None:
         config = dataclasses.replace(config, intra_op_threads=record.threads)

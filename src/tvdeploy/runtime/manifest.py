@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tvdeploy.errors import ArtifactError
 from tvdeploy.runtime.formats import FORMATS
+from tvdeploy.runtime.precisions import PRECISIONS, Precision
 from tvdeploy.runtime.records import ExportInfo, ParityReport
 
 #: The newest schema this tvdeploy reads and writes. A manifest is written at the lowest version that describes
@@ -29,11 +31,19 @@ DEFAULT_OUTPUT_NAME = "logits"
 IMAGES_INPUT_NAME = "images"
 TOP_K_OUTPUT_NAME = "probabilities"
 TOP_K_INDICES_NAME = "indices"
-#: What an output's values are: raw class scores, or the top-k probabilities of an embedded softmax + TopK
-#: (with the class indices in a second output).
-LOGITS = "logits"
-TOP_K = "top_k"
-OUTPUT_MEANINGS = (LOGITS, TOP_K)
+
+
+class OutputMeaning(StrEnum):
+    """What an output's values are: raw class scores, or the top-k probabilities of an embedded softmax + TopK
+    (with the class indices in a second output)."""
+
+    LOGITS = "logits"
+    TOP_K = "top_k"
+
+
+LOGITS = OutputMeaning.LOGITS
+TOP_K = OutputMeaning.TOP_K
+OUTPUT_MEANINGS = tuple(OutputMeaning)
 #: The (height, width) of the example images fed to an artifact that takes images when it is timed (a VGA photo).
 EXAMPLE_IMAGE_SIZE = (480, 640)
 #: The layout of an input of whole images: uint8 RGB ``(N, H, W, 3)`` of any height and width.
@@ -230,7 +240,7 @@ class OutputSpec:
     """
 
     name: str
-    meaning: str = LOGITS
+    meaning: OutputMeaning = OutputMeaning.LOGITS
     shape: list[int | str] = field(default_factory=list)
     indices: str | None = None
 
@@ -241,6 +251,7 @@ class OutputSpec:
             _check_tensor_name(self.indices)
         if self.meaning not in OUTPUT_MEANINGS:
             raise ArtifactError(f"unknown output meaning {self.meaning!r}", hint=f"one of {', '.join(OUTPUT_MEANINGS)}")
+        object.__setattr__(self, "meaning", OutputMeaning(self.meaning))  # decoded from JSON as a plain string
         if self.meaning == TOP_K and not self.indices:
             raise ArtifactError("a top_k output needs the name of its indices output (output.indices)")
 
@@ -260,7 +271,15 @@ class OutputSpec:
         return (self.name, self.indices) if self.indices else (self.name,)
 
 
-SOURCE_KINDS = ("random", "pretrained", "checkpoint")
+class SourceKind(StrEnum):
+    """Where an artifact's eager model came from."""
+
+    RANDOM = "random"  # torchvision's init, seeded
+    PRETRAINED = "pretrained"  # torchvision weights
+    CHECKPOINT = "checkpoint"  # a state dict file
+
+
+SOURCE_KINDS = tuple(SourceKind)
 
 
 @dataclass(frozen=True)
@@ -273,7 +292,7 @@ class Source:
     ``checkpoint``: the file at ``path`` with its ``sha256`` and head size.
     """
 
-    kind: str
+    kind: SourceKind
     seed: int = 0
     weights: str | None = None
     path: str | None = None
@@ -284,11 +303,12 @@ class Source:
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
             raise ArtifactError(f"unknown model source kind {self.kind!r}", hint=f"one of {', '.join(SOURCE_KINDS)}")
+        object.__setattr__(self, "kind", SourceKind(self.kind))
 
     def random_weights_warning(self, what: str) -> str | None:
         """For a model of random weights, the warning that ``what`` (an artifact, a served model) answers nothing
         meaningful; None for pretrained weights and checkpoints."""
-        if self.kind != "random":
+        if self.kind != SourceKind.RANDOM:
             return None
         return (
             f"{what} has random weights (exported with --weights none): its predictions mean nothing; export "
@@ -298,9 +318,9 @@ class Source:
     @property
     def weights_argument(self) -> str:
         """The ``--weights`` value that rebuilds this model: ``none``, a weights id, or the checkpoint path."""
-        if self.kind == "random":
+        if self.kind == SourceKind.RANDOM:
             return "none"
-        value = self.weights if self.kind == "pretrained" else self.path
+        value = self.weights if self.kind == SourceKind.PRETRAINED else self.path
         if not value:
             raise ArtifactError(
                 f"the manifest's {self.kind} source does not say which weights", hint="pass the weights with --weights"
@@ -309,7 +329,7 @@ class Source:
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's ``source`` block (unset fields left out)."""
-        data: dict[str, Any] = {"kind": self.kind, "seed": self.seed}
+        data: dict[str, Any] = {"kind": self.kind.value, "seed": self.seed}
         for key in ("weights", "path", "sha256", "num_classes"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
@@ -325,9 +345,12 @@ class Source:
                 "the manifest does not say where the model came from (source.kind)",
                 hint="pass the weights with --weights",
             )
+        kind = str(data["kind"])
+        if kind not in SOURCE_KINDS:
+            raise ArtifactError(f"unknown model source kind {kind!r}", hint=f"one of {', '.join(SOURCE_KINDS)}")
         try:
             return cls(
-                kind=str(data["kind"]),
+                kind=SourceKind(kind),
                 seed=int(data.get("seed", 0)),
                 weights=data.get("weights"),
                 path=data.get("path"),
@@ -438,7 +461,7 @@ class Manifest:
     weights: str
     pretrained: bool
     format: str
-    precision: str
+    precision: Precision
     opset: int | None
     exporter: str
     input: TensorSpec
@@ -447,7 +470,7 @@ class Manifest:
     labels: list[str]
     files: list[FileEntry]
     versions: dict[str, str]
-    source: Source = field(default_factory=lambda: Source("random"))
+    source: Source = field(default_factory=lambda: Source(SourceKind.RANDOM))
     parity: ParityReport | None = None
     export_info: ExportInfo = field(default_factory=ExportInfo)
     created: str = ""
@@ -540,7 +563,7 @@ class Manifest:
             weights=_typed(data, "weights", str),
             pretrained=_typed(data, "pretrained", bool),
             format=fmt,
-            precision=_typed(data, "precision", str),
+            precision=_precision(_typed(data, "precision", str)),
             opset=opset,
             exporter=_typed(data, "exporter", str),
             input=_block(data, "input", TensorSpec, _typed(data, "input", dict)),
@@ -560,6 +583,15 @@ class Manifest:
 
 
 _MISSING = object()
+
+
+def _precision(name: str) -> Precision:
+    if name not in PRECISIONS:
+        raise ArtifactError(
+            f"unknown precision {name!r} (precision)",
+            hint=f"known precisions: {', '.join(PRECISIONS)} (a newer tvdeploy may know it)",
+        )
+    return Precision(name)
 
 
 def _typed(data: dict[str, Any], key: str, kind: type, default: Any = _MISSING) -> Any:

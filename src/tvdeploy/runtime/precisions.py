@@ -14,8 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from tvdeploy.errors import ProviderError, UserInputError
+
+
+class Precision(StrEnum):
+    """The numeric precisions tvdeploy knows (equal to their names in manifests and on the command line)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,7 @@ class PrecisionSpec:
     sets them under whatever the caller gave.
     """
 
-    name: str
+    name: Precision
     summary: str
     criteria: ParityCriteria
     needs_calibration: bool = False
@@ -105,21 +115,21 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 PRECISION_SPECS: dict[str, PrecisionSpec] = {
     spec.name: spec
     for spec in (
-        PrecisionSpec("fp32", "32-bit float, as the eager model", FP32_CRITERIA),
+        PrecisionSpec(Precision.FP32, "32-bit float, as the eager model", FP32_CRITERIA),
         PrecisionSpec(
-            "fp16",
+            Precision.FP16,
             "16-bit float weights and activations, fp32 inputs and outputs",
             FP16_CRITERIA,
             provider_options={"tensorrt": {"trt_fp16_enable": True}},
         ),
         PrecisionSpec(
-            "bf16",
+            Precision.BF16,
             "bfloat16 execution of the fp32 model (OpenVINO's inference precision), on CPUs with AVX512_BF16/AMX",
             BF16_CRITERIA,
             compute_features={"openvino": BF16_FLAGS},
         ),
         PrecisionSpec(
-            "int8",
+            Precision.INT8,
             "static int8 quantization (QDQ, per-channel weights), calibrated on images",
             INT8_CRITERIA,
             needs_calibration=True,
@@ -135,7 +145,7 @@ PRECISIONS = tuple(PRECISION_SPECS)
 
 def get_precision(name: str) -> PrecisionSpec:
     """The record of a precision; an unknown name is an error that lists the known ones."""
-    spec = PRECISION_SPECS.get(name)
+    spec = PRECISION_SPECS.get(name)  # a Precision member hashes and compares as its name
     if spec is None:
         raise UserInputError(f"unknown precision {name!r}", hint=f"choose one of {', '.join(PRECISIONS)}")
     return spec

@@ -27,6 +27,7 @@ from tvdeploy.errors import ArtifactError, MissingDependencyError, UserInputErro
 from tvdeploy.flags import flag, positive_int
 from tvdeploy.runtime.formats import FORMATS, get_format
 from tvdeploy.runtime.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_artifact_files
+from tvdeploy.runtime.precisions import Precision
 from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT, protocol_dims
 
 logger = logging.getLogger(__name__)
@@ -142,9 +143,9 @@ def _backend_parameters(manifest: Manifest) -> dict[str, str]:
     parameters = {"PERFORMANCE_HINT": "LATENCY"}
     if manifest.deployment is not None and manifest.deployment.threads:
         parameters["INFERENCE_NUM_THREADS"] = str(manifest.deployment.threads)
-    if manifest.precision == "bf16":
+    if manifest.precision == Precision.BF16:
         parameters["HINT_BF16"] = "YES"
-    elif manifest.precision == "fp32":
+    elif manifest.precision == Precision.FP32:
         logger.warning(
             "%s: Triton's OpenVINO backend cannot pin f32 inference: on a CPU with AVX512_BF16/AMX it may compute "
             "this fp32 IR in bf16 (OpenVINO's default there)",

@@ -15,27 +15,27 @@ from dataclasses import dataclass
 from tvdeploy.export.producers import missing_for_export
 from tvdeploy.runtime.formats import get_format
 from tvdeploy.runtime.host import cpu_flags, nvidia_gpus, usable_cores
-from tvdeploy.runtime.precisions import get_precision
+from tvdeploy.runtime.precisions import Precision, get_precision
 from tvdeploy.runtime.providers import INSTALL_HINTS, available_providers
 
 #: (format, precision) pairs tune considers on a CPU, the fp32 ONNX artifact (the baseline) first. ONNX
 #: Runtime's fp16 is left out on CPUs: its CPU provider runs an fp16 graph through casts, slower than fp32 (a
 #: candidate for the CUDA provider).
 CPU_CONFIGURATIONS = (
-    ("onnx", "fp32"),
-    ("onnx", "int8"),
-    ("openvino", "fp32"),
-    ("openvino", "bf16"),
-    ("openvino", "int8"),
+    ("onnx", Precision.FP32),
+    ("onnx", Precision.INT8),
+    ("openvino", Precision.FP32),
+    ("openvino", Precision.BF16),
+    ("openvino", Precision.INT8),
 )
 #: (format, precision, provider) tune considers where an NVIDIA GPU and onnxruntime-gpu are present. TensorRT runs
 #: the fp16 artifact with fp16 engines and the int8 QDQ artifact with int8 engines (explicit quantization: the
 #: artifact's own scales, no calibration table); its first session builds the engine, which the warm-up absorbs.
 GPU_CONFIGURATIONS = (
-    ("onnx", "fp32", "cuda"),
-    ("onnx", "fp16", "cuda"),
-    ("onnx", "fp16", "tensorrt"),
-    ("onnx", "int8", "tensorrt"),
+    ("onnx", Precision.FP32, "cuda"),
+    ("onnx", Precision.FP16, "cuda"),
+    ("onnx", Precision.FP16, "tensorrt"),
+    ("onnx", Precision.INT8, "tensorrt"),
 )
 
 

@@ -29,6 +29,7 @@ from tvdeploy.bench.targets import artifact_target
 from tvdeploy.errors import UserInputError
 from tvdeploy.export.artifact import check_output, staged_directory
 from tvdeploy.export.macs import count_macs
+from tvdeploy.export.manifests import tuned_manifest
 from tvdeploy.export.optimize import OptimizeRequest, derivations, optimize_artifact
 from tvdeploy.export.options import CalibrationOptions
 from tvdeploy.export.validate import reference_model
@@ -36,6 +37,7 @@ from tvdeploy.flags import flag, positive_int_list
 from tvdeploy.models.loader import LoadedModel
 from tvdeploy.runtime.host import cpu_flags, cpu_model, cpu_signature
 from tvdeploy.runtime.manifest import Deployment, Manifest, read_manifest, verify_artifact_files, write_manifest
+from tvdeploy.runtime.precisions import Precision
 from tvdeploy.runtime.records import ParityReport
 from tvdeploy.tune.candidates import Candidate, Skipped, plan
 
@@ -213,7 +215,7 @@ def _derive(
     """The artifact of one (format, precision) and its parity record against ``model`` (the source itself for
     onnx fp32)."""
     fmt, precision = key
-    if key == ("onnx", "fp32"):
+    if key == ("onnx", Precision.FP32):
         return request.artifact, manifest.parity
     outcome = optimize_artifact(
         OptimizeRequest(
@@ -323,7 +325,7 @@ def _write_winner(report: TuneReport, source_manifest: Manifest) -> None:
         candidates=[r.to_dict() for r in report.results],
         tuned=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
-    tuned = dataclasses.replace(manifest, deployment=record, name=source_manifest.name)
+    tuned = tuned_manifest(manifest, record, source_manifest.name)
     with staged_directory(report.request.output, report.request.force) as staging:
         for entry in manifest.files:
             target = staging / entry.path

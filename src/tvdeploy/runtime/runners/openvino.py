@@ -19,13 +19,18 @@ import numpy as np
 from tvdeploy.errors import ArtifactError
 from tvdeploy.runtime.host import cpu_flags
 from tvdeploy.runtime.manifest import Manifest
-from tvdeploy.runtime.precisions import get_precision
+from tvdeploy.runtime.precisions import Precision, get_precision
 from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
 
 #: OpenVINO's ``INFERENCE_PRECISION_HINT`` for each artifact precision (int8: the layers OpenVINO quantized run in
 #: int8 whatever the hint; the others in f32, as the fp32 artifact's).
-INFERENCE_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
+INFERENCE_PRECISION: dict[str, str] = {
+    Precision.FP32: "f32",
+    Precision.FP16: "f16",
+    Precision.BF16: Precision.BF16,
+    Precision.INT8: "f32",
+}
 #: tvdeploy provider name -> OpenVINO device.
 DEVICES = {"cpu": "CPU"}
 
@@ -51,7 +56,7 @@ class OpenVinoRunner(Runner):
         self,
         model_path: str | Path,
         provider: str = "cpu",
-        precision: str = "fp32",
+        precision: str = Precision.FP32,
         config: SessionConfig | None = None,
     ) -> None:
         super().__init__()
