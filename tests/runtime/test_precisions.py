@@ -38,3 +38,14 @@ def test_bf16_on_openvino_needs_bf16_hardware() -> None:
         bf16.check_host("openvino", frozenset({"avx2"}))
     with pytest.raises(UserInputError, match="choose one of fp32, fp16, bf16, int8"):
         get_precision("fp8")
+
+
+def test_every_precision_openvino_runs_says_how_and_tensorrt_is_told_the_low_ones() -> None:
+    from tvdeploy.runtime.runners.openvino import OpenVinoRunner
+
+    for name in FORMATS["openvino"].precisions:
+        hint = get_precision(name).backend_options["openvino"]["INFERENCE_PRECISION_HINT"]
+        assert OpenVinoRunner("m.xml", precision=name).properties()["INFERENCE_PRECISION_HINT"] == hint
+    assert get_precision("fp32").backend_options["openvino"]["INFERENCE_PRECISION_HINT"] == "f32"  # never bf16
+    assert get_precision("fp16").backend_options["tensorrt"] == {"trt_fp16_enable": True}
+    assert get_precision("int8").backend_options["tensorrt"]["trt_int8_enable"] is True

@@ -68,9 +68,10 @@ class PrecisionSpec:
     would otherwise emulate the precision (OpenVINO runs a bf16 hint in fp32 where the CPU lacks bf16) refuses it
     on such a host instead of silently running something else.
 
-    ``provider_options`` maps an ONNX Runtime provider to the options it needs to build its engine in this
-    precision (TensorRT builds fp32 engines unless told that fp16 or int8 layers are allowed); the ONNX runner
-    sets them under whatever the caller gave.
+    ``backend_options`` maps an execution backend, an ONNX Runtime provider (``tensorrt``) or a runtime
+    (``openvino``), to the options it needs to compute in this precision: TensorRT builds fp32 engines unless told
+    that fp16 or int8 layers are allowed, OpenVINO takes an ``INFERENCE_PRECISION_HINT``. The runners set them
+    under whatever the caller gave, so a new precision's execution is data here, not code in a runner.
     """
 
     name: Precision
@@ -78,7 +79,7 @@ class PrecisionSpec:
     criteria: ParityCriteria
     needs_calibration: bool = False
     compute_features: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    provider_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    backend_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     def missing_features(self, runtime: str, host_flags: frozenset[str]) -> list[str]:
         """The flags this host lacks to compute in this precision on ``runtime`` (empty: it can)."""
@@ -115,18 +116,25 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 PRECISION_SPECS: dict[str, PrecisionSpec] = {
     spec.name: spec
     for spec in (
-        PrecisionSpec(Precision.FP32, "32-bit float, as the eager model", FP32_CRITERIA),
+        PrecisionSpec(
+            Precision.FP32,
+            "32-bit float, as the eager model",
+            FP32_CRITERIA,
+            # OpenVINO's CPU plugin would default to bf16 on a CPU that has it: fp32 is pinned
+            backend_options={"openvino": {"INFERENCE_PRECISION_HINT": "f32"}},
+        ),
         PrecisionSpec(
             Precision.FP16,
             "16-bit float weights and activations, fp32 inputs and outputs",
             FP16_CRITERIA,
-            provider_options={"tensorrt": {"trt_fp16_enable": True}},
+            backend_options={"tensorrt": {"trt_fp16_enable": True}, "openvino": {"INFERENCE_PRECISION_HINT": "f16"}},
         ),
         PrecisionSpec(
             Precision.BF16,
             "bfloat16 execution of the fp32 model (OpenVINO's inference precision), on CPUs with AVX512_BF16/AMX",
             BF16_CRITERIA,
             compute_features={"openvino": BF16_FLAGS},
+            backend_options={"openvino": {"INFERENCE_PRECISION_HINT": "bf16"}},
         ),
         PrecisionSpec(
             Precision.INT8,
@@ -135,7 +143,11 @@ PRECISION_SPECS: dict[str, PrecisionSpec] = {
             needs_calibration=True,
             # TensorRT runs a QDQ graph's int8 layers (explicit quantization, no calibration table) once int8 is
             # allowed; fp16 lets it pick fp16 for the layers left in float
-            provider_options={"tensorrt": {"trt_int8_enable": True, "trt_fp16_enable": True}},
+            # OpenVINO runs the quantized layers in int8 whatever the hint; the layers left in float in f32
+            backend_options={
+                "tensorrt": {"trt_int8_enable": True, "trt_fp16_enable": True},
+                "openvino": {"INFERENCE_PRECISION_HINT": "f32"},
+            },
         ),
     )
 }

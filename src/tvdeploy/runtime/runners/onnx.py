@@ -62,7 +62,7 @@ class OnnxRunner(Runner):
         cls, artifact_dir: Path, manifest: Manifest, provider: str, config: SessionConfig | None = None
     ) -> "OnnxRunner":
         config = config or SessionConfig()
-        needed = get_precision(manifest.precision).provider_options.get(provider)
+        needed = get_precision(manifest.precision).backend_options.get(provider)
         if needed:  # the options the provider needs for this precision, under the caller's own
             config = dataclasses.replace(config, provider_options={**needed, **config.provider_options})
         graph = manifest.optimized_graph

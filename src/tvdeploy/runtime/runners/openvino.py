@@ -23,14 +23,6 @@ from tvdeploy.runtime.precisions import Precision, get_precision
 from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
 
-#: OpenVINO's ``INFERENCE_PRECISION_HINT`` for each artifact precision (int8: the layers OpenVINO quantized run in
-#: int8 whatever the hint; the others in f32, as the fp32 artifact's).
-INFERENCE_PRECISION: dict[str, str] = {
-    Precision.FP32: "f32",
-    Precision.FP16: "f16",
-    Precision.BF16: Precision.BF16,
-    Precision.INT8: "f32",
-}
 #: tvdeploy provider name -> OpenVINO device.
 DEVICES = {"cpu": "CPU"}
 
@@ -76,10 +68,11 @@ class OpenVinoRunner(Runner):
         )
 
     def properties(self) -> dict[str, Any]:
-        """The compile properties: precision pinned, latency hint, threads if set."""
+        """The compile properties: the precision's (the registry's ``backend_options``), latency hint, threads."""
         props: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION.get(self.precision, "f32"),
+            "INFERENCE_PRECISION_HINT": "f32",
             "PERFORMANCE_HINT": "LATENCY",
+            **get_precision(self.precision).backend_options.get("openvino", {}),
         }
         if self.config.intra_op_threads:
             props["INFERENCE_NUM_THREADS"] = self.config.intra_op_threads
