@@ -158,11 +158,13 @@ def test_uncached_pretrained_weights_fail_fast_without_traceback(tmp_path: Path)
         (["inspect", "."], "no tvdeploy.json"),
     ],
 )
-@pytest.mark.slow  # exports a model or runs subprocesses (seconds)
-def test_user_errors_give_one_message_and_exit_2(argv: list[str], message: str, tmp_path: Path) -> None:
-    proc = run_cli_process(*argv, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+def test_user_errors_give_one_message_and_exit_2(
+    argv: list[str], message: str, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # in this process: an exception escaping main() fails the test, as a traceback would
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2, err
+    assert message in err and "Traceback" not in err and err.count("error:") == 1
 
 
 def test_checkpoint_with_wrong_labels_count(ten_class_checkpoint: tuple[Path, Path], tmp_path: Path) -> None:
@@ -216,16 +218,16 @@ def test_preprocess_overrides_start_from_the_chosen_weights_preset(tmp_path: Pat
 
 
 @pytest.mark.slow  # exports a model or runs subprocesses (seconds)
-def test_verbose_errors_show_their_cause_chain(tmp_path: Path) -> None:
+def test_verbose_errors_show_their_cause_chain(tmp_path: Path, capsys) -> None:
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a torch file at all")
-    quiet = run_cli_process("export", "--model", "resnet18", "--weights", broken, "--output", tmp_path / "q")
-    verbose = run_cli_process("-v", "export", "--model", "resnet18", "--weights", broken, "--output", tmp_path / "v")
-    assert quiet.returncode == verbose.returncode == 2
-    assert "Traceback" not in quiet.stderr and "not a readable torch checkpoint" in quiet.stderr
+    quiet = run_cli(capsys, "export", "--model", "resnet18", "--weights", broken, "--output", tmp_path / "q")
+    verbose = run_cli(capsys, "-v", "export", "--model", "resnet18", "--weights", broken, "--output", tmp_path / "v")
+    assert quiet[0] == verbose[0] == 2
+    assert "Traceback" not in quiet[2] and "not a readable torch checkpoint" in quiet[2]
     # -v shows the underlying exception torch raised, then the same one-line message
-    assert "Traceback" in verbose.stderr and "UnpicklingError" in verbose.stderr
-    assert verbose.stderr.rstrip().endswith(quiet.stderr.rstrip().splitlines()[-1])
+    assert "Traceback" in verbose[2] and "UnpicklingError" in verbose[2]
+    assert verbose[2].rstrip().endswith(quiet[2].rstrip().splitlines()[-1])
 
 
 def test_a_closed_stdout_ends_quietly(resnet18_artifacts) -> None:
