@@ -139,3 +139,18 @@ def test_zoo_sweep_covers_the_installed_formats() -> None:
     from tests.export import test_zoo
 
     assert exportable_formats() == test_zoo.FORMATS
+
+
+def test_a_zoo_sweep_row_is_json_the_coverage_renderer_reads(resnet18_artifacts) -> None:
+    import json
+
+    from tests.export.test_zoo import _row
+    from tvdeploy.export.pipeline import ExportOutcome
+    from tvdeploy.runtime.manifest import read_manifest
+
+    manifest = read_manifest(resnet18_artifacts["onnx"])
+    assert manifest.parity is not None
+    outcome = ExportOutcome("onnx", resnet18_artifacts["onnx"], manifest, manifest.parity, 1.0)
+    row = json.loads(json.dumps(_row("resnet18", outcome)))  # the sweep appends rows like this to coverage.jsonl
+    assert row["passed"] and row["attempts"][0] == {"strategy": "dynamo", "exported": True,
+                                                    "exporter": manifest.exporter, "parity_passed": True}  # fmt: skip

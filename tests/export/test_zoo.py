@@ -50,7 +50,7 @@ def _row(model: str, outcome) -> dict:
         "random_max_abs_diff": sets["random"]["max_abs_diff"],
         "random_min_cosine": sets["random"]["min_cosine"],
         "max_abs_logit": sets["photos"]["max_abs_logit"],
-        "attempts": outcome.attempts,
+        "attempts": [a.to_dict() for a in outcome.attempts],
         "failures": [str(f) for f in outcome.parity.failures],
     }
 
