@@ -88,3 +88,17 @@ def test_a_gpu_record_runs_on_its_provider_where_offered_and_says_so_where_not(
     monkeypatch.setattr(deployment, "available_providers", lambda: ["cpu", "cuda", "tensorrt"])
     applied = apply_deployment(manifest, None, None)
     assert (applied.provider, applied.batch_size, applied.session_config.intra_op_threads) == ("tensorrt", 8, 2)
+
+
+def test_an_avx2_only_host_does_not_try_bf16_and_the_report_says_why(monkeypatch) -> None:
+    from tvdeploy.tune import tuner
+
+    avx2 = frozenset({"avx", "avx2", "fma", "f16c", "sse4_1"})  # the AMD EPYC of other days
+    monkeypatch.setattr(candidates, "cpu_flags", lambda: avx2)
+    monkeypatch.setattr(tuner, "cpu_flags", lambda: avx2)
+    _host(monkeypatch, (), ["cpu"])
+    planned, skipped = plan(has_calibration=True, cores=2)
+    assert ("openvino", "bf16") not in {c.artifact_key for c in planned}
+    assert any(s.precision == "bf16" and "no avx512_bf16 or amx_bf16" in s.reason for s in skipped)
+    assert {"onnx-fp32-t2", "onnx-int8-t2", "openvino-int8-t2"} <= {c.name for c in planned}
+    assert "neither VNNI nor AMX" in tuner._host_note()
