@@ -52,3 +52,15 @@ def test_cpu_never_asks_the_backends(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_provider("auto", ["openvino"]) == "cpu"  # nothing but cpu to try
     with pytest.raises(ProviderError, match="unknown provider 'tpu'"):
         resolve_provider("tpu", ["onnx"])
+
+
+def test_gpu_providers_are_available_only_where_a_gpu_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(providers, "_compiled_providers", lambda: ["cpu", "cuda", "tensorrt"])  # onnxruntime-gpu
+    monkeypatch.setattr(providers, "nvidia_gpus", lambda: ())
+    assert providers.available_providers() == ["cpu"]  # so auto never picks a CUDA session that cannot start
+    assert providers.unavailable_reason("cuda") == "no NVIDIA GPU on this host"
+    monkeypatch.setattr(providers, "nvidia_gpus", lambda: ("NVIDIA H200",))
+    assert providers.available_providers() == ["cpu", "cuda", "tensorrt"]
+    assert providers.unavailable_reason("tensorrt") is None
+    monkeypatch.setattr(providers, "_compiled_providers", lambda: ["cpu"])
+    assert "pip install onnxruntime-gpu" in (providers.unavailable_reason("cuda") or "")

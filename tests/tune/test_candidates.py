@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tvdeploy.runtime import providers
 from tvdeploy.runtime.deployment import apply_deployment
 from tvdeploy.runtime.host import cpu_signature
 from tvdeploy.runtime.manifest import Deployment, Manifest, read_manifest
@@ -18,9 +19,10 @@ from tvdeploy.tune import candidates
 from tvdeploy.tune.candidates import Candidate, plan
 
 
-def _host(monkeypatch: pytest.MonkeyPatch, gpus: tuple[str, ...], providers: list[str]) -> None:
-    monkeypatch.setattr(candidates, "nvidia_gpus", lambda: gpus)
-    monkeypatch.setattr(candidates, "available_providers", lambda: providers)
+def _host(monkeypatch: pytest.MonkeyPatch, gpus: tuple[str, ...], compiled: list[str]) -> None:
+    """A host with these NVIDIA GPUs and an onnxruntime build compiled with these providers."""
+    monkeypatch.setattr(providers, "nvidia_gpus", lambda: gpus)
+    monkeypatch.setattr(providers, "_compiled_providers", lambda: compiled)
 
 
 def test_without_a_gpu_the_gpu_configurations_are_named_and_not_tried(monkeypatch) -> None:
@@ -75,17 +77,14 @@ def _tuned_on(artifact: Path, provider: str) -> Manifest:
 def test_a_gpu_record_runs_on_its_provider_where_offered_and_says_so_where_not(
     resnet18_artifacts, monkeypatch, caplog
 ) -> None:
-    from tvdeploy.runtime import deployment
-
     manifest = _tuned_on(resnet18_artifacts["onnx"], "tensorrt")
-    monkeypatch.setattr(deployment, "nvidia_gpus", lambda: ())
+    _host(monkeypatch, (), ["cpu", "cuda", "tensorrt"])
     with caplog.at_level(logging.WARNING, logger="tvdeploy"):
         assert apply_deployment(manifest, None, None).provider == "cpu"
     assert "tuned on tensorrt, which this host does not offer" in caplog.text
     assert apply_deployment(manifest, None, None, "cpu").provider == "cpu"  # the caller's
 
-    monkeypatch.setattr(deployment, "nvidia_gpus", lambda: ("NVIDIA H200",))
-    monkeypatch.setattr(deployment, "available_providers", lambda: ["cpu", "cuda", "tensorrt"])
+    _host(monkeypatch, ("NVIDIA H200",), ["cpu", "cuda", "tensorrt"])
     applied = apply_deployment(manifest, None, None)
     assert (applied.provider, applied.batch_size, applied.session_config.intra_op_threads) == ("tensorrt", 8, 2)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tvdeploy.errors import UserInputError
-from tvdeploy.runtime.deployment import apply_deployment
+from tvdeploy.runtime.deployment import apply_deployment, recorded_provider
 from tvdeploy.runtime.formats import EAGER, backend_names
 from tvdeploy.runtime.manifest import Manifest, PreprocessSpec, TensorSpec, read_manifest
 from tvdeploy.runtime.providers import SessionConfig
@@ -140,7 +140,7 @@ def artifact_target(path: Path) -> BenchTarget:
         artifact=path,
         manifest=manifest,
         source={"architecture": manifest.architecture, **manifest.source.to_dict()},
-        provider=apply_deployment(manifest, None, None).provider if manifest.deployment else None,
+        provider=recorded_provider(manifest),
     )
 
 

@@ -14,10 +14,10 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from tvdeploy.runtime.host import cpu_flags, cpu_signature, nvidia_gpus
+from tvdeploy.runtime.host import cpu_flags, cpu_signature
 from tvdeploy.runtime.manifest import Manifest
 from tvdeploy.runtime.precisions import Precision, get_precision
-from tvdeploy.runtime.providers import GPU_PROVIDERS, SessionConfig, available_providers
+from tvdeploy.runtime.providers import SessionConfig, unavailable_reason
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def apply_deployment(
     record = manifest.deployment
     if record is None:
         return Applied(manifest, config, batch_size, provider or "cpu")
-    provider = provider or _recorded_provider(record.provider)
+    provider = provider or recorded_provider(manifest) or "cpu"
     if record.host_signature != cpu_signature():
         logger.warning(
             "this artifact was tuned on another CPU (%s: %s); this host is %s: using portable settings",
@@ -65,9 +65,15 @@ def apply_deployment(
     return Applied(manifest, config, batch_size if batch_size is not None else record.batch_size, provider)
 
 
-def _recorded_provider(recorded: str) -> str:
-    """The record's provider where this host offers it; else the CPU, said so."""
-    if recorded == "cpu" or (recorded in available_providers() and (recorded not in GPU_PROVIDERS or nvidia_gpus())):
+def recorded_provider(manifest: Manifest) -> str | None:
+    """The provider the deployment record names where this host offers it, else the CPU (said so); None without a
+    record."""
+    if manifest.deployment is None:
+        return None
+    recorded = manifest.deployment.provider
+    reason = unavailable_reason(recorded)
+    if reason is None:
         return recorded
-    logger.warning("this artifact was tuned on %s, which this host does not offer: running on the CPU", recorded)
+    logger.warning("this artifact was tuned on %s, which this host does not offer (%s): running on the CPU",
+                   recorded, reason)  # fmt: skip
     return "cpu"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tvdeploy.errors import ProviderError
+from tvdeploy.runtime.host import nvidia_gpus
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ GPU_PROVIDERS = ("cuda", "tensorrt")
 #: engine build takes minutes on the first run, which a default must not cost.
 AUTO_ORDER = ("cuda", "openvino", "cpu")
 
-INSTALL_HINTS = {
+_INSTALL_HINTS = {
     "cuda": "pip uninstall onnxruntime && pip install onnxruntime-gpu (needs an NVIDIA driver and CUDA/cuDNN libraries)",
     "tensorrt": "install onnxruntime-gpu and TensorRT (pip install tensorrt), see docs/deployment.md",
     "openvino": "pip uninstall onnxruntime && pip install onnxruntime-openvino",
@@ -96,7 +97,24 @@ class SessionConfig:
 
 
 def available_providers() -> list[str]:
-    """User-facing names of the providers this onnxruntime build offers."""
+    """User-facing names of the providers this onnxruntime build offers and this host can run: CUDA and TensorRT
+    only where an NVIDIA GPU is present (onnxruntime-gpu lists them on any install, GPU or not)."""
+    gpu = bool(nvidia_gpus())
+    return [name for name in _compiled_providers() if gpu or name not in GPU_PROVIDERS]
+
+
+def unavailable_reason(provider: str) -> str | None:
+    """Why ``provider`` cannot run here (no NVIDIA GPU, or not in this onnxruntime build, with the way to get it);
+    None where it can."""
+    if provider == "cpu" or provider in available_providers():
+        return None
+    if provider in GPU_PROVIDERS and not nvidia_gpus():
+        return "no NVIDIA GPU on this host"
+    return f"this onnxruntime build has no {provider} provider ({_INSTALL_HINTS[provider]})"
+
+
+def _compiled_providers() -> list[str]:
+    """User-facing names of the providers this onnxruntime build was compiled with."""
     import onnxruntime as ort
 
     offered = set(ort.get_available_providers())
@@ -143,7 +161,7 @@ def resolve_provider(requested: str, backends: Sequence[str]) -> str:
             if requested not in available:
                 raise ProviderError(
                     f"provider {requested!r} is not available for {backend} here (available: {', '.join(available)})",
-                    hint=INSTALL_HINTS.get(requested) if backend == "onnx" else _TORCH_HINT.get(requested),
+                    hint=_INSTALL_HINTS.get(requested) if backend == "onnx" else _TORCH_HINT.get(requested),
                 )
     return requested
 
@@ -169,5 +187,5 @@ def check_session_providers(session: Any, provider: str) -> None:
     if ORT_PROVIDERS[provider] not in active:
         raise ProviderError(
             f"onnxruntime could not start the {provider} provider for this model (active: {', '.join(active)})",
-            hint=INSTALL_HINTS.get(provider, "check onnxruntime's log for why the provider failed"),
+            hint=_INSTALL_HINTS.get(provider, "check onnxruntime's log for why the provider failed"),
         )

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from tvdeploy.export.producers import missing_for_export
 from tvdeploy.runtime.formats import get_format
-from tvdeploy.runtime.host import cpu_flags, nvidia_gpus, usable_cores
+from tvdeploy.runtime.host import cpu_flags, usable_cores
 from tvdeploy.runtime.precisions import Precision, get_precision
-from tvdeploy.runtime.providers import INSTALL_HINTS, available_providers
+from tvdeploy.runtime.providers import unavailable_reason
 
 #: (format, precision) pairs tune considers on a CPU, the fp32 ONNX artifact (the baseline) first. ONNX
 #: Runtime's fp16 is left out on CPUs: its CPU provider runs an fp16 graph through casts, slower than fp32 (a
@@ -90,7 +90,7 @@ def plan(has_calibration: bool, cores: int | None = None) -> tuple[list[Candidat
         else:
             candidates.extend(Candidate(fmt, precision, threads) for threads in thread_counts(cores))
     for fmt, precision, provider in GPU_CONFIGURATIONS:
-        reason = _unavailable(fmt, precision, has_calibration) or _gpu_cannot(provider)
+        reason = _unavailable(fmt, precision, has_calibration) or unavailable_reason(provider)
         if reason:
             skipped.append(Skipped(fmt, f"{precision} ({provider})", reason))
         else:
@@ -112,11 +112,3 @@ def _unavailable(fmt: str, precision: str, has_calibration: bool) -> str | None:
 def _cpu_cannot(fmt: str, precision: str, flags: frozenset[str]) -> str | None:
     features = get_precision(precision).missing_features(fmt, flags)
     return f"this CPU has no {' or '.join(features)}" if features else None
-
-
-def _gpu_cannot(provider: str) -> str | None:
-    if not nvidia_gpus():
-        return "no NVIDIA GPU on this host"
-    if provider not in available_providers():
-        return f"this onnxruntime build has no {provider} provider ({INSTALL_HINTS[provider]})"
-    return None
