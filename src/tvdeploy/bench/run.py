@@ -17,7 +17,7 @@ from tvdeploy.bench.targets import BenchTarget
 from tvdeploy.errors import UserInputError
 from tvdeploy.flags import flag, positive_int, positive_int_list
 from tvdeploy.runtime.formats import runs_on_torch
-from tvdeploy.runtime.providers import PROVIDER_CHOICES, resolve_provider
+from tvdeploy.runtime.providers import PROVIDER_CHOICES, RECORDED_PROVIDER_HELP, resolve_provider
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class BenchConfig:
     #: one provider for every target; None: each target's own (a deployment record's, tune's), else ``cpu``
     provider: str | None = flag(
         None,
-        "execution provider (default: the tuned deployment's where the artifact has one, else cpu)",
+        RECORDED_PROVIDER_HELP,
         choices=PROVIDER_CHOICES,
     )
     threads: int | None = flag(None, "intra-op threads for every backend (default: the libraries' own)")

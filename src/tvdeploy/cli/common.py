@@ -132,10 +132,3 @@ def graph_options(args: argparse.Namespace) -> Any:
         embed_preprocess=args.embed_preprocess,
         embed_top_k=args.embed_postprocess,
     )
-
-
-def provider_help(default: str | None) -> str:
-    """The help of a ``--provider`` flag."""
-    if default is None:
-        return "execution provider (default: the tuned deployment's where the artifact has one, else cpu)"
-    return f"execution provider (default {default})"

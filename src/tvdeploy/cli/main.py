@@ -11,6 +11,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from tvdeploy import __version__
 from tvdeploy.cli.common import EXIT_BROKEN_PIPE, print_json
@@ -34,6 +35,7 @@ class Command:
     help: str
 
 
+@lru_cache(maxsize=1)
 def commands() -> dict[str, Command]:
     """Every command, in ``--help`` order (the help lines read the format registry, which imports no backend)."""
     from tvdeploy.runtime.formats import FORMATS, backend_names

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tvdeploy.cli.common import EXIT_FAILED, EXIT_OK, provider_help
+from tvdeploy.cli.common import EXIT_FAILED, EXIT_OK
 from tvdeploy.errors import UserInputError
 from tvdeploy.flags import positive_int
 
@@ -19,7 +19,7 @@ logger = logging.getLogger("tvdeploy")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``predict``."""
     from tvdeploy.runtime.images import DECODE_MODES, DEFAULT_MAX_PIXELS
-    from tvdeploy.runtime.providers import PROVIDER_CHOICES
+    from tvdeploy.runtime.providers import PROVIDER_CHOICES, RECORDED_PROVIDER_HELP
 
     p.add_argument("artifact", type=Path, metavar="ARTIFACT")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and directories (walked recursively)")
@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size", type=positive_int, help="images per model call (default: the tuned deployment's, else 8)"
     )
-    p.add_argument("--provider", choices=PROVIDER_CHOICES, help=provider_help(None))
+    p.add_argument("--provider", choices=PROVIDER_CHOICES, help=RECORDED_PROVIDER_HELP)
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument("--workers", type=positive_int, help="decoding threads (default: one per usable core)")
     p.add_argument(

@@ -9,13 +9,12 @@ torch-free runtime needs; this module says how it is *produced*, which only the 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tvdeploy.errors import UserInputError
-from tvdeploy.runtime.formats import FORMATS, FormatSpec, get_format, missing_modules
+from tvdeploy.runtime.formats import FORMATS, FormatSpec, get_format, import_target, missing_modules
 from tvdeploy.runtime.precisions import EMBEDDED_PREPROCESS_CRITERIA, PRECISION_SPECS, ParityCriteria
 
 _TORCH_EXPORT = ("torch", "torchvision")
@@ -41,8 +40,7 @@ class ProducerSpec:
 
     def load(self) -> Any:
         """A new producer object (``strategies`` and ``produce(job, out_dir, strategy)``)."""
-        module_name, _, attribute = self.target.partition(":")
-        return getattr(importlib.import_module(module_name), attribute)()
+        return import_target(self.target)()
 
 
 #: How each format of :data:`~tvdeploy.runtime.formats.FORMATS` is made.

@@ -31,7 +31,9 @@ TORCH_PROVIDERS = ("cpu", "cuda")
 EAGER_RUNNER = "tvdeploy.runtime.runners.torch_backed:TorchModuleRunner"
 
 
-def _import(target: str) -> Any:
+def import_target(target: str) -> Any:
+    """The attribute a ``"module:attribute"`` string names (runners and producers are named this way, imported
+    only when used)."""
     module_name, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module_name), attribute)
 
@@ -87,7 +89,7 @@ class FormatSpec:
 
     def runner_class(self) -> Any:
         """The runner class (imports its module, not the backend)."""
-        return _import(self.runner)
+        return import_target(self.runner)
 
     def missing_for_runtime(self) -> list[str]:
         """Modules that running this format needs and that are not installed."""
@@ -194,7 +196,7 @@ def providers_of(backend: str) -> tuple[str, ...]:
 
 def runner_class_of(backend: str) -> Any:
     """The runner class of a bench backend (``eager`` or a format)."""
-    return _import(EAGER_RUNNER) if backend == EAGER else get_format(backend).runner_class()
+    return import_target(EAGER_RUNNER) if backend == EAGER else get_format(backend).runner_class()
 
 
 def runs_on_torch(backend: str) -> bool:

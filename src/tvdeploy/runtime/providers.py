@@ -25,6 +25,8 @@ ORT_PROVIDERS = {
     "openvino": "OpenVINOExecutionProvider",
 }
 PROVIDER_CHOICES = (*ORT_PROVIDERS, "auto")
+#: What a ``--provider`` flag left out means where an artifact may carry a tuned deployment record.
+RECORDED_PROVIDER_HELP = "execution provider (default: the tuned deployment's where the artifact has one, else cpu)"
 #: The providers that run on an NVIDIA GPU (inputs and outputs bound on the device).
 GPU_PROVIDERS = ("cuda", "tensorrt")
 #: What ``auto`` tries, best first. TensorRT is left to explicit requests: its

@@ -47,7 +47,6 @@ class ModelCore:
         self.name = self.manifest.name
         self.classifier: Classifier | None = None
         self.batcher: DynamicBatcher | None = None
-        self.ready = False
         #: why loading failed (the model then stays not ready); None while loading and once loaded
         self.load_error: str | None = None
 
@@ -82,11 +81,15 @@ class ModelCore:
             instances=self.options.instances,
             place_instances=self.options.pin_instances,
         )
-        self.ready = True
         logger.info("model %s ready (%s, %s)", self.name, self.manifest.format, self.manifest.precision)
         random_weights = self.manifest.source.random_weights_warning(f"model {self.name}")
         if random_weights:
             logger.warning("%s", random_weights)
+
+    @property
+    def ready(self) -> bool:
+        """Loaded, warmed up and batching."""
+        return self.batcher is not None
 
     def stop(self) -> None:
         """Release the batcher's thread and the model."""

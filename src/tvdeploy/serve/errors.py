@@ -28,8 +28,6 @@ from tvdeploy.serve.failures import BodyTooLarge, InvalidRequest, Overloaded, Re
 from tvdeploy.serve.metrics import printable
 from tvdeploy.serve.shared_memory import SharedMemoryError
 
-__all__ = ["ERROR_STATUSES", "BodyTooLarge", "InvalidRequest", "Overloaded", "Refused", "RequestTimeout"]
-
 logger = logging.getLogger(__name__)
 
 #: nginx's status for a client that closed the connection before the answer (no response is sent).

@@ -42,8 +42,8 @@ class ServedClassifier(Model):
     def load(self) -> bool:
         """Load and warm up the core, then report ready."""
         self.core.load()
-        self.ready = True
-        return True
+        self.ready = self.core.ready  # KServe's Model keeps its own flag, which its data plane reads
+        return self.ready
 
     def stop(self) -> None:
         """Release the core's model and batcher."""

@@ -8,7 +8,7 @@ from tvdeploy.errors import UserInputError
 from tvdeploy.flags import flag, positive_int
 from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS
-from tvdeploy.runtime.providers import PROVIDER_CHOICES, SessionConfig
+from tvdeploy.runtime.providers import PROVIDER_CHOICES, RECORDED_PROVIDER_HELP, SessionConfig
 
 #: Loopback: a server is reachable from elsewhere only when asked (``--host 0.0.0.0`` in a container).
 DEFAULT_HOST = "127.0.0.1"
@@ -120,7 +120,7 @@ class ServeOptions:
     )
     provider: str | None = flag(
         None,
-        "execution provider (default: the tuned deployment's where the artifact has one, else cpu)",
+        RECORDED_PROVIDER_HELP,
         choices=PROVIDER_CHOICES,
     )
     grace_period_s: int = flag(30, "seconds in-flight requests may take on shutdown", name="--grace-period")
