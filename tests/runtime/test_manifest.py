@@ -223,3 +223,11 @@ def test_an_older_manifests_text_failures_and_a_malformed_parity_block(tmp_path:
     path.write_text(json.dumps(data))
     with pytest.raises(ArtifactError, match="parity"):
         read_manifest(tmp_path)
+    for block, key, value in (("set", "min_cosine", "0.9"), ("set", "batch_sizes", [True]), ("set", "passed", 1),
+                              ("criteria", "atol_scale", None)):  # fmt: skip
+        data = json.loads(json.dumps(manifest.to_dict()))
+        target = data["parity"]["sets"][0] if block == "set" else data["parity"]["criteria"]
+        target[key] = value
+        path.write_text(json.dumps(data))
+        with pytest.raises(ArtifactError, match=rf"\.{key} is .*not of the type"):
+            read_manifest(tmp_path)  # a reader that formats or compares the figures would crash on it

@@ -7,6 +7,8 @@ from, what an output means) are :class:`~enum.StrEnum` members, which compare eq
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -87,9 +89,12 @@ class SetReport:
         """A set as recorded."""
         if not isinstance(data, dict):
             raise ArtifactError(f"a parity set must be an object, got {type(data).__name__} (parity.sets)")
+        _check_types(cls, {k: v for k, v in data.items() if k != "failures"}, "parity.sets")
+        failures = data.get("failures", [])
+        if not isinstance(failures, list):
+            raise ArtifactError("a parity set's failures must be a list (parity.sets)")
         try:
-            values = {**data, "failures": [ParityFailure.from_dict(f) for f in data.get("failures", [])]}
-            return cls(**values)
+            return cls(**{**data, "failures": [ParityFailure.from_dict(f) for f in failures]})
         except TypeError as exc:
             raise ArtifactError(f"malformed parity set in the manifest: {exc} (parity.sets)") from exc
 
@@ -144,12 +149,44 @@ class ParityReport:
                 reference=str(data["reference"]),
                 candidate=str(data["candidate"]),
                 precision=str(data["precision"]),
-                criteria=ParityCriteria(**data["criteria"]),
+                criteria=ParityCriteria(**_check_types(ParityCriteria, data["criteria"], "parity.criteria")),
                 sets=[SetReport.from_dict(s) for s in data.get("sets", [])],
                 interface=[str(i) for i in data.get("interface", [])],
             )
         except (KeyError, TypeError) as exc:
             raise ArtifactError(f"malformed parity block in the manifest: {exc} (parity)") from exc
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: How a field's JSON value is checked, by the field's type.
+_JSON_CHECKS: dict[Any, Callable[[Any], bool]] = {
+    float: _is_number,
+    int: _is_integer,
+    bool: lambda value: isinstance(value, bool),
+    str: lambda value: isinstance(value, str),
+    list[int]: lambda value: isinstance(value, list) and all(_is_integer(v) for v in value),
+}
+
+
+def _check_types(cls: type, values: Any, where: str) -> dict[str, Any]:
+    """``values`` if each one has its field's type (numbers, booleans, strings, lists of integers), as JSON gives
+    them; an :class:`ArtifactError` naming the field otherwise (a hand-edited manifest must not crash a reader
+    that formats or compares them)."""
+    if not isinstance(values, dict):
+        raise ArtifactError(f"{where} must be an object, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        check = _JSON_CHECKS.get(hints.get(key))
+        if check is not None and not check(value):
+            raise ArtifactError(f"the manifest's {where}.{key} is {value!r}, not of the type it records ({where})")
+    return values
 
 
 @dataclass(frozen=True)
