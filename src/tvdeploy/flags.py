@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """``"2.5"`` -> 2.5; ``nan`` and ``inf`` are refused (a limit or a timeout must be a number)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number: {text}")
     return value
 
 

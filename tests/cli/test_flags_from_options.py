@@ -88,3 +88,12 @@ def test_only_the_command_being_run_is_imported(resnet18_artifacts) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
+
+
+@pytest.mark.parametrize("argv", [("serve", "A", "--max-body-mb", "nan"), ("serve", "A", "--request-timeout", "inf"),
+                                  ("tune", "A", "--output", "O", "--budget-s", "nan"),
+                                  ("predict", "A", "x.jpg", "--num-cpus", "nan")])  # fmt: skip
+def test_a_number_that_is_not_finite_is_a_usage_error(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        _parse(*argv)  # not a ValueError from int(nan * MB) later, nor a timeout of nan seconds
+    assert exited.value.code == 2 and "must be a finite number" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import typing
 from collections.abc import Collection
 from typing import Any, TypeVar
 
-from tvdeploy.flags import Flag, field_default, flag_fields
+from tvdeploy.flags import Flag, field_default, finite_float, flag_fields
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ def add_option_flags(
         parser.add_argument(
             *names,
             dest=field.name,
-            type=spec.parse or kind,
+            type=spec.parse or (finite_float if kind is float else kind),
             default=shown,
             choices=spec.choices,
             metavar=spec.metavar or (None if spec.choices else names[0].lstrip("-").replace("-", "_").upper()),

@@ -11,7 +11,7 @@ from typing import Any
 
 from tvdeploy.cli.common import EXIT_FAILED, EXIT_OK
 from tvdeploy.errors import UserInputError
-from tvdeploy.flags import positive_int
+from tvdeploy.flags import finite_float, positive_int
 
 logger = logging.getLogger("tvdeploy")
 
@@ -51,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ray.add_argument("--output", type=Path, metavar="OUT", help="rows: OUT.jsonl (one file) or a Parquet directory")
     ray.add_argument("--address", help="a running Ray cluster (ray://HOST:10001, auto); default: a local one")
     ray.add_argument("--concurrency", type=positive_int, help="actors (default: cluster CPUs - 1, at least 1)")
-    ray.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per actor (default 1)")
-    ray.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per actor (with --provider cuda)")
+    ray.add_argument("--num-cpus", type=finite_float, default=1.0, help="CPUs per actor (default 1)")
+    ray.add_argument("--num-gpus", type=finite_float, default=0.0, help="GPUs per actor (with --provider cuda)")
     ray.add_argument("--resume", action="store_true", help="skip the images whose rows are already in OUT")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tvdeploy.errors import UserInputError
-from tvdeploy.flags import flag, positive_int
+from tvdeploy.flags import finite_float, flag, positive_int
 from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS
 from tvdeploy.runtime.providers import PROVIDER_CHOICES, RECORDED_PROVIDER_HELP, SessionConfig
@@ -97,7 +97,7 @@ class ServeOptions:
     )
     max_body_bytes: int = flag(
         int(DEFAULT_MAX_BODY_MB * 1024 * 1024), "larger bodies get 413", name="--max-body-mb", unit=1024 * 1024,
-        parse=float,
+        parse=finite_float,
     )  # fmt: skip
     max_pixels: int | None = flag(DEFAULT_MAX_PIXELS, "larger images get 400", zero_is_none=True)
     max_request_pixels: int | None = flag(
