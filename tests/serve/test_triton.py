@@ -181,3 +181,20 @@ def test_an_openvino_artifact_gets_tritons_openvino_backend(resnet18_artifacts, 
     assert config.backend == "openvino" and config.parameters["PERFORMANCE_HINT"].string_value == "LATENCY"
     assert sorted(p.name for p in (repo / "resnet18" / "1").iterdir()) == ["model.bin", "model.xml"]
     assert "cannot pin f32" in err  # said, not hidden: Triton's backend may compute an fp32 IR in bf16
+
+
+def test_a_deployment_tuned_for_streams_gets_them_in_tritons_openvino_config(caplog) -> None:
+    from tests.runtime.test_manifest import make_manifest
+    from tvdeploy.runtime.host import cpu_signature
+    from tvdeploy.runtime.manifest import Deployment
+    from tvdeploy.serve.triton import TritonOptions, model_config
+
+    record = Deployment(runtime="openvino", precision="int8", provider="cpu", threads=1, streams=2, batch_size=8,
+                        objective="throughput", host_cpu="x", host_signature=cpu_signature())  # fmt: skip
+    manifest = make_manifest(format="openvino", precision="int8", deployment=record)
+    config = text_format.Parse(model_config(manifest, TritonOptions(instances=2)), model_config_pb2.ModelConfig())
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    assert parameters == {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": "2", "INFERENCE_NUM_THREADS": "2"}
+    assert config.instance_group[0].count == 2
+    model_config(manifest, TritonOptions(instances=1))
+    assert "give --instances 2 to keep them busy" in caplog.text  # one instance would leave a stream idle

@@ -101,3 +101,18 @@ def test_an_avx2_only_host_does_not_try_bf16_and_the_report_says_why(monkeypatch
     assert any(s.precision == "bf16" and "no avx512_bf16 or amx_bf16" in s.reason for s in skipped)
     assert {"onnx-fp32-t2", "onnx-int8-t2", "openvino-int8-t2"} <= {c.name for c in planned}
     assert "neither VNNI nor AMX" in tuner._host_note()
+
+
+def test_throughput_tries_openvino_on_parallel_streams_and_latency_says_why_not(monkeypatch) -> None:
+    _host(monkeypatch, (), ["cpu"])
+    planned, _ = plan(has_calibration=True, cores=2, objective="throughput")
+    streamed = {c.name: c for c in planned if c.streams > 1}
+    assert set(streamed) == {f"openvino-{p}-t1-s2" for p in ("fp32", "bf16", "int8") if ("openvino", p) in
+                             {c.artifact_key for c in planned}}  # fmt: skip
+    assert streamed and all(c.threads == 1 and c.format == "openvino" for c in streamed.values())  # 2 x 1 thread
+    assert not any(c.streams > 1 for c in planned if c.format == "onnx")  # its runner has no streams
+
+    planned, skipped = plan(has_calibration=True, cores=2, objective="latency")
+    assert all(c.streams == 1 for c in planned)
+    assert [s.reason for s in skipped if "streams" in s.precision] == [candidates.STREAMS_FOR_THROUGHPUT]
+    assert [candidates.stream_count(n) for n in (1, 2, 4, 8, 16)] == [0, 2, 2, 2, 4]

@@ -57,7 +57,8 @@ class ArtifactPredictor:
         self.classifier = load(
             artifact,
             provider=provider,
-            session_config=SessionConfig(intra_op_threads=threads) if threads else None,
+            # one stream per actor: the actors are the job's parallel streams, each on its share of the cores
+            session_config=SessionConfig(intra_op_threads=threads, streams=1) if threads else None,
             max_pixels=max_pixels,
             decode=decode,
             decode_workers=threads,  # as many decoding threads as model threads: the actor's share of the cores

@@ -37,7 +37,7 @@ def _cells(row: BenchRow) -> list[str]:
     return [
         row.name,
         row.backend,
-        row.mode,
+        row.mode if row.in_flight == 1 else f"{row.mode} x{row.in_flight}",
         str(row.batch_size),
         f"{lat.mean:.2f}",
         f"{lat.p50:.2f}",

@@ -45,6 +45,12 @@ class BenchConfig:
         choices=PROVIDER_CHOICES,
     )
     threads: int | None = flag(None, "intra-op threads for every backend (default: the libraries' own)")
+    streams: int | None = flag(
+        None,
+        "parallel streams for every backend that has them (OpenVINO), each on --threads threads; that many calls "
+        "are timed in flight at once (default: the tuned deployment's, else 1)",
+        parse=positive_int,
+    )
     e2e: bool = flag(False, "also time the full predict path from image files")
     bare: bool = flag(
         False,
@@ -93,11 +99,15 @@ class BenchRow:
     macs_per_s: float | None = None
     peak_share: float | None = None
     precision: str = "fp32"
+    #: calls timed in flight at once (the runner's streams); above one, ``latency`` is each call's own and
+    #: ``interval`` the time per call at that depth (each window's seconds over its calls), the throughput's measure
+    in_flight: int = 1
+    interval: LatencyStats | None = None
 
     @property
     def throughput_ips(self) -> float:
-        """Images per second at the mean latency."""
-        return self.batch_size / (self.latency.mean / 1000.0)
+        """Images per second: at the mean latency, or, with calls in flight at once, at the mean interval."""
+        return self.batch_size / ((self.interval or self.latency).mean / 1000.0)
 
     def to_dict(self) -> dict[str, Any]:
         """One entry of the JSON report's ``results``."""
@@ -120,6 +130,8 @@ class BenchRow:
             "precision": self.precision,
             "macs_per_s": None if self.macs_per_s is None else round(self.macs_per_s, 1),
             "peak_share": None if self.peak_share is None else round(self.peak_share, 4),
+            "in_flight": self.in_flight,
+            "interval_ms": None if self.interval is None else self.interval.to_dict(),
         }
 
 
@@ -153,9 +165,14 @@ class BenchReport:
                 "provider": self.config.provider,
                 "resolved_provider": self.provider,
                 "threads": self.config.threads,
+                "streams": self.config.streams,
                 "e2e": self.config.e2e,
             },
         }
+
+
+#: Calls per stream in one timed window of a runner with parallel streams.
+WINDOW_DEPTH = 4
 
 
 @dataclass
@@ -164,13 +181,53 @@ class _Call:
     mode: str
     fn: Callable[[], Any]
     samples: list[float] = field(default_factory=list)
+    #: with calls in flight at once: a window of ``n`` of them -> (each call's seconds, the window's seconds)
+    window: Callable[[int], tuple[list[float], float]] | None = None
+    in_flight: int = 1
+    #: seconds per call of each window (calls in flight at once)
+    intervals: list[float] = field(default_factory=list)
+
+    def timed(self) -> None:
+        """One timed call, or with calls in flight at once, one window of :data:`WINDOW_DEPTH` calls per stream
+        (the streams go idle only at the window's end, a quarter of its length or less)."""
+        if self.window is None:
+            start = time.perf_counter()
+            self.fn()
+            self.samples.append(time.perf_counter() - start)
+            return
+        calls = WINDOW_DEPTH * self.in_flight
+        latencies, elapsed = self.window(calls)
+        self.samples.extend(latencies)
+        self.intervals.append(elapsed / calls)
+
+
+def in_flight_window(runner: Any, feeds: dict[str, Any]) -> Callable[[int], tuple[list[float], float]]:
+    """``n`` calls of ``runner.infer(feeds)`` kept ``runner.concurrency`` deep in flight on its stream threads
+    (each starts as one finishes): each call's seconds and the window's, as OpenVINO's benchmark_app counts."""
+
+    def one(_: int) -> float:
+        start = time.perf_counter()
+        runner.infer(feeds)
+        return time.perf_counter() - start
+
+    def window(calls: int) -> tuple[list[float], float]:
+        start = time.perf_counter()
+        latencies = list(runner.stream_pool.map(one, range(calls)))
+        return latencies, time.perf_counter() - start
+
+    return window
 
 
 def _calls_for(
     target: BenchTarget, runner: Any, batch_size: int, config: BenchConfig, files: Sequence[bytes]
 ) -> list[_Call]:
     feeds = {target.input_spec.name: target.input_spec.example(batch_size, seed=batch_size)}
-    calls = [_Call(target, "model", lambda: runner.infer(feeds))]
+    if runner.concurrency > 1:
+        window = in_flight_window(runner, feeds)
+        streams = runner.concurrency
+        calls = [_Call(target, "model", lambda: window(streams), window=window, in_flight=streams)]
+    else:
+        calls = [_Call(target, "model", lambda: runner.infer(feeds))]
     bare = runner.bare_call(feeds) if config.bare else None
     if bare is not None:
         calls.append(_Call(target, "bare", bare))
@@ -201,9 +258,7 @@ def _time_interleaved(calls: list[_Call], config: BenchConfig) -> None:
             for _ in range(config.block_size):
                 if deadline is None and len(call.samples) >= (config.iterations or 0):
                     break
-                start = time.perf_counter()
-                call.fn()
-                call.samples.append(time.perf_counter() - start)
+                call.timed()
         rounds += 1
         if deadline is None:
             if all(len(c.samples) >= (config.iterations or 0) for c in calls):
@@ -252,7 +307,7 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
     if config.e2e and not files:
         raise UserInputError("--e2e needs image files")
     cold = {t.name: _cold_start(t, config, providers[t.name]) for t in targets} if config.cold_start else {}
-    runners = {t.name: t.runner(providers[t.name], config.threads).activate() for t in targets}
+    runners = {t.name: t.runner(providers[t.name], config.threads, config.streams).activate() for t in targets}
     rows: list[BenchRow] = []
     try:
         for batch_size in config.batch_sizes:
@@ -283,6 +338,8 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
                         peak_rss_mb=cold.get(target.name, {}).get("peak_rss_mb"),
                         file_mb=target.file_mb,
                         precision=target.manifest.precision if target.manifest is not None else "fp32",
+                        in_flight=call.in_flight,
+                        interval=LatencyStats.from_seconds(call.intervals) if call.intervals else None,
                     )
                 )
     finally:
@@ -306,20 +363,21 @@ def _providers(targets: Sequence[BenchTarget], requested: str | None) -> dict[st
 
 
 def _add_speedups(rows: list[BenchRow]) -> None:
-    """Speedup against eager in the same mode and batch size, where eager was measured, and against the baseline:
-    eager, or the first target when eager was not run (``bench fp32 int8 fp16`` compares with fp32)."""
+    """Speedup (the ratio of images per second) against eager in the same mode and batch size, where eager was
+    measured, and against the baseline: eager, or the first target when eager was not run (``bench fp32 int8
+    fp16`` compares with fp32)."""
     baseline = "eager" if any(r.backend == "eager" for r in rows) else (rows[0].name if rows else "")
     for row in rows:
         eager = next(
             (r for r in rows if r.backend == "eager" and r.mode == row.mode and r.batch_size == row.batch_size), None
         )
         if eager is not None:
-            row.speedup_vs_eager = eager.latency.mean / row.latency.mean
+            row.speedup_vs_eager = row.throughput_ips / eager.throughput_ips
         base = next(
             (r for r in rows if r.name == baseline and r.mode == row.mode and r.batch_size == row.batch_size), None
         )
         if base is not None:
-            row.speedup = base.latency.mean / row.latency.mean
+            row.speedup = row.throughput_ips / base.throughput_ips
             row.baseline = baseline
 
 
@@ -355,7 +413,7 @@ def _add_macs(rows: list[BenchRow], macs: int | None) -> None:
     for row in rows:
         if row.mode != "model":
             continue
-        row.macs_per_s = macs * row.batch_size / (row.latency.mean / 1000)
+        row.macs_per_s = macs * row.throughput_ips
         top = peak(row.precision)
         if top is not None:
             row.peak_share = row.macs_per_s / top.macs_per_s

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tvdeploy.errors import UserInputError
 from tvdeploy.runtime.deployment import apply_deployment, recorded_provider
-from tvdeploy.runtime.formats import EAGER, backend_names
+from tvdeploy.runtime.formats import EAGER, backend_names, streaming_formats
 from tvdeploy.runtime.manifest import Manifest, PreprocessSpec, TensorSpec, read_manifest
 from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners import Runner, runner_for_artifact
@@ -66,6 +66,8 @@ class BenchTarget:
     threads: int | None = None  # intra-op threads of this target when the run sets none (tune's variants)
     #: execution provider of this target when the run names none (tune's candidates, a deployment record's)
     provider: str | None = None
+    #: parallel streams of this target when the run sets none (tune's candidates; else a deployment record's)
+    streams: int | None = None
 
     @property
     def file_mb(self) -> float | None:
@@ -82,15 +84,18 @@ class BenchTarget:
             return False
         return True
 
-    def runner(self, provider: str, threads: int | None) -> Runner:
-        """A runner for model-only timing on a resolved provider."""
+    def runner(self, provider: str, threads: int | None, streams: int | None = None) -> Runner:
+        """A runner for model-only timing on a resolved provider (threads and streams: the run's, else the
+        target's, else the deployment record's)."""
         if self.backend == EAGER:
             from tvdeploy.export.eager import EagerRunner
 
             return EagerRunner(self.module, self.input_spec, self.output_name, device=provider)
         if self.artifact is None or self.manifest is None:
             raise UserInputError(f"bench target {self.name} has no artifact")
-        applied = apply_deployment(self.manifest, SessionConfig(intra_op_threads=threads or self.threads), None)
+        run_streams = streams if self.backend in streaming_formats() else None  # the run's, where the format has them
+        config = SessionConfig(intra_op_threads=threads or self.threads, streams=run_streams or self.streams)
+        applied = apply_deployment(self.manifest, config, None)
         return runner_for_artifact(self.artifact, applied.manifest, provider=provider, config=applied.session_config)
 
     def end_to_end(self, runner: Runner, top_k: int = 5) -> Callable[[Sequence[bytes]], Any]:

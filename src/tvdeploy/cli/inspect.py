@@ -71,9 +71,13 @@ def _export_rows(manifest: Any) -> list[tuple[str, Any]]:
 
 
 def _describe_deployment(record: Any) -> str:
-    figures = ", ".join(f"b{batch} {values['p50_ms']:.1f} ms" for batch, values in record.figures.items())
+    figures = ", ".join(
+        f"b{batch} {values['p50_ms']:.1f} ms, {values['throughput_ips']:.0f} img/s"
+        for batch, values in record.figures.items()
+    )
+    threads = f"{record.threads} threads" + (f" x {record.streams} streams" if record.streams > 1 else "")
     return (
-        f"{record.runtime} {record.precision} on {record.provider}, {record.threads} threads, batch "
+        f"{record.runtime} {record.precision} on {record.provider}, {threads}, batch "
         f"{record.batch_size} (tune, {record.objective}: {figures}; {len(record.candidates)} candidates) on "
         f"{record.host_cpu}"
     )

@@ -29,6 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--provider", choices=PROVIDER_CHOICES, help=RECORDED_PROVIDER_HELP)
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument(
+        "--streams",
+        type=positive_int,
+        help="batches run at once on parallel streams, each on --threads threads (OpenVINO; default: the tuned "
+        "deployment's, else 1)",
+    )
     p.add_argument("--workers", type=positive_int, help="decoding threads (default: one per usable core)")
     p.add_argument(
         "--max-pixels",
@@ -75,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
         args.artifact,
         provider=args.provider,
         verify=not args.no_verify,
-        session_config=SessionConfig(intra_op_threads=args.threads) if args.threads else None,
+        session_config=SessionConfig(intra_op_threads=args.threads, streams=args.streams)
+        if args.threads or args.streams
+        else None,
         batch_size=args.batch_size,
         exif_transpose=not args.no_exif,
         max_pixels=args.max_pixels,

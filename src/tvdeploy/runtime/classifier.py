@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -115,11 +116,16 @@ class Classifier:
         return self.decoder(image)
 
     def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """The model's named outputs for a batch of any N (cut to what the artifact's batch axis admits):
-        (N, 3, H, W) float32 tensors, or (N, H, W, 3) uint8 images for an artifact that takes images."""
+        """The model's named outputs for a batch of any N (cut to what the artifact's batch axis admits, and on
+        parallel streams into chunks of :attr:`batch_size` that run at once): (N, 3, H, W) float32 tensors, or
+        (N, H, W, 3) uint8 images for an artifact that takes images."""
         dtype = np.uint8 if self.takes_images else np.float32
         return infer_in_batches(
-            self.runner, self.manifest.input, self.manifest.output.names, np.ascontiguousarray(batch, dtype=dtype)
+            self.runner,
+            self.manifest.input,
+            self.manifest.output.names,
+            np.ascontiguousarray(batch, dtype=dtype),
+            stream_batch=self.batch_size,
         )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -146,7 +152,8 @@ class Classifier:
         if _is_single(images):
             images = [images]  # type: ignore[list-item]
         results: list[list[Prediction]] = []
-        for chunk in _chunks(list(images), self.batch_size):  # type: ignore[arg-type]
+        # a batch per stream at a time: on parallel streams, outputs() runs the batches of a chunk at once
+        for chunk in _chunks(list(images), self.batch_size * self.runner.concurrency):  # type: ignore[arg-type]
             arrays = [self.preprocess(chunk[0])] if len(chunk) == 1 else list(self.pool.map(self.preprocess, chunk))
             results.extend(self.predict_arrays(arrays, top_k))
         return results
@@ -157,24 +164,42 @@ class Classifier:
         """Predict a stream of inputs; yields one result per input, in order, as batches complete.
 
         Decoding and preprocessing run in a thread pool ahead of the model so that it
-        is not starved. A bad input yields a result with ``error`` set and the others go on.
+        is not starved; on a runner with parallel streams that many batches run at once. A bad input yields a
+        result with ``error`` set and the others go on.
         """
         check_top_k(top_k, self.manifest.output, len(self.labels))
         pool = executor or self.pool
+        streams = self.runner.concurrency
         iterator = iter(sources)
-        # keep two batches of decoding in flight ahead of the model
-        pending = [(s, pool.submit(self._decode, s)) for s in islice(iterator, 2 * self.batch_size)]
-        while pending:
-            chunk, pending = pending[: self.batch_size], pending[self.batch_size :]
-            pending.extend((s, pool.submit(self._decode, s)) for s in islice(iterator, self.batch_size))
-            decoded = [(source, future.result()) for source, future in chunk]
-            good = [arr for _, arr in decoded if isinstance(arr, np.ndarray)]
-            predictions = iter(self.predict_arrays(good, top_k))
+        # keep a batch of decoding in flight ahead of each batch the model runs
+        pending = [(s, pool.submit(self._decode, s)) for s in islice(iterator, (streams + 1) * self.batch_size)]
+        in_flight: deque[tuple[list[tuple[ImageSource, np.ndarray | str]], Future[list[list[Prediction]]]]] = deque()
+        while pending or in_flight:
+            while pending and len(in_flight) < streams:
+                chunk, pending = pending[: self.batch_size], pending[self.batch_size :]
+                pending.extend((s, pool.submit(self._decode, s)) for s in islice(iterator, self.batch_size))
+                decoded = [(source, future.result()) for source, future in chunk]
+                good = [arr for _, arr in decoded if isinstance(arr, np.ndarray)]
+                in_flight.append((decoded, self._run_predictions(good, top_k, streams)))
+            decoded, model_call = in_flight.popleft()
+            predictions = iter(model_call.result())
             for source, arr in decoded:
                 if isinstance(arr, np.ndarray):
                     yield PredictionResult(describe_source(source), predictions=next(predictions))
                 else:
                     yield PredictionResult(describe_source(source), error=arr)
+
+    def _run_predictions(self, arrays: list[np.ndarray], top_k: int, streams: int) -> Future[list[list[Prediction]]]:
+        """One batch's predictions: on a stream thread where the runner has parallel streams (the caller goes on
+        forming the next batch), else here and now."""
+        if streams > 1:
+            return self.runner.stream_pool.submit(self.predict_arrays, arrays, top_k)
+        done: Future[list[list[Prediction]]] = Future()
+        try:
+            done.set_result(self.predict_arrays(arrays, top_k))
+        except Exception as exc:  # raised where the result is read, as from a stream thread
+            done.set_exception(exc)
+        return done
 
     def _decode(self, source: ImageSource) -> np.ndarray | str:
         try:

@@ -199,6 +199,11 @@ def runner_class_of(backend: str) -> Any:
     return import_target(EAGER_RUNNER) if backend == EAGER else get_format(backend).runner_class()
 
 
+def streaming_formats() -> list[str]:
+    """Formats whose runner runs several calls at once on parallel streams (``SessionConfig.streams``)."""
+    return [name for name, spec in FORMATS.items() if spec.runner_class().supports_streams]
+
+
 def runs_on_torch(backend: str) -> bool:
     """Whether a bench backend (``eager`` or a format) runs through torch."""
     return backend == EAGER or get_format(backend).torch_runtime

@@ -22,7 +22,7 @@ from tvdeploy.runtime.records import ExportInfo, ParityReport
 #: The newest schema this tvdeploy reads and writes. A manifest is written at the lowest version that describes
 #: it: version 2 adds embedded pre/post-processing (``output.indices``, image inputs) and ``optimized_graph``, so
 #: plain artifacts stay readable by releases that know only version 1.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MANIFEST_NAME = "tvdeploy.json"
 #: Tensor names a fresh export gives its input and output; readers take the names from the manifest.
 DEFAULT_INPUT_NAME = "input"
@@ -424,8 +424,9 @@ class OptimizedGraph:
 class Deployment:
     """How ``tvdeploy tune`` found this artifact best run on the host it measured, and what it beat there.
 
-    ``load()``, ``predict``, ``serve`` and ``bench`` apply ``threads`` and ``batch_size``; where this host's CPU
-    features (``host_signature``) differ they warn and run portable settings instead (all cores, and fp32
+    ``load()``, ``predict``, ``serve`` and ``bench`` apply ``threads``, ``streams`` and ``batch_size``; where this
+    host's CPU features (``host_signature``) differ they warn and run portable settings instead (all cores on one
+    stream, and fp32
     arithmetic where the host cannot compute in the tuned precision).
     """
 
@@ -437,6 +438,8 @@ class Deployment:
     objective: str
     host_cpu: str
     host_signature: str
+    #: parallel streams the model runs on, ``threads`` threads each (schema 4; written only when above one)
+    streams: int = 1
     #: the winner's measured figures (p50 ms and img/s per batch size, MAC/s where counted)
     figures: dict[str, Any] = field(default_factory=dict)
     #: every candidate tune tried: name, runtime, precision, threads, parity, figures, why it lost or was refused
@@ -450,6 +453,8 @@ class Deployment:
             raise ArtifactError(f"deployment threads must be a positive integer or null, got {self.threads!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ArtifactError(f"deployment batch_size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.streams, int) or isinstance(self.streams, bool) or self.streams < 1:
+            raise ArtifactError(f"deployment streams must be a positive integer, got {self.streams!r}")
 
 
 @dataclass
@@ -518,6 +523,8 @@ class Manifest:
             del data["optimized_graph"]
         if self.deployment is None:
             del data["deployment"]
+        elif self.deployment.streams == 1:
+            del data["deployment"]["streams"]  # what a schema-3 reader reads
         data.pop("schema_version")
         return {"schema_version": self.lowest_schema_version, **data}
 
@@ -525,7 +532,7 @@ class Manifest:
     def lowest_schema_version(self) -> int:
         """The lowest schema version that describes this manifest (what :meth:`to_dict` writes)."""
         if self.deployment is not None:
-            return 3
+            return 4 if self.deployment.streams > 1 else 3
         uses_v2 = self.input.takes_images or self.output.indices is not None or self.optimized_graph is not None
         return 2 if uses_v2 else 1
 

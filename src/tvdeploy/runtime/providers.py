@@ -46,13 +46,18 @@ GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """ONNX Runtime session settings; ``None`` leaves ONNX Runtime's default.
+    """Session settings of a runner (ONNX Runtime's, and the threads and streams of OpenVINO's); ``None`` leaves
+    the backend's default.
 
     ``graph_optimization`` ``None`` means ``all`` for a plain model and ``disable`` for
     an artifact that is already ONNX Runtime's optimized graph (``--optimize``).
     ``spin_wait`` ``False`` stops ONNX Runtime's worker threads from spinning between
     calls (``session.intra_op.allow_spinning``): a server whose cores also parse
     requests wants them back; a tight benchmark loop gains from spinning.
+    ``streams``: model calls that may run at once, each on ``intra_op_threads`` threads (OpenVINO's
+    ``NUM_STREAMS``; a runner without streams refuses more than one). Callers that hold several batches keep that
+    many in flight: ``Classifier.outputs`` on more rows than a batch, ``predict_stream``, ``serve``'s batcher,
+    ``bench``'s timing. ``None``: the deployment record's, else one.
     """
 
     intra_op_threads: int | None = None
@@ -60,6 +65,7 @@ class SessionConfig:
     graph_optimization: str | None = None
     parallel_execution: bool = False
     spin_wait: bool | None = None
+    streams: int | None = None
     provider_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,6 +78,8 @@ class SessionConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ProviderError(f"{name} must be >= 0 (0 lets ONNX Runtime choose), got {value}")
+        if self.streams is not None and (type(self.streams) is not int or self.streams < 1):
+            raise ProviderError(f"streams must be a positive integer, got {self.streams!r}")
 
     def session_options(self) -> Any:
         """An ``onnxruntime.SessionOptions`` with these settings."""

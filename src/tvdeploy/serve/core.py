@@ -78,7 +78,7 @@ class ModelCore:
             max_batch_size=self.options.max_batch_size,
             max_queue_delay_s=self.options.max_queue_delay_ms / 1000,
             max_queue=self.options.max_queue,
-            instances=self.options.instances,
+            instances=max(self.options.instances, self.classifier.runner.concurrency),
             place_instances=self.options.pin_instances,
         )
         logger.info("model %s ready (%s, %s)", self.name, self.manifest.format, self.manifest.precision)

@@ -123,7 +123,7 @@ def _add_scheduling(pb: Any, config: Any, options: TritonOptions, batched: bool,
 def model_config(manifest: Manifest, options: TritonOptions) -> str:
     """The ``config.pbtxt`` text of one artifact, for its format's Triton backend."""
     pb, config, batched = _new_config(manifest, options, backend=str(get_format(manifest.format).triton_backend))
-    for key, value in _backend_parameters(manifest).items():
+    for key, value in _backend_parameters(manifest, options.instances).items():
         config.parameters[key].string_value = value
     spec = manifest.input
     config.input.add(
@@ -134,15 +134,26 @@ def model_config(manifest: Manifest, options: TritonOptions) -> str:
     return _as_text(config)
 
 
-def _backend_parameters(manifest: Manifest) -> dict[str, str]:
-    """The OpenVINO backend's parameters for an OpenVINO artifact: the latency hint, the tuned threads, and bf16
-    for a bf16 artifact (its ``HINT_BF16``; the backend has no way to pin f32, so an fp32 IR may run in bf16 on a
-    CPU that has it, OpenVINO's default there: said in the log)."""
+def _backend_parameters(manifest: Manifest, instances: int) -> dict[str, str]:
+    """The OpenVINO backend's parameters for an OpenVINO artifact: the latency hint and the tuned threads, or a
+    tuned deployment's streams (``NUM_STREAMS``, the throughput hint, threads for all of them), and bf16 for a bf16
+    artifact (its ``HINT_BF16``; the backend has no way to pin f32, so an fp32 IR may run in bf16 on a CPU that
+    has it, OpenVINO's default there: said in the log)."""
     if manifest.format != "openvino":
         return {}
     parameters = {"PERFORMANCE_HINT": "LATENCY"}
-    if manifest.deployment is not None and manifest.deployment.threads:
-        parameters["INFERENCE_NUM_THREADS"] = str(manifest.deployment.threads)
+    record = manifest.deployment
+    streams = record.streams if record is not None else 1
+    if streams > 1:
+        parameters.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(streams))
+        if instances < streams:
+            logger.warning(
+                "%s: tuned for %d streams, i.e. %d batches in flight; Triton runs one batch per model instance at "
+                "a time, so give --instances %d to keep them busy",
+                manifest.name, streams, streams, streams,
+            )  # fmt: skip
+    if record is not None and record.threads:
+        parameters["INFERENCE_NUM_THREADS"] = str(record.threads * streams)
     if manifest.precision == Precision.BF16:
         parameters["HINT_BF16"] = "YES"
     elif manifest.precision == Precision.FP32:

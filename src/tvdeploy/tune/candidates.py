@@ -1,5 +1,5 @@
-"""What ``tvdeploy tune`` may try on this host: runtime x precision x provider x threads, each with the reason it
-is in or out.
+"""What ``tvdeploy tune`` may try on this host: runtime x precision x provider x threads x streams, each with the
+reason it is in or out.
 
 A candidate is an artifact of one format at one precision (derived from the fp32 ONNX artifact with
 ``optimize``'s own conversions) run on one execution provider with some number of intra-op threads. What this host
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tvdeploy.export.producers import missing_for_export
-from tvdeploy.runtime.formats import get_format
+from tvdeploy.runtime.formats import get_format, streaming_formats
 from tvdeploy.runtime.host import cpu_flags, usable_cores
 from tvdeploy.runtime.precisions import Precision, get_precision
 from tvdeploy.runtime.providers import unavailable_reason
@@ -39,6 +39,13 @@ GPU_CONFIGURATIONS = (
 )
 
 
+#: Why parallel streams are not tried for latency.
+STREAMS_FOR_THROUGHPUT = (
+    "parallel streams raise the images per second of calls in flight at once, not one call's latency "
+    "(--objective throughput tries them)"
+)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One deployment to measure."""
@@ -47,14 +54,16 @@ class Candidate:
     precision: str
     threads: int
     provider: str = "cpu"
+    #: parallel streams of ``threads`` threads each (calls in flight at once)
+    streams: int = 1
 
     @property
     def name(self) -> str:
-        """``openvino-int8-t2`` on the CPU, ``onnx-fp16-tensorrt`` on a GPU provider (host threads barely matter
-        there, so they are not varied)."""
+        """``openvino-int8-t2`` on the CPU, ``openvino-int8-t1-s2`` on two streams of one thread,
+        ``onnx-fp16-tensorrt`` on a GPU provider (host threads barely matter there, so they are not varied)."""
         if self.provider != "cpu":
             return f"{self.format}-{self.precision}-{self.provider}"
-        return f"{self.format}-{self.precision}-t{self.threads}"
+        return f"{self.format}-{self.precision}-t{self.threads}" + (f"-s{self.streams}" if self.streams > 1 else "")
 
     @property
     def artifact_key(self) -> tuple[str, str]:
@@ -77,18 +86,33 @@ def thread_counts(cores: int) -> list[int]:
     return [cores, cores // 2] if cores >= 4 else [cores]
 
 
-def plan(has_calibration: bool, cores: int | None = None) -> tuple[list[Candidate], list[Skipped]]:
-    """The candidates this host can run, and the configurations it cannot, with the reason."""
+def stream_count(cores: int) -> int:
+    """Parallel streams to try: two on up to seven cores (one thread each on two), a stream per four cores above
+    (OpenVINO's throughput hint makes about as many for a CNN); none on one core."""
+    return 0 if cores < 2 else max(2, cores // 4)
+
+
+def plan(
+    has_calibration: bool, cores: int | None = None, objective: str = "latency"
+) -> tuple[list[Candidate], list[Skipped]]:
+    """The candidates this host can run, and the configurations it cannot, with the reason. With the throughput
+    objective, formats whose runner has parallel streams are tried on them too."""
     cores = cores or usable_cores()
     candidates: list[Candidate] = []
     skipped: list[Skipped] = []
     flags = cpu_flags()
+    streams, streaming = stream_count(cores), streaming_formats()
     for fmt, precision in CPU_CONFIGURATIONS:
         reason = _unavailable(fmt, precision, has_calibration) or _cpu_cannot(fmt, precision, flags)
         if reason:
             skipped.append(Skipped(fmt, precision, reason))
-        else:
-            candidates.extend(Candidate(fmt, precision, threads) for threads in thread_counts(cores))
+            continue
+        candidates.extend(Candidate(fmt, precision, threads) for threads in thread_counts(cores))
+        if fmt in streaming and streams and objective == "throughput":
+            candidates.append(Candidate(fmt, precision, cores // streams, streams=streams))
+    if streams and objective != "throughput":
+        planned = dict.fromkeys(c.format for c in candidates if c.format in streaming)
+        skipped.extend(Skipped(fmt, f"any precision on {streams} streams", STREAMS_FOR_THROUGHPUT) for fmt in planned)
     for fmt, precision, provider in GPU_CONFIGURATIONS:
         reason = _unavailable(fmt, precision, has_calibration) or unavailable_reason(provider)
         if reason:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tvdeploy.errors import MissingDependencyError
-from tvdeploy.runtime.formats import get_format
+from tvdeploy.errors import MissingDependencyError, ProviderError
+from tvdeploy.runtime.formats import get_format, streaming_formats
 from tvdeploy.runtime.manifest import Manifest
 from tvdeploy.runtime.providers import SessionConfig, resolve_provider
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
@@ -31,4 +31,10 @@ def runner_for_artifact(
             + (", or export to ONNX for a torch-free deployment" if spec.torch_runtime else ""),
         )
     resolved = resolve_provider(provider, [spec.name])
-    return spec.runner_class().for_artifact(Path(artifact_dir), manifest, resolved, config)
+    runner_class = spec.runner_class()
+    if config is not None and (config.streams or 1) > 1 and not runner_class.supports_streams:
+        raise ProviderError(
+            f"{spec.name} artifacts do not run on parallel streams (asked for {config.streams})",
+            hint=f"leave streams at 1 for {spec.name}; formats with streams: {', '.join(streaming_formats())}",
+        )
+    return runner_class.for_artifact(Path(artifact_dir), manifest, resolved, config)

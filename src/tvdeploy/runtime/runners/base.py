@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,10 +37,42 @@ class Runner(ABC):
 
     #: Short backend name, e.g. ``onnx`` or ``eager``.
     backend: str = "runner"
+    #: Whether the backend runs several calls at once on parallel streams (``SessionConfig.streams``).
+    supports_streams: bool = False
 
     def __init__(self) -> None:
         self._active = False
         self._activation = threading.Lock()
+        self._streams_pool: ThreadPoolExecutor | None = None
+        self._in_stream = threading.local()
+
+    @property
+    def concurrency(self) -> int:
+        """Model calls worth running at once: the backend's streams (1 where it has none)."""
+        return 1
+
+    def infer_many(self, feeds: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """:meth:`infer` on each of ``feeds``, in order; with :attr:`concurrency` above one, that many run at
+        once on the runner's stream threads, each taking the next as it finishes (a call from one of those
+        threads runs inline)."""
+        if self.concurrency <= 1 or len(feeds) <= 1 or getattr(self._in_stream, "active", False):
+            return [self.infer(item) for item in feeds]
+        return list(self.stream_pool.map(self._infer_on_stream, feeds))
+
+    @property
+    def stream_pool(self) -> ThreadPoolExecutor:
+        """The threads that run :attr:`concurrency` calls at once (created on first use; each keeps the backend's
+        per-thread state, e.g. an OpenVINO infer request, for the runner's life)."""
+        with self._activation:
+            if self._streams_pool is None:
+                self._streams_pool = ThreadPoolExecutor(
+                    max_workers=self.concurrency, thread_name_prefix=f"tvdeploy-{self.backend}-stream"
+                )
+            return self._streams_pool
+
+    def _infer_on_stream(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._in_stream.active = True
+        return self.infer(feeds)
 
     @classmethod
     def available_providers(cls) -> list[str]:
@@ -63,7 +96,11 @@ class Runner(ABC):
         return self
 
     def deactivate(self) -> None:
-        """Release the model."""
+        """Release the model and the stream threads."""
+        with self._activation:
+            pool, self._streams_pool = self._streams_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if self._active:
             self._unload()
             self._active = False
@@ -106,24 +143,35 @@ class Runner(ABC):
 
 
 def infer_in_batches(
-    runner: Runner, input_spec: TensorSpec, output_names: Sequence[str], batch: np.ndarray
+    runner: Runner,
+    input_spec: TensorSpec,
+    output_names: Sequence[str],
+    batch: np.ndarray,
+    stream_batch: int | None = None,
 ) -> dict[str, np.ndarray]:
     """``runner``'s outputs ``output_names`` for a batch of any size, cut to what the artifact's input admits.
 
     A static batch axis of B gets chunks of exactly B (the last one padded by
     repeating its final row, the padding's outputs dropped); a bounded dynamic
     axis gets chunks of at most ``max_batch``; an unbounded one gets the batch as is.
+    On a runner with parallel streams, a dynamic axis gets chunks of at most ``stream_batch`` rows (the
+    caller's batch size) so that the streams share the rows; the chunks run :meth:`Runner.infer_many`'s way.
     """
     fixed, step = input_spec.fixed_batch, input_spec.fixed_batch or input_spec.max_batch
+    if fixed is None and stream_batch is not None and runner.concurrency > 1:
+        step = min(step or stream_batch, stream_batch)
     if step is None or (fixed is None and len(batch) <= step):
         outputs = runner.infer({input_spec.name: batch})
         return {name: outputs[name] for name in output_names}
-    chunks: list[dict[str, np.ndarray]] = []
+    feeds, counts = [], []
     for start in range(0, len(batch), step):
         chunk = batch[start : start + step]
-        count = len(chunk)
-        if fixed is not None and count < fixed:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - count, axis=0)])
-        outputs = runner.infer({input_spec.name: chunk})
-        chunks.append({name: outputs[name][:count] for name in output_names})
+        counts.append(len(chunk))
+        if fixed is not None and len(chunk) < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - len(chunk), axis=0)])
+        feeds.append({input_spec.name: chunk})
+    chunks = [
+        {name: outputs[name][:count] for name in output_names}
+        for outputs, count in zip(runner.infer_many(feeds), counts, strict=True)
+    ]
     return {name: np.concatenate([c[name] for c in chunks]) for name in output_names}

@@ -4,7 +4,10 @@ The inference precision is pinned to the artifact's own: OpenVINO's CPU plugin
 defaults to bf16 on processors that have it (seen here: resnet18 logits off by
 1.2e-2), which an fp32 artifact must not silently get; a bf16 artifact is refused
 on a CPU that cannot compute in bf16 (OpenVINO would quietly run it in f32). Each
-thread gets its own infer request (a request is not thread-safe; the compiled model is).
+thread gets its own infer request (a request is not thread-safe; the compiled model is). With
+``SessionConfig.streams`` the model is compiled into that many streams (``NUM_STREAMS``, the throughput hint),
+which run that many calls at once: on 2 AMX cores, resnet50 int8 batches of 8 kept two in flight ran 1.27x the
+images per second of one synchronous call at a time (docs/optimization.md).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class OpenVinoRunner(Runner):
     """Compiles an OpenVINO IR for a device and runs it with per-thread infer requests."""
 
     backend = "openvino"
+    supports_streams = True
 
     def __init__(
         self,
@@ -67,15 +71,27 @@ class OpenVinoRunner(Runner):
             artifact_dir / manifest.model_file.path, provider=provider, precision=manifest.precision, config=config
         )
 
+    @property
+    def concurrency(self) -> int:
+        """The compiled model's streams (``SessionConfig.streams``, one by default)."""
+        return self.config.streams or 1
+
     def properties(self) -> dict[str, Any]:
-        """The compile properties: the precision's (the registry's ``backend_options``), latency hint, threads."""
+        """The compile properties: the precision's (the registry's ``backend_options``), and the latency hint
+        with ``intra_op_threads`` threads, or with streams ``NUM_STREAMS`` streams of that many threads each."""
         props: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": "f32",
             "PERFORMANCE_HINT": "LATENCY",
             **get_precision(self.precision).backend_options.get("openvino", {}),
         }
-        if self.config.intra_op_threads:
-            props["INFERENCE_NUM_THREADS"] = self.config.intra_op_threads
+        threads = self.config.intra_op_threads
+        if self.concurrency > 1:
+            props["PERFORMANCE_HINT"] = "THROUGHPUT"
+            props["NUM_STREAMS"] = self.concurrency
+            if threads:
+                threads *= self.concurrency
+        if threads:
+            props["INFERENCE_NUM_THREADS"] = threads
         return props
 
     def _load(self) -> None:
