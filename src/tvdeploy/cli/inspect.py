@@ -75,7 +75,9 @@ def _describe_deployment(record: Any) -> str:
         f"b{batch} {values['p50_ms']:.1f} ms, {values['throughput_ips']:.0f} img/s"
         for batch, values in record.figures.items()
     )
-    threads = f"{record.threads} threads" + (f" x {record.streams} streams" if record.streams > 1 else "")
+    threads = f"{record.threads} thread{'' if record.threads == 1 else 's'}" + (
+        f" x {record.streams} streams" if record.streams > 1 else ""
+    )
     return (
         f"{record.runtime} {record.precision} on {record.provider}, {threads}, batch "
         f"{record.batch_size} (tune, {record.objective}: {figures}; {len(record.candidates)} candidates) on "
