@@ -53,11 +53,11 @@ class Runner(ABC):
 
     def infer_many(self, feeds: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """:meth:`infer` on each of ``feeds``, in order; with :attr:`concurrency` above one, that many run at
-        once on the runner's stream threads, each taking the next as it finishes (a call from one of those
-        threads runs inline)."""
+        once on the runner's stream threads, each taking the next as it finishes (called from one of those
+        threads, e.g. by work submitted to :attr:`stream_pool`, they run inline)."""
         if self.concurrency <= 1 or len(feeds) <= 1 or getattr(self._in_stream, "active", False):
             return [self.infer(item) for item in feeds]
-        return list(self.stream_pool.map(self._infer_on_stream, feeds))
+        return list(self.stream_pool.map(self.infer, feeds))
 
     @property
     def stream_pool(self) -> ThreadPoolExecutor:
@@ -66,13 +66,16 @@ class Runner(ABC):
         with self._activation:
             if self._streams_pool is None:
                 self._streams_pool = ThreadPoolExecutor(
-                    max_workers=self.concurrency, thread_name_prefix=f"tvdeploy-{self.backend}-stream"
+                    max_workers=self.concurrency,
+                    thread_name_prefix=f"tvdeploy-{self.backend}-stream",
+                    initializer=self._mark_stream_thread,
                 )
             return self._streams_pool
 
-    def _infer_on_stream(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _mark_stream_thread(self) -> None:
+        """Whatever runs on a stream thread calls the model inline (a nested :meth:`infer_many` that waited on
+        the pool it runs in could wait for ever)."""
         self._in_stream.active = True
-        return self.infer(feeds)
 
     @classmethod
     def available_providers(cls) -> list[str]:
