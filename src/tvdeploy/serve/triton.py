@@ -28,6 +28,7 @@ from tvdeploy.flags import flag, positive_int
 from tvdeploy.runtime.formats import FORMATS, get_format
 from tvdeploy.runtime.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_artifact_files
 from tvdeploy.runtime.precisions import Precision
+from tvdeploy.runtime.runners.openvino import stream_properties
 from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT, protocol_dims
 
 logger = logging.getLogger(__name__)
@@ -141,19 +142,16 @@ def _backend_parameters(manifest: Manifest, instances: int) -> dict[str, str]:
     has it, OpenVINO's default there: said in the log)."""
     if manifest.format != "openvino":
         return {}
-    parameters = {"PERFORMANCE_HINT": "LATENCY"}
     record = manifest.deployment
     streams = record.streams if record is not None else 1
-    if streams > 1:
-        parameters.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=str(streams))
-        if instances < streams:
-            logger.warning(
-                "%s: tuned for %d streams, i.e. %d batches in flight; Triton runs one batch per model instance at "
-                "a time, so give --instances %d to keep them busy",
-                manifest.name, streams, streams, streams,
-            )  # fmt: skip
-    if record is not None and record.threads:
-        parameters["INFERENCE_NUM_THREADS"] = str(record.threads * streams)
+    threads = record.threads if record is not None else None
+    parameters = {key: str(value) for key, value in stream_properties(threads, streams).items()}
+    if instances < streams:
+        logger.warning(
+            "%s: tuned for %d streams, i.e. %d batches in flight; Triton runs one batch per model instance at "
+            "a time, so give --instances %d to keep them busy",
+            manifest.name, streams, streams, streams,
+        )  # fmt: skip
     if manifest.precision == Precision.BF16:
         parameters["HINT_BF16"] = "YES"
     elif manifest.precision == Precision.FP32:

@@ -30,6 +30,19 @@ from tvdeploy.runtime.runners.base import Runner, TensorInfo
 DEVICES = {"cpu": "CPU"}
 
 
+def stream_properties(threads: int | None, streams: int) -> dict[str, Any]:
+    """OpenVINO's hint, streams and threads for ``streams`` streams of ``threads`` threads each (``None``:
+    OpenVINO's choice): the latency hint on one stream, the throughput hint with ``NUM_STREAMS`` on more;
+    ``INFERENCE_NUM_THREADS`` counts the threads of all streams. The runner compiles with them and
+    ``export-triton`` writes them for Triton's OpenVINO backend."""
+    props: dict[str, Any] = (
+        {"PERFORMANCE_HINT": "LATENCY"} if streams <= 1 else {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
+    )
+    if threads:
+        props["INFERENCE_NUM_THREADS"] = threads * streams
+    return props
+
+
 def _type_name(element_type: Any) -> str:
     return {"f32": "float32", "f16": "float16", "u8": "uint8", "i64": "int64", "i32": "int32"}.get(
         element_type.get_type_name(), element_type.get_type_name()
@@ -77,22 +90,13 @@ class OpenVinoRunner(Runner):
         return self.config.streams or 1
 
     def properties(self) -> dict[str, Any]:
-        """The compile properties: the precision's (the registry's ``backend_options``), and the latency hint
-        with ``intra_op_threads`` threads, or with streams ``NUM_STREAMS`` streams of that many threads each."""
-        props: dict[str, Any] = {
+        """The compile properties: the precision's (the registry's ``backend_options``), and the hint, streams and
+        threads of :func:`stream_properties`."""
+        return {
             "INFERENCE_PRECISION_HINT": "f32",
-            "PERFORMANCE_HINT": "LATENCY",
             **get_precision(self.precision).backend_options.get("openvino", {}),
+            **stream_properties(self.config.intra_op_threads, self.concurrency),
         }
-        threads = self.config.intra_op_threads
-        if self.concurrency > 1:
-            props["PERFORMANCE_HINT"] = "THROUGHPUT"
-            props["NUM_STREAMS"] = self.concurrency
-            if threads:
-                threads *= self.concurrency
-        if threads:
-            props["INFERENCE_NUM_THREADS"] = threads
-        return props
 
     def _load(self) -> None:
         import openvino as ov
