@@ -58,7 +58,7 @@ class ArtifactPredictor:
             artifact,
             provider=provider,
             # one stream per actor: the actors are the job's parallel streams, each on its share of the cores
-            session_config=SessionConfig(intra_op_threads=threads, streams=1) if threads else None,
+            session_config=SessionConfig(intra_op_threads=threads, streams=1),
             max_pixels=max_pixels,
             decode=decode,
             decode_workers=threads,  # as many decoding threads as model threads: the actor's share of the cores
