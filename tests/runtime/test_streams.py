@@ -168,6 +168,23 @@ def test_the_records_streams_apply_where_the_caller_set_none_and_not_on_another_
     assert apply_deployment(manifest, None, None).session_config.streams is None  # portable: one stream
 
 
+def test_more_streams_than_cores_are_refused_when_asked_for_and_set_aside_when_recorded(
+    ten_class_exports, monkeypatch, caplog
+) -> None:
+    pytest.importorskip("openvino")
+    outcome = ten_class_exports["openvino"]
+    monkeypatch.setattr("tvdeploy.runtime.runners.usable_cores", lambda: 2)
+    with pytest.raises(ProviderError, match="1000000000 streams asked for; this host has 2 usable cores") as info:
+        runner_for_artifact(outcome.artifact_dir, outcome.manifest, config=SessionConfig(streams=10**9))
+    assert info.value.hint == "use at most 2 streams"
+    # a hand-edited (or smaller host's) record: one stream, said so; nothing sized by the record's number
+    record = dataclasses.replace(_record(10**9), precision=outcome.manifest.precision)
+    hostile = dataclasses.replace(outcome.manifest, deployment=record)
+    with caplog.at_level("WARNING", logger="tvdeploy"):
+        config = apply_deployment(hostile, None, None).session_config
+    assert config.streams is None and "tuned for 1000000000 streams" in caplog.text
+
+
 def test_a_format_without_streams_refuses_them_and_names_the_formats_that_have_them(ten_class_exports) -> None:
     outcome = ten_class_exports["onnx"]
     manifest = dataclasses.replace(outcome.manifest)

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from tvdeploy.runtime.host import cpu_flags, cpu_signature
+from tvdeploy.runtime.host import cpu_flags, cpu_signature, usable_cores
 from tvdeploy.runtime.manifest import Manifest
 from tvdeploy.runtime.precisions import Precision, get_precision
 from tvdeploy.runtime.providers import SessionConfig, unavailable_reason
@@ -63,7 +63,13 @@ def apply_deployment(
     if config.intra_op_threads is None and record.threads is not None:
         config = dataclasses.replace(config, intra_op_threads=record.threads)
     if config.streams is None and record.streams > 1:
-        config = dataclasses.replace(config, streams=record.streams)
+        if record.streams <= usable_cores():
+            config = dataclasses.replace(config, streams=record.streams)
+        else:  # a host of the same CPU with fewer cores, or a hand-edited record
+            logger.warning(
+                "this artifact was tuned for %d streams; this host has %d usable cores: running on one stream",
+                record.streams, usable_cores(),
+            )  # fmt: skip
     return Applied(manifest, config, batch_size if batch_size is not None else record.batch_size, provider)
 
 

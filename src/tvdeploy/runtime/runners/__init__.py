@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tvdeploy.errors import MissingDependencyError, ProviderError
 from tvdeploy.runtime.formats import get_format, streaming_formats
+from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.manifest import Manifest
 from tvdeploy.runtime.providers import SessionConfig, resolve_provider
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
@@ -36,5 +37,11 @@ def runner_for_artifact(
         raise ProviderError(
             f"{spec.name} artifacts do not run on parallel streams (asked for {config.streams})",
             hint=f"leave streams at 1 for {spec.name}; formats with streams: {', '.join(streaming_formats())}",
+        )
+    cores = usable_cores()
+    if config is not None and (config.streams or 1) > cores:
+        raise ProviderError(
+            f"{config.streams} streams asked for; this host has {cores} usable cores and each stream needs one",
+            hint=f"use at most {cores} streams",
         )
     return runner_class.for_artifact(Path(artifact_dir), manifest, resolved, config)
