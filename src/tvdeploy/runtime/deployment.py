@@ -1,11 +1,11 @@
 """Applying a manifest's ``deployment`` record (what ``tvdeploy tune`` measured and chose) when an artifact loads.
 
 On the host it was tuned on (same CPU feature signature) the record's threads, streams and batch size are used
-wherever the caller left them open. The record's execution provider is used where the caller names none; a GPU provider
-this host does not offer is said so and the CPU is used. On another host they may be wrong in either direction, so the record is set aside with
-a warning: all cores on one stream, and, where this host cannot compute in the tuned precision (bf16 without AVX512_BF16/AMX),
-the artifact's fp32 arithmetic, which gives the same answers within the bf16 criteria. Never a crash, never a
-silent change.
+wherever the caller left them open (streams only up to this host's usable cores). The record's execution provider
+is used where the caller names none; a GPU provider this host does not offer is said so and the CPU is used. On
+another host they may be wrong in either direction, so the record is set aside with a warning: all cores on one
+stream, and, where this host cannot compute in the tuned precision (bf16 without AVX512_BF16/AMX), the artifact's
+fp32 arithmetic, which gives the same answers within the bf16 criteria. Never a crash, never a silent change.
 """
 
 from __future__ import annotations

@@ -426,8 +426,7 @@ class Deployment:
 
     ``load()``, ``predict``, ``serve`` and ``bench`` apply ``threads``, ``streams`` and ``batch_size``; where this
     host's CPU features (``host_signature``) differ they warn and run portable settings instead (all cores on one
-    stream, and fp32
-    arithmetic where the host cannot compute in the tuned precision).
+    stream, and fp32 arithmetic where the host cannot compute in the tuned precision).
     """
 
     runtime: str
