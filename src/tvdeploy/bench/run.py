@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -100,7 +101,8 @@ class BenchRow:
     peak_share: float | None = None
     precision: str = "fp32"
     #: calls timed in flight at once (the runner's streams); above one, ``latency`` is each call's own and
-    #: ``interval`` the time per call at that depth (each window's seconds over its calls), the throughput's measure
+    #: ``interval`` the time per call at that depth with the streams kept busy (:func:`in_flight_window`), the
+    #: throughput's measure
     in_flight: int = 1
     interval: LatencyStats | None = None
 
@@ -172,7 +174,7 @@ class BenchReport:
 
 
 #: Calls per stream in one timed window of a runner with parallel streams.
-WINDOW_DEPTH = 4
+WINDOW_DEPTH = 8
 
 
 @dataclass
@@ -181,39 +183,49 @@ class _Call:
     mode: str
     fn: Callable[[], Any]
     samples: list[float] = field(default_factory=list)
-    #: with calls in flight at once: a window of ``n`` of them -> (each call's seconds, the window's seconds)
+    #: with calls in flight at once: a window of ``n`` of them -> (each call's seconds, seconds per call of the
+    #: streams kept busy)
     window: Callable[[int], tuple[list[float], float]] | None = None
     in_flight: int = 1
     #: seconds per call of each window (calls in flight at once)
     intervals: list[float] = field(default_factory=list)
 
     def timed(self) -> None:
-        """One timed call, or with calls in flight at once, one window of :data:`WINDOW_DEPTH` calls per stream
-        (the streams go idle only at the window's end, a quarter of its length or less)."""
+        """One timed call, or with calls in flight at once, one window of :data:`WINDOW_DEPTH` calls per stream."""
         if self.window is None:
             start = time.perf_counter()
             self.fn()
             self.samples.append(time.perf_counter() - start)
             return
-        calls = WINDOW_DEPTH * self.in_flight
-        latencies, elapsed = self.window(calls)
+        latencies, interval = self.window(WINDOW_DEPTH * self.in_flight)
         self.samples.extend(latencies)
-        self.intervals.append(elapsed / calls)
+        self.intervals.append(interval)
 
 
 def in_flight_window(runner: Any, feeds: dict[str, Any]) -> Callable[[int], tuple[list[float], float]]:
     """``n`` calls of ``runner.infer(feeds)`` kept ``runner.concurrency`` deep in flight on its stream threads
-    (each starts as one finishes): each call's seconds and the window's, as OpenVINO's benchmark_app counts."""
+    (each starts as one finishes): each call's seconds, and the seconds per call of streams kept busy.
 
-    def one(_: int) -> float:
+    That interval is each stream's busy span (its first call's start to its last call's end: its calls and the
+    hand-offs between them) summed over the streams and divided by streams x calls, Little's law for a depth of
+    ``concurrency``. The window's tail, where streams go idle one by one as the last calls finish, is left out:
+    a caller that keeps the streams fed (a server, ``predict`` on a folder, OpenVINO's benchmark_app over its whole
+    run) does not pay it, and counting it (the window's seconds over its calls) cost a 2-stream resnet50 about
+    15% at 4 calls per stream (docs/benchmarks.md)."""
+
+    def one(_: int) -> tuple[int, float, float]:
         start = time.perf_counter()
         runner.infer(feeds)
-        return time.perf_counter() - start
+        return threading.get_ident(), start, time.perf_counter()
 
     def window(calls: int) -> tuple[list[float], float]:
-        start = time.perf_counter()
-        latencies = list(runner.stream_pool.map(one, range(calls)))
-        return latencies, time.perf_counter() - start
+        spans = list(runner.stream_pool.map(one, range(calls)))
+        busy: dict[int, tuple[float, float]] = {}
+        for stream, start, end in spans:
+            first, last = busy.get(stream, (start, end))
+            busy[stream] = (min(first, start), max(last, end))
+        streams_seconds = sum(last - first for first, last in busy.values())
+        return [end - start for _, start, end in spans], streams_seconds / (len(busy) * calls)
 
     return window
 
