@@ -189,7 +189,10 @@ class TuneReport:
 def _host_note() -> str:
     flags = cpu_flags()
     if "amx_int8" in flags:
-        return "This CPU has AMX: OpenVINO runs int8 and bf16 layers on its tiles; ONNX Runtime's int8 kernels do not use them."
+        return (
+            "This CPU has AMX: OpenVINO runs int8 and bf16 convolutions on its tiles; ONNX Runtime runs these int8"
+            " convolutions (symmetric int8 weights) on its AVX-512 VNNI kernels, not on the tiles."
+        )
     if flags.intersection(("avx512_vnni", "avx_vnni")):
         return "This CPU has VNNI (int8 dot products) but no AMX."
     return "This CPU has neither VNNI nor AMX: int8 gains only from moving less data, and bf16 is not computed."
