@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.image_zoo import write_calibration_images
+
 #: Fixtures that export a model, train one, or start a server, Ray or Triton: a test that uses one is ``slow``
 #: (still in the default run; ``pytest -m "not slow"`` is the inner loop of unit tests).
 SLOW_FIXTURES = frozenset(
@@ -22,7 +24,7 @@ SLOW_FIXTURES = frozenset(
 
 
 #: Markers of runs that are opted into by naming them in ``-m`` (``pytest -m zoo``); otherwise deselected.
-OPT_IN_MARKERS = ("zoo", "accuracy")
+OPT_IN_MARKERS = ("zoo", "accuracy", "targets")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -98,25 +100,10 @@ def photo_files(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Imag
 
 
 #: Real images shipped with scikit-image that are not among the parity photos: int8 calibration data.
-CALIBRATION_IMAGES = (
-    "hubble_deep_field.jpg", "retina.jpg", "ihc.png", "motorcycle_left.png", "motorcycle_right.png", "color.png",
-    "camera.png", "coins.png", "moon.png", "brick.png", "grass.png", "gravel.png", "horse.png", "page.png",
-    "text.png", "cell.png",
-)  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def calibration_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory of 16 real images (scikit-image's), disjoint from the photos parity checks on."""
-    import shutil
-
-    import skimage
-
-    source = Path(skimage.__file__).parent / "data"
-    root = tmp_path_factory.mktemp("calibration")
-    for name in CALIBRATION_IMAGES:
-        shutil.copy(source / name, root / name)
-    return root
+    return write_calibration_images(tmp_path_factory.mktemp("calibration"))
 
 
 @pytest.fixture(scope="session")

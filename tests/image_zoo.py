@@ -9,6 +9,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+#: scikit-image's sample images used for int8 calibration: real, varied, disjoint from the parity photos
+CALIBRATION_IMAGES = (
+    "hubble_deep_field.jpg", "retina.jpg", "ihc.png", "motorcycle_left.png", "motorcycle_right.png", "color.png",
+    "camera.png", "coins.png", "moon.png", "brick.png", "grass.png", "gravel.png", "horse.png", "page.png",
+    "text.png", "cell.png",
+)  # fmt: skip
+
+
+def write_calibration_images(root: Path) -> Path:
+    """Copy the :data:`CALIBRATION_IMAGES` into ``root`` (16 real images); returns ``root``."""
+    import shutil
+
+    import skimage
+
+    source = Path(skimage.__file__).parent / "data"
+    root.mkdir(parents=True, exist_ok=True)
+    for name in CALIBRATION_IMAGES:
+        shutil.copy(source / name, root / name)
+    return root
+
 
 def forged_png(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width x height`` (a decompression bomb's calling card)."""

@@ -194,8 +194,13 @@ def _host_note() -> str:
             " convolutions (symmetric int8 weights) on its AVX-512 VNNI kernels, not on the tiles."
         )
     if flags.intersection(("avx512_vnni", "avx_vnni")):
-        return "This CPU has VNNI (int8 dot products) but no AMX."
-    return "This CPU has neither VNNI nor AMX: int8 gains only from moving less data, and bf16 is not computed."
+        return (
+            "This CPU has VNNI (int8 dot products) but no AMX: both runtimes compute int8 with the same instructions."
+        )
+    return (
+        "This CPU has neither VNNI nor AMX: int8 gains only from moving less data, bf16 is not computed here, and"
+        " both runtimes run fp32 on the same FMA units."
+    )
 
 
 def _ranked(results: list[CandidateResult], batch: int, objective: str) -> list[CandidateResult]:
