@@ -13,6 +13,8 @@ from tvdeploy.runtime.manifest import (
     OptimizedGraph,
     OutputSpec,
     PreprocessSpec,
+    Source,
+    SourceKind,
     TensorSpec,
     read_manifest,
     write_manifest,
@@ -231,3 +233,11 @@ def test_an_older_manifests_text_failures_and_a_malformed_parity_block(tmp_path:
         path.write_text(json.dumps(data))
         with pytest.raises(ArtifactError, match=rf"\.{key} is .*not of the type"):
             read_manifest(tmp_path)  # a reader that formats or compares the figures would crash on it
+
+
+def test_an_unknown_source_kind_is_refused_by_name_whether_read_or_built() -> None:
+    with pytest.raises(ArtifactError, match="unknown model source kind 'evil'"):
+        Source.from_dict({"kind": "evil"})
+    with pytest.raises(ArtifactError, match="unknown model source kind 'evil'"):
+        Source("evil")  # type: ignore[arg-type]
+    assert Source.from_dict({"kind": "random"}).kind is SourceKind.RANDOM

@@ -282,6 +282,13 @@ class SourceKind(StrEnum):
 SOURCE_KINDS = tuple(SourceKind)
 
 
+def _source_kind(name: str) -> SourceKind:
+    """The :class:`SourceKind` named ``name``; an unknown one is an :class:`ArtifactError` listing the known."""
+    if name not in SOURCE_KINDS:
+        raise ArtifactError(f"unknown model source kind {name!r}", hint=f"one of {', '.join(SOURCE_KINDS)}")
+    return SourceKind(name)
+
+
 @dataclass(frozen=True)
 class Source:
     """Where the eager model of an artifact came from, so that it can be rebuilt as the parity reference.
@@ -301,9 +308,7 @@ class Source:
     redrawn_zero_init: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in SOURCE_KINDS:
-            raise ArtifactError(f"unknown model source kind {self.kind!r}", hint=f"one of {', '.join(SOURCE_KINDS)}")
-        object.__setattr__(self, "kind", SourceKind(self.kind))
+        object.__setattr__(self, "kind", _source_kind(self.kind))
 
     def random_weights_warning(self, what: str) -> str | None:
         """For a model of random weights, the warning that ``what`` (an artifact, a served model) answers nothing
@@ -345,12 +350,9 @@ class Source:
                 "the manifest does not say where the model came from (source.kind)",
                 hint="pass the weights with --weights",
             )
-        kind = str(data["kind"])
-        if kind not in SOURCE_KINDS:
-            raise ArtifactError(f"unknown model source kind {kind!r}", hint=f"one of {', '.join(SOURCE_KINDS)}")
         try:
             return cls(
-                kind=SourceKind(kind),
+                kind=_source_kind(str(data["kind"])),
                 seed=int(data.get("seed", 0)),
                 weights=data.get("weights"),
                 path=data.get("path"),
