@@ -129,3 +129,79 @@ def test_a_jsonl_cut_off_mid_line_resumes_on_a_line_of_its_own(tmp_path) -> None
     assert done_paths(out) == {"a.jpg", "b.jpg"}
     _end_last_line(out)  # a file that ends its last line is left alone
     assert out.read_text().count("\n") == 3
+
+
+def test_odd_file_names_and_a_file_deleted_mid_job_fail_alone(
+    local_ray, resnet18_artifacts, photo_files, tmp_path, capsys, monkeypatch
+) -> None:
+    from tvdeploy.batch import ray_job
+
+    root = tmp_path / "odd"
+    root.mkdir()
+    names = ["new\nline.jpg", "carriage\rreturn.jpg", "tab\there.jpg", "plain.jpg", "gone.jpg"]
+    for name in names:
+        shutil.copy(photo_files[0], root / name)
+    undecodable = os.fsdecode(b"latin1-\xe9.jpg")  # not UTF-8: Python keeps the byte as a surrogate
+    shutil.copy(photo_files[1], os.path.join(root, undecodable))
+    listed = ray_job._local_inputs
+
+    def delete_after_listing(job, done):  # the file vanishes between the listing and the actor's read
+        found = listed(job, done)
+        (root / "gone.jpg").unlink()
+        return found
+
+    monkeypatch.setattr(ray_job, "_local_inputs", delete_after_listing)
+    out = tmp_path / "rows.jsonl"
+    code, _, err = run_cli(capsys, "predict", resnet18_artifacts["onnx"], root, "--engine", "ray", "--output", out)
+    assert code == 1 and "6 image(s)" in err and "1 error(s)" in err
+    rows = _rows(out)
+    expected = {str(root / name) for name in names} | {str(root) + "/latin1-\\xe9.jpg"}
+    assert set(rows) == expected
+    gone = rows.pop(str(root / "gone.jpg"))
+    assert gone["error"].startswith(str(root / "gone.jpg")) and "predictions" not in gone
+    assert all(len(row["predictions"]) == 5 for row in rows.values())  # the odd names were read as they are
+    # resume: every file has its row (the error row too), so nothing is done twice
+    shutil.copy(photo_files[0], root / "gone.jpg")
+    monkeypatch.setattr(ray_job, "_local_inputs", listed)
+    code, _, err = run_cli(capsys, "predict", resnet18_artifacts["onnx"], root, "--engine", "ray", "--output", out,
+                           "--resume")  # fmt: skip
+    assert code == 0 and "6 already done" in err and "0 image(s)" in err
+    assert len(out.read_text().splitlines()) == 6 and "Traceback" not in err and "concurrency" not in err
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b"\xff\xfe not utf-8\n"), "is not UTF-8 text"),
+        (lambda p: p.mkdir(), "is a directory"),
+    ],
+    ids=["not UTF-8", "a directory"],
+)
+def test_resume_on_a_jsonl_that_is_not_rows_is_refused_before_the_job(
+    resnet18_artifacts, photo_files, tmp_path, capsys, make, message: str
+) -> None:
+    out = tmp_path / "x.jsonl"
+    make(out)
+    code, _, err = run_cli(capsys, "predict", resnet18_artifacts["onnx"], photo_files[0], "--engine", "ray",
+                           "--output", out, "--resume")  # fmt: skip
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"PAR1 not really parquet", "cannot read rows from"), (None, "cannot read rows from")],
+    ids=["corrupt", "no path column"],
+)
+def test_resume_on_parquet_that_is_not_rows_is_refused(resnet18_artifacts, photo_files, tmp_path, capsys, content,
+                                                       message: str) -> None:  # fmt: skip
+    import pyarrow as pa
+
+    out = tmp_path / "rows"
+    out.mkdir()
+    if content is None:
+        pq.write_table(pa.table({"file": ["a.jpg"]}), out / "other.parquet")
+    else:
+        (out / "bad.parquet").write_bytes(content)
+    code, _, err = run_cli(capsys, "predict", resnet18_artifacts["onnx"], photo_files[0], "--engine", "ray",
+                           "--output", out, "--resume")  # fmt: skip
+    assert code == 2 and message in err and "Traceback" not in err

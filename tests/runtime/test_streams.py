@@ -8,7 +8,6 @@ import dataclasses
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -123,32 +122,39 @@ def test_the_window_keeps_the_streams_busy_and_counts_each_call() -> None:
 
 
 class _Straggler(_TwoAtOnce):
-    """Two streams; every call takes 10 ms but each window's last, which takes 200 ms."""
+    """Two streams on a clock of their own (no sleeps, no wall time): every call takes 10 ms of its stream's clock
+    but the window's last, which takes 200; the barrier pairs the calls, so each stream runs half of them."""
 
     def __init__(self) -> None:
         super().__init__(2)
         self.count = 0
         self.lock = threading.Lock()
+        self.clocks: dict[int, float] = {}
+
+    def perf_counter(self) -> float:
+        return self.clocks.get(threading.get_ident(), 0.0)
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self.lock:
             self.count += 1
-            last = self.count % (WINDOW_DEPTH * 2) == 0
-        time.sleep(0.2 if last else 0.01)
+            last = self.count == WINDOW_DEPTH * 2
+        self.barrier.wait()
+        self.clocks[threading.get_ident()] = self.perf_counter() + (0.2 if last else 0.01)
         return {"y": feeds["x"]}
 
 
-def test_the_interval_is_little_s_law_for_busy_streams_not_the_window_over_its_calls() -> None:
+def test_the_interval_is_little_s_law_for_busy_streams_not_the_window_over_its_calls(monkeypatch) -> None:
     runner = _Straggler()
+    monkeypatch.setattr("tvdeploy.bench.run.time", runner)  # in_flight_window reads the streams' own clocks
     with runner:
         calls = WINDOW_DEPTH * 2
-        start = time.perf_counter()
         latencies, interval = in_flight_window(runner, _feeds(1)[0])(calls)
-        whole = (time.perf_counter() - start) / calls
+    assert sorted(latencies) == pytest.approx([0.01] * (calls - 1) + [0.2])
     # the straggler's stream stays busy to the end while the other goes idle: that idle tail is the window's,
     # not the streams' (kept fed, the straggler would overlap the other stream's next calls)
-    assert interval == pytest.approx(sum(latencies) / (2 * calls), rel=0.2)
-    assert interval < 0.8 * whole
+    assert interval == pytest.approx(sum(latencies) / (2 * calls))
+    window = max(runner.clocks.values()) / calls  # the window's seconds over its calls: the straggler's stream
+    assert interval < 0.8 * window
 
 
 def test_openvino_compiles_streams_with_the_throughput_hint_and_threads_for_all_of_them(tmp_path: Path) -> None:
@@ -172,7 +178,7 @@ def test_streams_must_be_a_positive_integer(streams: object) -> None:
 
 
 def _record(streams: int) -> Deployment:
-    return Deployment(runtime="openvino", precision="int8", provider="cpu", threads=1, streams=streams,
+    return Deployment(runtime="openvino", precision="fp32", provider="cpu", threads=1, streams=streams,
                       batch_size=8, objective="throughput", host_cpu="x", host_signature=cpu_signature())  # fmt: skip
 
 
@@ -185,7 +191,7 @@ def test_a_record_with_streams_is_schema_4_and_one_without_stays_readable_by_sch
     assert single["schema_version"] == 3 and "streams" not in single["deployment"]
     assert Manifest.from_dict(single).deployment == _record(1)
     data["deployment"]["streams"] = "2"
-    with pytest.raises(ArtifactError, match="deployment streams must be a positive integer"):
+    with pytest.raises(ArtifactError, match=r"deployment.streams must be an integer from 1 to 1024"):
         Manifest.from_dict(data)
 
 
@@ -207,12 +213,17 @@ def test_more_streams_than_cores_are_refused_when_asked_for_and_set_aside_when_r
     with pytest.raises(ProviderError, match="1000000000 streams asked for; this host has 2 usable cores") as info:
         runner_for_artifact(outcome.artifact_dir, outcome.manifest, config=SessionConfig(streams=10**9))
     assert info.value.hint == "use at most 2 streams"
-    # a hand-edited (or smaller host's) record: one stream, said so; nothing sized by the record's number
-    record = dataclasses.replace(_record(10**9), precision=outcome.manifest.precision)
+    # a smaller host's (or a hand-edited) record: one stream, said so; nothing sized by the record's number
+    record = dataclasses.replace(_record(64), precision=outcome.manifest.precision, threads=64)
     hostile = dataclasses.replace(outcome.manifest, deployment=record)
+    monkeypatch.setattr("tvdeploy.runtime.deployment.usable_cores", lambda: 2)
     with caplog.at_level("WARNING", logger="tvdeploy"):
         config = apply_deployment(hostile, None, None).session_config
-    assert config.streams is None and "tuned for 1000000000 streams" in caplog.text
+    assert config.streams is None and "tuned for 64 streams" in caplog.text
+    assert config.intra_op_threads == 2 and "tuned for 64 threads" in caplog.text  # threads bounded the same way
+    # a number no host has is not a record tune wrote: refused where the manifest is read
+    with pytest.raises(ArtifactError, match=r"deployment.streams must be an integer from 1 to 1024, got 1000000000"):
+        _record(10**9)
 
 
 def test_a_format_without_streams_refuses_them_and_names_the_formats_that_have_them(ten_class_exports) -> None:

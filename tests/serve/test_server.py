@@ -306,9 +306,21 @@ def test_bad_requests_get_4xx_in_the_protocols_error_format(server, client) -> N
     assert client.is_server_live()
 
 
+def _infer_requests(server) -> dict[str, float]:
+    """The server's count of infer requests by status."""
+    text = urllib.request.urlopen(f"http://{server.url}/metrics", timeout=5).read().decode()
+    return {
+        status: float(count)
+        for status, count in re.findall(
+            r'tvdeploy_requests_total\{method="POST",route="infer",status="(\d+)"\} (\S+)', text
+        )
+    }
+
+
 def test_load_8_clients_zero_errors(server, offline) -> None:
     batch = np.random.default_rng(2).standard_normal((1, 3, 224, 224), dtype=np.float32)
     expected = offline.infer(batch)
+    before = _infer_requests(server)
 
     def client_thread(_: int) -> list[float]:  # one client per thread: tritonclient.http's are not thread-safe
         own = tritonclient_http.InferenceServerClient(server.url)
@@ -326,7 +338,10 @@ def test_load_8_clients_zero_errors(server, offline) -> None:
     elapsed = time.perf_counter() - start
     p50, p99 = np.percentile(latencies, [50, 99]) * 1000
     print(f"\n8 clients x 50 requests: {400 / elapsed:.1f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-    assert len(latencies) == 400
+    after = _infer_requests(server)
+    counted = {status: after[status] - before.get(status, 0.0) for status in after}
+    assert counted.get("200") == 400  # the server answered every request, and only these, with 200
+    assert not {status: n for status, n in counted.items() if status != "200" and n}, counted
 
 
 def test_metrics_count_requests_batches_and_queue(server, client) -> None:

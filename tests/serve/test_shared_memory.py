@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from multiprocessing import shared_memory
@@ -140,10 +141,22 @@ def test_a_symbolic_link_is_refused_and_never_followed(shm_path, tmp_path) -> No
 
 def test_a_fifo_is_refused_at_once(shm_path) -> None:
     os.mkfifo(shm_path)
-    start = time.perf_counter()
-    with pytest.raises(SharedMemoryError, match="is a FIFO"):
-        SharedMemoryRegistry(enabled=True).register("r", _key_of(shm_path), 0, 16)  # no writer: open must not block
-    assert time.perf_counter() - start < 1
+    outcome: list[BaseException] = []
+
+    def register() -> None:
+        try:
+            SharedMemoryRegistry(enabled=True).register("r", _key_of(shm_path), 0, 16)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=register, daemon=True)  # no writer: an open that blocked would hang here,
+    caller.start()  # so the test waits a bounded time and fails instead of hanging
+    caller.join(timeout=10)
+    if caller.is_alive():
+        with open(shm_path, "wb"):  # the writer the blocked open waits for: it returns, and the test fails
+            pass
+        pytest.fail("opening a FIFO blocked: the server would hang on a client's key")
+    assert len(outcome) == 1 and isinstance(outcome[0], SharedMemoryError) and "is a FIFO" in str(outcome[0])
 
 
 def test_a_directory_is_refused(shm_path) -> None:
@@ -189,3 +202,70 @@ def test_off_by_default(segment) -> None:
     ):
         with pytest.raises(SharedMemoryError, match="system shared memory is off"):
             call()
+
+
+@pytest.mark.slow
+def test_registrations_cannot_exhaust_the_servers_descriptors(resnet18_artifacts) -> None:
+    """A server under a low descriptor limit holds a bounded number of regions; any number of registration
+    attempts later it still accepts new clients and infers, and each refusal is one log line."""
+    import http.client
+    import json as json_module
+    import re
+    import resource
+    import subprocess
+    import sys
+
+    from tests.serve.server_process import collect_lines, wait_until_ok
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    key = f"/tvdeploy_test_fd_{os.getpid()}"
+    path = SHM_DIR / key.lstrip("/")
+    path.write_bytes(b"\0" * 4096)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tvdeploy", "serve", str(resnet18_artifacts["onnx"]), "--port", "0", "--shared-memory"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=low_limit,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"http://([\d.]+):(\d+)", proc.stdout.readline())
+        assert match, "the server printed no address"
+        host, port = match.group(1), int(match.group(2))
+        log = collect_lines(proc.stderr)
+        wait_until_ok(f"http://{host}:{port}/v2/health/ready", proc, log)
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        statuses = []
+        body = json_module.dumps({"key": key, "offset": 0, "byte_size": 4096})
+        for index in range(600):  # more than the descriptors the process may open
+            connection.request("POST", f"/v2/systemsharedmemory/region/r{index}/register", body=body)
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+        held = statuses.count(200)
+        print(f"\nregions held under ulimit -n 256: {held} of 600 registrations")
+        assert 0 < held < 256 and statuses.count(400) == 600 - held
+        assert statuses[held:] == [400] * (600 - held)  # the first ones fit, every later one is refused
+        connection.request("GET", "/v2/systemsharedmemory/region/r0/status")
+        response = connection.getresponse()
+        assert response.status == 200 and json_module.loads(response.read())[0]["name"] == "r0"
+        for _ in range(20):  # new clients are still answered
+            fresh = http.client.HTTPConnection(host, port, timeout=10)
+            fresh.request("GET", "/v2/health/ready")
+            assert fresh.getresponse().status == 200
+            fresh.close()
+        payload = json_module.dumps({"inputs": [{"name": "input", "shape": [1, 3, 224, 224], "datatype": "FP32",
+                                                 "data": [0.0] * (3 * 224 * 224)}]})  # fmt: skip
+        connection.request("POST", "/v2/models/resnet18/infer", body=payload)
+        response = connection.getresponse()
+        assert response.status == 200 and "outputs" in json_module.loads(response.read())
+        connection.request("POST", "/v2/systemsharedmemory/unregister")
+        assert connection.getresponse().status == 200
+        time.sleep(0.5)  # the log lines of the last requests
+        refusals = [line for line in log if "holds at most" in line]
+        assert len(refusals) == 600 - held, "".join(log[-5:])  # one line per refused call, not two
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        path.unlink(missing_ok=True)

@@ -100,7 +100,8 @@ def test_an_avx2_only_host_does_not_try_bf16_and_the_report_says_why(monkeypatch
     assert ("openvino", "bf16") not in {c.artifact_key for c in planned}
     assert any(s.precision == "bf16" and "no avx512_bf16 or amx_bf16" in s.reason for s in skipped)
     assert {"onnx-fp32-t2", "onnx-int8-t2", "openvino-int8-t2"} <= {c.name for c in planned}
-    assert "neither VNNI nor AMX" in tuner._host_note()
+    assert "neither VNNI nor AMX" in tuner._host_note(tried_int8=True)
+    assert "int8" not in tuner._host_note(tried_int8=False)  # int8 is explained only where it was tried
 
 
 def test_throughput_tries_openvino_on_parallel_streams_and_latency_says_why_not(monkeypatch) -> None:

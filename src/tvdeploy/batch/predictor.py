@@ -18,6 +18,7 @@ fails alone, the job goes on). Decoding and preprocessing are the runtime's own 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -65,13 +66,19 @@ class ArtifactPredictor:
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
-        """One batch of ``bytes`` + ``path`` as a ``pyarrow.Table`` of result rows (see :func:`row_schema`)."""
+        """One batch of ``bytes`` + ``path`` as a ``pyarrow.Table`` of result rows (see :func:`row_schema`). A
+        batch may also carry ``file``: a local file's name as bytes, which this actor reads itself where it is not
+        empty (a file gone or unreadable is that row's error)."""
         import pyarrow as pa
 
         paths = [str(path) for path in batch["path"]]
-        images = [bytes(data) for data in batch["bytes"]]
+        files = batch.get("file")
+        images: list[Any] = [
+            os.fsdecode(bytes(file)) if files is not None and len(file) else bytes(data)
+            for data, file in zip(batch["bytes"], files if files is not None else [b""] * len(paths), strict=True)
+        ]
         results = self.classifier.predict_stream(images, top_k=self.top_k)
-        return pa.Table.from_pydict(rows_of(paths, list(results)), schema=row_schema())
+        return pa.Table.from_pydict(rows_of(paths, list(results), images), schema=row_schema())
 
 
 def row_schema() -> Any:
@@ -89,17 +96,28 @@ def row_schema() -> Any:
     )
 
 
-def rows_of(paths: list[str], results: list[PredictionResult]) -> dict[str, list[Any]]:
-    """Result rows as columns: the path each result belongs to, its top-k, or its error (with empty top-k)."""
+def rows_of(
+    paths: list[str], results: list[PredictionResult], sources: list[Any] | None = None
+) -> dict[str, list[Any]]:
+    """Result rows as columns: the path each result belongs to, its top-k, or its error (with empty top-k), the
+    error naming the row's path where the runtime named the file it read (``sources``)."""
     columns: dict[str, list[Any]] = {name: [] for name in ROW_COLUMNS}
-    for path, result in zip(paths, results, strict=True):
+    for index, (path, result) in enumerate(zip(paths, results, strict=True)):
+        source = sources[index] if sources is not None else None
+        if isinstance(source, str) and result.error and result.error.startswith(source):
+            result = PredictionResult(result.source, error=path + result.error[len(source) :])
         predictions = result.predictions or []
         columns["path"].append(path)
         columns["labels"].append([p.label for p in predictions])
         columns["indices"].append([p.index for p in predictions])
         columns["probabilities"].append([p.probability for p in predictions])
-        columns["error"].append(None if result.ok else _named(result.error or "", path))
+        columns["error"].append(None if result.ok else _utf8(_named(result.error or "", path)))
     return columns
+
+
+def _utf8(text: str) -> str:
+    """``text`` as valid UTF-8 (a file name's undecodable bytes, kept by Python as surrogates, as ``\\xNN``)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _named(error: str, path: str) -> str:

@@ -32,6 +32,7 @@ from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS
 from tvdeploy.runtime.inputs import IMAGE_EXTENSIONS, collect_inputs
 from tvdeploy.runtime.manifest import read_manifest
+from tvdeploy.text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -106,20 +107,36 @@ def is_uri(text: str) -> bool:
 
 
 def done_paths(output: Path) -> set[str]:
-    """The paths that already have a row in ``output`` (for ``--resume``); empty when there is none yet."""
+    """The paths that already have a row in ``output`` (for ``--resume``); empty when there is none yet. An output
+    that is not a rows file tvdeploy wrote is a :class:`UserInputError` naming the problem, before any work."""
     if not output.exists():
         return set()
     if output.suffix == ".jsonl":
-        paths = set()
-        for number, line in enumerate(output.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                paths.add(json.loads(line)["path"])
-            except (ValueError, KeyError, TypeError):
-                logger.warning("%s line %d is not a row (a job cut off mid-line?): it is done again", output, number)
-        return paths
+        return _jsonl_paths(output)
     return {row["path"] for row in _parquet_rows(set(output.glob("*.parquet")))}
+
+
+def _jsonl_paths(output: Path) -> set[str]:
+    way_out = "pass the .jsonl file an earlier job wrote, or another --output without --resume"
+    if not output.is_file():
+        raise UserInputError(f"{printable(output)} is not a file: a .jsonl output is one file", hint=way_out)
+    try:
+        text = output.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserInputError(
+            f"{printable(output)} is not UTF-8 text (byte {exc.start}): not rows tvdeploy wrote", hint=way_out
+        ) from exc
+    except OSError as exc:
+        raise UserInputError(f"cannot read {printable(output)}: {exc.strerror or exc}", hint=way_out) from exc
+    paths = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            paths.add(str(json.loads(line)["path"]))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("%s line %d is not a row (a job cut off mid-line?): it is done again", output, number)
+    return paths
 
 
 def _end_last_line(output: Path) -> None:
@@ -152,22 +169,35 @@ def _ray(local: bool) -> Any:
     return ray
 
 
-def _local_inputs(job: RayJob, done: set[str]) -> tuple[list[str], list[str], dict[str, str]]:
-    """Local images to read (absolute paths), the given paths that do not exist, and absolute -> as given."""
+def display_path(name: str) -> str:
+    """A local file's name as a row holds it: as given, with bytes that are not UTF-8 (kept by Python as
+    surrogates) written as ``\\xNN`` escapes, so that every name fits a JSON and an Arrow string."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _quiet_ray_data(ray: Any) -> None:
+    """Ray Data's progress lines and execution plans off (the job's own summary says what happened)."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    for name in ("ray.data", "ray"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _local_inputs(job: RayJob, done: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of the local images to classify (``path`` as a row shows it, ``file``: the name's bytes, read by the
+    actor itself so that no name is rewritten on the way), and the given paths that do not exist."""
     local = [given for given in job.inputs if not is_uri(given)]
     files = collect_inputs(local).files if local else []
-    original: dict[str, str] = {}
     present, missing = [], []
     for name in files:
-        if name in done:
+        shown = display_path(name)
+        if shown in done:
             continue
         if not Path(name).is_file():
-            missing.append(name)
+            missing.append(shown)
             continue
-        absolute = os.path.abspath(name)
-        original[absolute] = name
-        present.append(absolute)
-    return present, missing, original
+        present.append({"path": shown, "bytes": b"", "file": os.fsencode(os.path.abspath(name))})
+    return present, missing
 
 
 def _sizing(ray: Any, job: RayJob) -> tuple[int, int]:
@@ -191,21 +221,28 @@ def _sizing(ray: Any, job: RayJob) -> tuple[int, int]:
 def run_ray_job(job: RayJob) -> JobSummary:
     """Classify every input on Ray Data and write the rows (see the module docstring)."""
     ray = _ray(local=job.address is None)
-    read_manifest(job.artifact)  # a bad artifact fails here, before any cluster work
+    manifest = read_manifest(job.artifact)  # a bad artifact fails here, before any cluster work
+    random_weights = manifest.source.random_weights_warning(str(job.artifact))
+    if random_weights:  # the actors' own warning stays in their logs
+        logger.warning("warning: %s", random_weights)
     if not job.writes_jsonl and job.output.exists() and not job.output.is_dir():
         raise UserInputError(f"{job.output} is a file", hint="name a .jsonl file or a directory for Parquet")
+    if job.writes_jsonl and job.output.is_dir():
+        raise UserInputError(f"{job.output} is a directory", hint="name a .jsonl file, or a directory without .jsonl")
     if job.output.exists() and not job.resume and (job.writes_jsonl or any(job.output.iterdir())):
         raise UserInputError(f"{job.output} already holds rows", hint="pass --resume to go on, or another --output")
     done = done_paths(job.output) if job.resume else set()
     if job.resume:
         _end_last_line(job.output)
-    present, missing, original = _local_inputs(job, done)
+    present, missing = _local_inputs(job, done)
     uris = [given for given in job.inputs if is_uri(given)]
     started_here = not ray.is_initialized()
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # Ray's own chatter is not the user's business
     if started_here and job.address:
-        ray.init(address=job.address, log_to_driver=False)
+        ray.init(address=job.address, **quiet)
     elif started_here:  # a local instance on this machine, sized to the cores this process may use
-        ray.init(num_cpus=usable_cores(), include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=usable_cores(), include_dashboard=False, **quiet)
+    _quiet_ray_data(ray)
     try:
         start = time.perf_counter()
         summary = JobSummary(skipped=len(done))
@@ -215,8 +252,8 @@ def run_ray_job(job: RayJob) -> JobSummary:
         if present or uris:
             actors, threads = _sizing(ray, job)
             summary.actors = actors
-            dataset = _dataset(ray, present + uris, done, job, actors, threads)
-            _write(job, dataset, original, summary)
+            dataset = _dataset(ray, present, uris, done, job, actors, threads)
+            _write(job, dataset, summary)
         if not job.writes_jsonl:  # Ray's workers wrote the rows: count what this job added
             for row in _parquet_rows(set(job.output.glob("*.parquet")) - before):
                 summary.images += 1
@@ -232,59 +269,70 @@ def _missing_row(name: str) -> dict[str, Any]:
     return {"path": name, "labels": [], "indices": [], "probabilities": [], "error": f"{name}: no such file"}
 
 
-def _dataset(ray: Any, paths: list[str], done: set[str], job: RayJob, actors: int, threads: int) -> Any:
-    extensions = sorted(extension.lstrip(".") for extension in IMAGE_EXTENSIONS)
-    dataset = ray.data.read_binary_files(
-        paths, include_paths=True, file_extensions=extensions if any(is_uri(p) for p in paths) else None
-    )
-    if done:  # object-storage inputs already listed: their bytes are read, but not classified again
-        dataset = dataset.filter(lambda row: row["path"] not in done)
+def _dataset(
+    ray: Any, local: list[dict[str, Any]], uris: list[str], done: set[str], job: RayJob, actors: int, threads: int
+) -> Any:
+    """Local files as rows of names (each actor reads its files: a file that is gone or unreadable is an error
+    row, and no name passes through Ray's path handling), object storage through Ray's reader."""
+    parts = []
+    if local:
+        parts.append(ray.data.from_items(local))
+    if uris:
+        extensions = sorted(extension.lstrip(".") for extension in IMAGE_EXTENSIONS)
+        remote = ray.data.read_binary_files(uris, include_paths=True, file_extensions=extensions)
+        if done:  # object-storage inputs already listed: their bytes are read, but not classified again
+            remote = remote.filter(lambda row: row["path"] not in done)
+        parts.append(remote.map_batches(_no_local_file, batch_format="pyarrow"))
+    dataset = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+    settings = {
+        "artifact": str(job.artifact.resolve()),
+        "top_k": job.top_k,
+        "provider": job.provider,
+        "threads": threads,
+        "decode": job.decode,
+        "max_pixels": job.max_pixels,
+    }
     return dataset.map_batches(
         ArtifactPredictor,
-        fn_constructor_kwargs={
-            "artifact": str(job.artifact.resolve()),
-            "top_k": job.top_k,
-            "provider": job.provider,
-            "threads": threads,
-            "decode": job.decode,
-            "max_pixels": job.max_pixels,
-        },
+        fn_constructor_kwargs=settings,
         batch_size=job.batch_size,
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=job.num_cpus,
         num_gpus=job.num_gpus or None,
     )
 
 
-def _write(job: RayJob, dataset: Any, original: dict[str, str], summary: JobSummary) -> None:
-    if job.writes_jsonl:
-        for batch in dataset.iter_batches(batch_size=job.batch_size, batch_format="pyarrow"):
-            _emit(job, [_as_given(row, original) for row in batch.to_pylist()], summary)
-        return
-    restored = dataset.map_batches(_restore_paths, fn_kwargs={"original": original}, batch_format="pyarrow")
-    restored.write_parquet(str(job.output))
-
-
-def _as_given(row: dict[str, Any], original: dict[str, str]) -> dict[str, Any]:
-    """A row with its path as the user gave it (Ray reads local files by absolute path), in its error too."""
-    path = str(row["path"])
-    given = original.get(path, path)
-    error = row.get("error")
-    return {**row, "path": given, "error": error.replace(path, given, 1) if error else error}
-
-
-def _restore_paths(batch: Any, original: dict[str, str]) -> Any:
-    """:func:`_as_given` over a batch, for the Parquet writers."""
+def _no_local_file(batch: Any) -> Any:
+    """Rows read from object storage, with the empty ``file`` column local rows fill (one schema for both)."""
     import pyarrow as pa
 
-    return pa.Table.from_pylist([_as_given(row, original) for row in batch.to_pylist()], schema=row_schema())
+    return batch.append_column("file", pa.array([b""] * batch.num_rows, type=pa.binary()))
+
+
+def _write(job: RayJob, dataset: Any, summary: JobSummary) -> None:
+    if job.writes_jsonl:
+        for batch in dataset.iter_batches(batch_size=job.batch_size, batch_format="pyarrow"):
+            _emit(job, batch.to_pylist(), summary)
+        return
+    dataset.write_parquet(str(job.output))
 
 
 def _parquet_rows(files: set[Path]) -> Iterator[dict[str, Any]]:
+    """The ``path`` and ``error`` of every row of ``files`` (a file that is not a rows file tvdeploy wrote is a
+    :class:`UserInputError`)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     for file in sorted(files):
-        yield from pq.read_table(file, columns=["path", "error"]).to_pylist()
+        try:
+            table = pq.read_table(file, columns=["path", "error"])
+        except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
+            raise UserInputError(
+                f"cannot read rows from {printable(file)}: {printable(str(exc), 300)}",
+                hint="move files that are not rows of an earlier job out of the output directory, or choose "
+                "another --output",
+            ) from exc
+        yield from table.to_pylist()
 
 
 def _emit(job: RayJob, rows: list[dict[str, Any]], summary: JobSummary) -> None:

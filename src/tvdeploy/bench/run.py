@@ -18,6 +18,8 @@ from tvdeploy.bench.targets import BenchTarget
 from tvdeploy.errors import UserInputError
 from tvdeploy.flags import flag, positive_int, positive_int_list
 from tvdeploy.runtime.formats import runs_on_torch
+from tvdeploy.runtime.manifest import OutputSpec
+from tvdeploy.runtime.memory import check_batches_fit
 from tvdeploy.runtime.providers import PROVIDER_CHOICES, RECORDED_PROVIDER_HELP, resolve_provider
 
 logger = logging.getLogger(__name__)
@@ -310,6 +312,9 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
     Every target runs on the run's provider, resolved once for all of them; where the run names none, each on its
     own (tune's candidates, an artifact's deployment record), else the CPU.
     """
+    for target in targets:  # before any runner loads: a batch whose arrays cannot fit is refused with the figure
+        output = target.manifest.output if target.manifest is not None else OutputSpec(target.output_name)
+        check_batches_fit(target.input_spec, output, len(target.labels), list(config.batch_sizes))
     providers = _providers(targets, config.provider)
     if config.threads is not None and any(runs_on_torch(t.backend) for t in targets):
         import torch

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tvdeploy.cli.common import EXIT_OK, add_json_flag, add_report_files, print_json, write_report_files
+from tvdeploy.cli.common import (
+    EXIT_OK,
+    add_json_flag,
+    add_report_files,
+    check_report_files,
+    print_json,
+    write_report_files,
+)
 from tvdeploy.cli.flags import add_option_flags, options_from_args
 from tvdeploy.errors import UserInputError
 
@@ -43,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.model) == bool(args.artifacts):
         raise UserInputError("give either --model NAME or one or more ARTIFACT directories")
+    check_report_files(args)
     if args.model:
         cache = args.cache_dir or default_cache_dir()
         targets = model_targets(args.model, args.weights, parse_backends(args.backends), cache)

@@ -35,6 +35,24 @@ def add_report_files(parser: argparse.ArgumentParser, plot: str) -> None:
     parser.add_argument("--plot", type=Path, metavar="FILE.png", help=plot)
 
 
+def check_report_files(args: argparse.Namespace) -> None:
+    """Before the work: the report files asked for can be written, and ``--plot`` has matplotlib."""
+    import importlib.util
+
+    from tvdeploy.errors import MissingDependencyError
+    from tvdeploy.files import check_file_output
+
+    for flag in ("save_json", "markdown", "plot"):
+        path = getattr(args, flag)
+        if path is not None:
+            check_file_output(path, "--" + flag.replace("_", "-"))
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise MissingDependencyError(
+            "--plot needs matplotlib, which is not installed (it comes with the bench extra)",
+            hint='pip install "tvdeploy[bench]", or leave out --plot',
+        )
+
+
 def write_report_files(args: argparse.Namespace, report: Any, output: Any) -> None:
     """Write the files :func:`add_report_files` asked for with a report module's writers (bench's, tune's)."""
     if args.save_json:

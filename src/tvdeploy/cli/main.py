@@ -7,7 +7,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from functools import lru_cache
 from tvdeploy import __version__
 from tvdeploy.cli.common import EXIT_BROKEN_PIPE, print_json
 from tvdeploy.errors import MissingDependencyError, TvdeployError
+from tvdeploy.text import printable_lines
 
 logger = logging.getLogger("tvdeploy")
 
@@ -58,7 +61,10 @@ def commands() -> dict[str, Command]:
             "serve artifacts on the Open Inference Protocol (KServe v2 / Triton clients), with dynamic batching",
         ),
         "export-triton": Command(
-            "export_triton", "write a Triton Inference Server model repository from ONNX artifacts"
+            "export_triton",
+            "write a Triton Inference Server model repository from "
+            + " and ".join(name for name, spec in FORMATS.items() if spec.triton_backend)
+            + " artifacts",
         ),
         "tune": Command(
             "tune",
@@ -107,6 +113,19 @@ def _configure_logging(args: argparse.Namespace) -> None:
     logger.propagate = False  # some backends (executorch) configure the root logger on import
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that every ``with`` block and ``finally`` cleans up as on Ctrl-C
+    (scratch directories, staging directories, a local Ray instance)."""
+
+
+#: What a shell reports for a process ended by SIGTERM (128 + 15).
+EXIT_TERMINATED = 143
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tvdeploy`` console script; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -114,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(command).parse_args(arguments)  # without a command: argparse's usage error, exit 2
     args.argv = arguments
     _configure_logging(args)
+    if threading.current_thread() is threading.main_thread():  # serve replaces it with its graceful stop
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         try:
             return int(args.handler(args))
@@ -128,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("tvdeploy: interrupted\n")
         return 130
+    except Terminated:
+        sys.stderr.write("tvdeploy: terminated\n")
+        return EXIT_TERMINATED
 
 
 def _missing_extra(command: str, exc: ImportError) -> Exception:
@@ -151,5 +175,5 @@ def _report(args: argparse.Namespace, exc: TvdeployError) -> int:
         print_json({"error": exc.message, "hint": exc.hint, "type": type(exc).__name__})
     if args.verbose and (exc.__cause__ or exc.__context__):
         sys.stderr.write("".join(traceback.format_exception(exc)))  # the whole cause chain
-    sys.stderr.write(f"tvdeploy: error: {exc}\n")
+    sys.stderr.write(f"tvdeploy: error: {printable_lines(str(exc))}\n")  # no escape sequence from a file reaches it
     return exc.exit_code

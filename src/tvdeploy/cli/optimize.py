@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="convert to this format at --precision (openvino: fp32, fp16, bf16 or int8 from an fp32 ONNX artifact)",
     )
     p.add_argument("--output", type=Path, help="the new artifact (default: ARTIFACT-<what changed> beside it)")
+    p.add_argument("--name", help="model name of the new artifact (what serve serves it as; default: the source's)")
     add_force_flag(p)
     add_json_flag(p)
     add_calibration_arguments(p)
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             output=args.output,
             force=args.force,
             format=args.format,
+            name=args.name,
         )
     )
     if args.json:

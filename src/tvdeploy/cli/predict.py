@@ -70,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError("--output, --resume and --address belong to --engine ray", hint="add --engine ray")
     from tvdeploy.runtime.classifier import load
     from tvdeploy.runtime.inputs import collect_inputs
+    from tvdeploy.runtime.manifest import read_manifest
     from tvdeploy.runtime.providers import SessionConfig
 
+    read_manifest(args.artifact)  # a missing or broken artifact is said before the inputs are walked
     inputs = collect_inputs(args.paths)
     if not inputs.files:
         raise UserInputError(
@@ -90,9 +92,6 @@ def run(args: argparse.Namespace) -> int:
         decode_workers=args.workers,
         decode=args.decode,
     )
-    random_weights = classifier.manifest.source.random_weights_warning(str(args.artifact))
-    if random_weights:
-        logger.warning("warning: %s", random_weights)
     failed = 0
     with classifier, _progress(len(inputs.files), enabled=not args.quiet) as bar:
         for result in classifier.predict_stream(inputs.files, top_k=args.top_k):
@@ -147,8 +146,15 @@ def _progress(total: int, enabled: bool) -> Any:
 
 
 def _format_result(result: Any) -> str:
+    """One input's lines for a terminal (a file name, error or label with control characters is escaped)."""
+    from tvdeploy.text import printable
+
+    source = printable(result.source, limit=None)
     if not result.ok:
-        return f"{result.source}\n  error: {result.error}"
-    width = max(len(p.label) for p in result.predictions)
-    rows = [f"  {p.label:<{width}}  {p.probability * 100:6.2f}%" for p in result.predictions]
-    return "\n".join([result.source, *rows])
+        return f"{source}\n  error: {printable(result.error, limit=None)}"
+    labels = [printable(p.label) for p in result.predictions]
+    width = max(len(label) for label in labels)
+    rows = [
+        f"  {label:<{width}}  {p.probability * 100:6.2f}%" for label, p in zip(labels, result.predictions, strict=True)
+    ]
+    return "\n".join([source, *rows])

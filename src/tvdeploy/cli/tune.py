@@ -11,6 +11,7 @@ from tvdeploy.cli.common import (
     add_json_flag,
     add_report_files,
     calibration_options,
+    check_report_files,
     print_json,
     progress_enabled,
     write_report_files,
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from tvdeploy.tune import report as output
     from tvdeploy.tune.tuner import TuneRequest, tune
 
+    check_report_files(args)
     request = options_from_args(
         TuneRequest,
         args,
@@ -48,6 +50,5 @@ def run(args: argparse.Namespace) -> int:
         print_json(report.to_dict())
     else:
         print(output.format_table(report))
-        print(f"\nwrote {args.output} ({report.winner.candidate.name})")
     write_report_files(args, report, output)
     return EXIT_OK

@@ -34,8 +34,9 @@ from tvdeploy.export.producers import PRODUCERS, criteria_for, missing_for_expor
 from tvdeploy.export.validate import artifact_parity, reference_model
 from tvdeploy.models.loader import LoadedModel
 from tvdeploy.runtime.formats import get_format
-from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files, write_manifest
+from tvdeploy.runtime.manifest import Manifest, check_model_name, read_manifest, verify_artifact_files, write_manifest
 from tvdeploy.runtime.precisions import Precision, get_precision
+from tvdeploy.text import a
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ class OptimizeRequest:
     force: bool = False
     #: the format of the new artifact: the source's (None), or one converted from it (``openvino`` from ONNX)
     format: str | None = None
+    #: the model name of the new artifact (its manifest's ``name``, what ``serve`` serves it as); None: the source's
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            check_model_name(self.name, "--name")
 
     def suffix(self) -> str:
         """What the default output name adds to the source's: ``-int8``, ``-opt``, ``-slim``, ``-pre``, ``-top5``,
@@ -108,7 +115,7 @@ def optimize_artifact(request: OptimizeRequest, model: LoadedModel | None = None
     _check_optimizable(request, source, manifest)
     criteria_for(manifest.format, request.precision)
     output = request.output or default_output(source, request.suffix())
-    check_output(output, request.force)
+    check_output(output, request.force, [source])
     start = time.perf_counter()
     calibration = (
         calibration_set(request.calibration, manifest.preprocess)
@@ -116,7 +123,7 @@ def optimize_artifact(request: OptimizeRequest, model: LoadedModel | None = None
         else None
     )
     model = model or reference_model(manifest)
-    with staged_directory(output, request.force) as staging:
+    with staged_directory(output, request.force, [source]) as staging:
         model_file = manifest.model_file.path
         result = derive_onnx(
             source / model_file,
@@ -137,6 +144,7 @@ def optimize_artifact(request: OptimizeRequest, model: LoadedModel | None = None
             result.files,
             details,
             precision=request.precision,
+            name=request.name or manifest.name,
             exporter=f"{manifest.exporter} + {converter}" if converter else manifest.exporter,
             input=result.input_spec,
             output=result.output_spec,
@@ -165,7 +173,7 @@ def _check_optimizable(request: OptimizeRequest, source: Path, manifest: Manifes
             f"{f.source or name} -> {name} {', '.join(f.derivable)}" for name, f in PRODUCERS.items() if f.derivable
         ]
         raise UserInputError(
-            f"cannot make a {request.precision} artifact from a {manifest.format} artifact",
+            f"cannot make {a(request.precision)} artifact from {a(manifest.format)} artifact",
             hint="optimize takes fp32 artifacts and makes: " + "; ".join(makers),
         )
     if request.graph.active and not producer.graph_passes:
@@ -210,12 +218,12 @@ def convert_artifact(request: OptimizeRequest, manifest: Manifest, model: Loaded
     if made.source != manifest.format:
         convertible = ", ".join(f"{name} (from {f.source})" for name, f in PRODUCERS.items() if f.source)
         raise UserInputError(
-            f"a {target.name} artifact is not made from a {manifest.format} artifact",
+            f"{a(target.name)} artifact is not made from {a(manifest.format)} artifact",
             hint=f"formats converted from another: {convertible}",
         )
     if request.precision not in made.derivable:
         raise UserInputError(
-            f"cannot make a {target.name} {request.precision} artifact",
+            f"cannot make {a(target.name)} {request.precision} artifact",
             hint=f"{target.name} artifacts come in {', '.join(made.derivable)}",
         )
     if request.graph.active:
@@ -228,7 +236,7 @@ def convert_artifact(request: OptimizeRequest, manifest: Manifest, model: Loaded
         )
     require_calibration(request.precision, request.calibration)
     output = request.output or default_output(source, request.suffix())
-    check_output(output, request.force)
+    check_output(output, request.force, [source])
     start = time.perf_counter()
     options = ExportOptions(opset=manifest.opset or DEFAULT_OPSET, precision=request.precision,
                             calibration=request.calibration)  # fmt: skip
@@ -236,7 +244,7 @@ def convert_artifact(request: OptimizeRequest, manifest: Manifest, model: Loaded
     job = ProduceJob(target, options, manifest.input, manifest.output, source_dir=source, calibration=calibration,
                      preprocess=manifest.preprocess)  # fmt: skip
     model = model or reference_model(manifest)
-    with staged_directory(output, request.force) as staging:
+    with staged_directory(output, request.force, [source]) as staging:
         producer = made.load()
         result = producer.produce(job, staging, producer.strategies[0])
         derived = derived_manifest(
@@ -247,6 +255,7 @@ def convert_artifact(request: OptimizeRequest, manifest: Manifest, model: Loaded
             result.details,
             format=target.name,
             precision=request.precision,
+            name=request.name or manifest.name,
             exporter=result.exporter,
             opset=result.opset,
         )

@@ -18,7 +18,7 @@ from tvdeploy.runtime.manifest import OutputSpec, TensorSpec
 from tvdeploy.runtime.postprocess import softmax, top_k_indices
 from tvdeploy.runtime.precisions import FP32_CRITERIA, ParityCriteria
 from tvdeploy.runtime.records import FailureReason, ParityFailure, ParityReport, SetReport
-from tvdeploy.runtime.runners.base import Runner, infer_in_batches
+from tvdeploy.runtime.runners.base import Runner, infer_in_batches, interface_mismatches
 
 
 def _row_cosine(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
@@ -174,19 +174,6 @@ def reference_top_k(logits: np.ndarray, k: int) -> np.ndarray:
     return dense_top_k(np.take_along_axis(probabilities, best, axis=1), best, logits.shape[1])
 
 
-def interface_mismatches(runner: Runner, input_spec: TensorSpec, output_spec: OutputSpec) -> list[str]:
-    """How the candidate's own input and output names differ from the manifest's (empty when they agree)."""
-    problems = []
-    inputs = [t.name for t in runner.inputs]
-    outputs = [t.name for t in runner.outputs]
-    if inputs != [input_spec.name]:
-        problems.append(f"the artifact's inputs are {inputs}, the manifest says [{input_spec.name!r}]")
-    expected = list(output_spec.names)
-    if outputs[: len(expected)] != expected:
-        problems.append(f"the artifact's first outputs are {outputs[: len(expected)]}, the manifest says {expected}")
-    return problems
-
-
 def compare_runners(
     reference: Runner | list[np.ndarray],
     candidate: Runner,
@@ -234,12 +221,12 @@ def format_report(report: ParityReport) -> str:
     ]
     lines.extend(f"  FAIL interface: {reason}" for reason in report.interface)
     for s in report.sets:
+        judged = "" if s.judged else f" [informational: not judged at {report.precision}]"
         lines.append(
-            f"  {s.name:<7} batches {s.batch_sizes}: max|diff| {s.max_abs_diff:.2e} (limit {s.atol_limit:.2e}), "
-            f"mean {s.mean_abs_diff:.2e}, "
-            f"max rel {s.max_rel_diff:.2e}, cos {s.min_cosine:.6f}, top-1 {s.top1_agreement:.0%}"
-            f"{f' ({s.top1_ties} ties)' if s.top1_ties else ''}, top-5 {s.top5_agreement:.0%}"
-            f"{'' if s.judged else ' (reported, not judged at this precision)'}"
+            f"  {s.name:<7}{judged} batches {s.batch_sizes}: max|diff| {s.max_abs_diff:.2e} (limit "
+            f"{s.atol_limit:.2e}), mean {s.mean_abs_diff:.2e}, max rel {s.max_rel_diff:.2e}, cos {s.min_cosine:.6f}, "
+            f"top-1 {s.top1_agreement:.0%}{f' ({s.top1_ties} tied in the reference)' if s.top1_ties else ''}, "
+            f"top-5 {s.top5_agreement:.0%}"
         )
-        lines.extend(f"    FAIL {failure.detail}" for failure in s.failures)
+        lines.extend(f"    {'FAIL' if s.judged else 'note'} {failure.detail}" for failure in s.failures)
     return "\n".join(lines)

@@ -13,6 +13,7 @@ artifact exactly like an fp32 one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import tempfile
@@ -44,11 +45,18 @@ class CalibrationSet:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+#: How many skipped calibration files are named one by one before the rest are only counted.
+NAMED_SKIPS = 3
+
+
+@functools.lru_cache(maxsize=1)
 def calibration_set(options: CalibrationOptions, preprocess: PreprocessSpec) -> CalibrationSet:
     """Load the calibration data: the first ``max_images`` images of the directory in sorted order, each
     preprocessed with the artifact's own preprocessing, or seeded noise for ``random``.
 
-    An image that cannot be decoded is skipped with a warning (it fails alone); no usable image is an error.
+    An image that cannot be decoded is skipped (it fails alone): the first :data:`NAMED_SKIPS` are named, the rest
+    counted in one line; no usable image is an error. The last set loaded is kept, so that ``tune``'s int8
+    candidates share one load (and its warnings).
     """
     base = {"method": options.method}
     if options.is_random:
@@ -66,17 +74,22 @@ def calibration_set(options: CalibrationOptions, preprocess: PreprocessSpec) -> 
         )
     prep = ImagePreprocessor(preprocess)
     batches, used, digest = [], [], hashlib.sha256()
+    skipped = 0
     for path in files:
         if len(batches) == options.max_images:
             break
         try:
             batches.append(prep(path)[None])
         except ImageError as exc:
-            logger.warning("calibration: skipping %s", exc.message)
+            skipped += 1
+            if skipped <= NAMED_SKIPS:
+                logger.warning("calibration: skipping %s", exc.message)
             continue
         relative = Path(path).relative_to(root).as_posix()
         used.append(relative)
         digest.update(f"{relative}\0{sha256_file(path)}\n".encode())
+    if skipped > NAMED_SKIPS:
+        logger.warning("calibration: skipped %d more file(s) that could not be decoded", skipped - NAMED_SKIPS)
     if not batches:
         raise UserInputError(f"none of the images in {root} could be decoded for calibration")
     if len(batches) < min(options.max_images, 16):

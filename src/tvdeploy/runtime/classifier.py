@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tvdeploy.errors import ImageError, UserInputError
+from tvdeploy.errors import ArtifactError, ImageError, UserInputError
 from tvdeploy.runtime.decoder import ImageDecoder
 from tvdeploy.runtime.deployment import apply_deployment
 from tvdeploy.runtime.host import usable_cores
@@ -27,7 +27,7 @@ from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_f
 from tvdeploy.runtime.postprocess import Prediction, check_top_k, decode_outputs
 from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners import Runner, runner_for_artifact
-from tvdeploy.runtime.runners.base import infer_in_batches
+from tvdeploy.runtime.runners.base import infer_in_batches, interface_mismatches
 
 logger = logging.getLogger(__name__)
 
@@ -271,9 +271,19 @@ def load(
     manifest = read_manifest(directory)
     if verify:
         verify_artifact_files(directory, manifest)
+    random_weights = manifest.source.random_weights_warning(str(artifact_dir))
+    if random_weights:  # said by every way in: predict, serve, Ray's driver, the Python API
+        logger.warning("warning: %s", random_weights)
     applied = apply_deployment(manifest, session_config, batch_size, provider)
     runner = runner_for_artifact(directory, applied.manifest, provider=applied.provider, config=applied.session_config)
     runner.activate()
+    problems = interface_mismatches(runner, manifest.input, manifest.output)
+    if problems:
+        runner.deactivate()
+        raise ArtifactError(
+            f"{directory}'s manifest does not describe its model: " + "; ".join(problems),
+            hint="re-export the artifact, or restore the manifest export wrote",
+        )
     return Classifier(
         directory,
         manifest,

@@ -18,6 +18,7 @@ from tvdeploy.runtime.host import cpu_flags, cpu_signature, usable_cores
 from tvdeploy.runtime.manifest import Manifest
 from tvdeploy.runtime.precisions import Precision, get_precision
 from tvdeploy.runtime.providers import SessionConfig, unavailable_reason
+from tvdeploy.text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ def apply_deployment(
     if record.host_signature != cpu_signature():
         logger.warning(
             "this artifact was tuned on another CPU (%s: %s); this host is %s: using portable settings",
-            record.host_cpu,
-            record.host_signature,
+            printable(record.host_cpu),
+            printable(record.host_signature),
             cpu_signature(),
         )
         missing = get_precision(manifest.precision).missing_features(manifest.format, cpu_flags())
@@ -61,7 +62,14 @@ def apply_deployment(
             manifest = dataclasses.replace(manifest, precision=Precision.FP32)
         return Applied(manifest, config, batch_size, provider)
     if config.intra_op_threads is None and record.threads is not None:
-        config = dataclasses.replace(config, intra_op_threads=record.threads)
+        if record.threads <= usable_cores():
+            config = dataclasses.replace(config, intra_op_threads=record.threads)
+        else:  # a host of the same CPU with fewer cores, or a hand-edited record
+            logger.warning(
+                "this artifact was tuned for %d threads; this host has %d usable cores: running on %d",
+                record.threads, usable_cores(), usable_cores(),
+            )  # fmt: skip
+            config = dataclasses.replace(config, intra_op_threads=usable_cores())
     if config.streams is None and record.streams > 1:
         if record.streams <= usable_cores():
             config = dataclasses.replace(config, streams=record.streams)

@@ -18,6 +18,7 @@ from tvdeploy.errors import ArtifactError
 from tvdeploy.runtime.formats import FORMATS
 from tvdeploy.runtime.precisions import PRECISIONS, Precision
 from tvdeploy.runtime.records import ExportInfo, ParityReport
+from tvdeploy.text import a, printable
 
 #: The newest schema this tvdeploy reads and writes. A manifest is written at the lowest version that describes
 #: it: version 2 adds embedded pre/post-processing (``output.indices``, image inputs) and ``optimized_graph``, so
@@ -422,6 +423,16 @@ class OptimizedGraph:
         return self.level == "all"
 
 
+#: What ``tvdeploy tune`` optimizes for: the lowest p50 at the smallest batch size, or the most images per second.
+OBJECTIVES = ("latency", "throughput")
+#: Bounds of a deployment record's numbers: more threads or streams than any host has cores, or a batch whose
+#: arrays no memory holds, is not a record tune wrote.
+MAX_DEPLOYMENT_THREADS = 1024
+MAX_DEPLOYMENT_BATCH = 65536
+#: The longest text field of a deployment record (a CPU model name, a feature signature, a date).
+MAX_DEPLOYMENT_TEXT = 512
+
+
 @dataclass(frozen=True)
 class Deployment:
     """How ``tvdeploy tune`` found this artifact best run on the host it measured, and what it beat there.
@@ -448,14 +459,58 @@ class Deployment:
     tuned: str = ""
 
     def __post_init__(self) -> None:
-        if self.runtime not in FORMATS:
-            raise ArtifactError(f"unknown deployment runtime {self.runtime!r}", hint=f"one of {', '.join(FORMATS)}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ArtifactError(f"deployment threads must be a positive integer or null, got {self.threads!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ArtifactError(f"deployment batch_size must be a positive integer, got {self.batch_size!r}")
-        if not isinstance(self.streams, int) or isinstance(self.streams, bool) or self.streams < 1:
-            raise ArtifactError(f"deployment streams must be a positive integer, got {self.streams!r}")
+        from tvdeploy.runtime.providers import PROVIDER_NAMES
+
+        if not isinstance(self.runtime, str) or self.runtime not in FORMATS:
+            raise ArtifactError(
+                f"unknown deployment runtime {printable(repr(self.runtime), 60)}",
+                hint=f"one of {', '.join(FORMATS)}",
+            )
+        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
+            raise ArtifactError(
+                f"unknown deployment precision {printable(repr(self.precision), 60)}",
+                hint=f"one of {', '.join(PRECISIONS)}",
+            )
+        if not isinstance(self.provider, str) or self.provider not in PROVIDER_NAMES:
+            raise ArtifactError(
+                f"unknown deployment provider {printable(repr(self.provider), 60)}",
+                hint=f"one of {', '.join(PROVIDER_NAMES)}",
+            )
+        if self.provider not in FORMATS[self.runtime].providers:
+            raise ArtifactError(
+                f"deployment provider {self.provider!r} does not run {self.runtime} artifacts",
+                hint=f"{self.runtime} runs on {', '.join(FORMATS[self.runtime].providers)}",
+            )
+        if self.threads is not None:
+            _bounded_int(self.threads, "threads", MAX_DEPLOYMENT_THREADS)
+        _bounded_int(self.batch_size, "batch_size", MAX_DEPLOYMENT_BATCH)
+        _bounded_int(self.streams, "streams", MAX_DEPLOYMENT_THREADS)
+        if self.objective not in OBJECTIVES:
+            raise ArtifactError(
+                f"unknown deployment objective {printable(repr(self.objective), 60)}",
+                hint=f"one of {', '.join(OBJECTIVES)}",
+            )
+        for name in ("host_cpu", "host_signature", "tuned"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > MAX_DEPLOYMENT_TEXT or not value.isprintable():
+                raise ArtifactError(
+                    f"deployment.{name} must be one line of printable text of at most {MAX_DEPLOYMENT_TEXT} "
+                    f"characters, got {printable(value, 40)!r}",
+                    hint="re-tune the artifact (tvdeploy tune), or restore the record tune wrote",
+                )
+        if not isinstance(self.figures, dict):
+            raise ArtifactError("deployment.figures must be an object")
+        if not isinstance(self.candidates, list) or not all(isinstance(c, dict) for c in self.candidates):
+            raise ArtifactError("deployment.candidates must be a list of objects")
+
+
+def _bounded_int(value: object, name: str, most: int) -> None:
+    """A deployment field that must be an integer from 1 to ``most`` (a hand-edited 10**18 would hang a load)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise ArtifactError(
+            f"deployment.{name} must be an integer from 1 to {most}, got {printable(value, 40)}",
+            hint="re-tune the artifact (tvdeploy tune), or restore the record tune wrote",
+        )
 
 
 @dataclass
@@ -565,7 +620,7 @@ class Manifest:
         if opset is not None and (not isinstance(opset, int) or isinstance(opset, bool)):
             raise ArtifactError(f"the manifest's opset must be an integer or null, got {opset!r} (opset)")
         optimized = data.get("optimized_graph")
-        return cls(
+        manifest = cls(
             name=check_model_name(_typed(data, "name", str)),
             architecture=_typed(data, "architecture", str),
             weights=_typed(data, "weights", str),
@@ -588,6 +643,26 @@ class Manifest:
             optimized_graph=_block(data, "optimized_graph", OptimizedGraph, optimized) if optimized else None,
             deployment=_block(data, "deployment", Deployment, data["deployment"]) if data.get("deployment") else None,
         )
+        spatial = manifest.input.shape[2:4]
+        if (
+            not manifest.input.takes_images
+            and len(spatial) == 2
+            and all(isinstance(d, int) for d in spatial)
+            and tuple(spatial) != manifest.preprocess.crop_hw
+        ):
+            raise ArtifactError(
+                f"the manifest's preprocess crops {manifest.preprocess.crop_hw[0]}x{manifest.preprocess.crop_hw[1]} "
+                f"but its input takes {spatial[0]}x{spatial[1]} (preprocess.crop_size, input.shape)",
+                hint="re-export the artifact (export --crop-size changes both), or restore the manifest export wrote",
+            )
+        record = manifest.deployment
+        if record is not None and (record.runtime, record.precision) != (manifest.format, manifest.precision):
+            raise ArtifactError(
+                f"the deployment record is for {a(record.runtime)} {record.precision} artifact; this one is "
+                f"{manifest.format} {manifest.precision} (deployment.runtime, deployment.precision)",
+                hint="re-tune the artifact (tvdeploy tune), or restore the record tune wrote",
+            )
+        return manifest
 
 
 _MISSING = object()

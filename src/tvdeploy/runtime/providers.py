@@ -24,7 +24,9 @@ ORT_PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
     "openvino": "OpenVINOExecutionProvider",
 }
-PROVIDER_CHOICES = (*ORT_PROVIDERS, "auto")
+#: Every provider name a deployment record or a ``--provider`` flag may give (``auto`` aside).
+PROVIDER_NAMES = tuple(ORT_PROVIDERS)
+PROVIDER_CHOICES = (*PROVIDER_NAMES, "auto")
 #: What a ``--provider`` flag left out means where an artifact may carry a tuned deployment record.
 RECORDED_PROVIDER_HELP = "execution provider (default: the tuned deployment's where the artifact has one, else cpu)"
 #: The providers that run on an NVIDIA GPU (inputs and outputs bound on the device).

@@ -82,9 +82,6 @@ class ModelCore:
             place_instances=self.options.pin_instances,
         )
         logger.info("model %s ready (%s, %s)", self.name, self.manifest.format, self.manifest.precision)
-        random_weights = self.manifest.source.random_weights_warning(f"model {self.name}")
-        if random_weights:
-            logger.warning("%s", random_weights)
 
     @property
     def ready(self) -> bool:

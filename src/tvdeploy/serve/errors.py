@@ -25,8 +25,8 @@ from starlette.requests import ClientDisconnect
 
 from tvdeploy.errors import TvdeployError
 from tvdeploy.serve.failures import BodyTooLarge, InvalidRequest, Overloaded, Refused, RequestTimeout
-from tvdeploy.serve.metrics import printable
 from tvdeploy.serve.shared_memory import SharedMemoryError
+from tvdeploy.text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,6 @@ def log_error(status: ErrorStatus, message: str, where: str, exc: BaseException)
     anything else."""
     if status.expected:
         level = logging.DEBUG if isinstance(exc, (ServerNotReady, ModelNotReady)) else logging.INFO
-        logger.log(level, "%s %s: %s", status.http, printable(where), printable(message))
+        logger.log(level, "%s %s: %s", status.http, printable(where), printable(message, 2000))
     else:
         logger.error("%s failed", printable(where) or "request", exc_info=exc)

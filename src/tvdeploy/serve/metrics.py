@@ -6,6 +6,8 @@ import logging
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from tvdeploy.text import printable
+
 access_logger = logging.getLogger("tvdeploy.serve.access")
 
 REQUESTS = Counter(
@@ -31,11 +33,6 @@ def record_request(kind: str, method: str, status: str, seconds: float, client: 
     path with control characters escaped: a ``%0a`` in a path cannot forge a line)."""
     REQUESTS.labels(kind, method, status).inc()
     REQUEST_LATENCY.labels(kind).observe(seconds)
-    access_logger.info('%s "%s %s" %s %.1fms', client, printable(method), printable(target), status, seconds * 1000)
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters escaped, so that what a client sends cannot forge log lines."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    access_logger.info(
+        '%s "%s %s" %s %.1fms', client, printable(method), printable(target, 2000), status, seconds * 1000
+    )

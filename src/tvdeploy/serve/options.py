@@ -28,6 +28,8 @@ DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_READ_TIMEOUT_S = 30.0
 #: Connections (and requests in progress) at most: beyond, uvicorn answers 503 at once.
 DEFAULT_MAX_CONNECTIONS = 1024
+#: Shared memory regions a server holds at most by default (each holds one open descriptor).
+DEFAULT_MAX_REGIONS = 256
 #: Seconds an idle keep-alive connection stays open (KServe's choice: longer than cloud load balancers' 60 s).
 DEFAULT_KEEP_ALIVE_S = 65
 #: Seconds a 503 tells the client to wait (``Retry-After``).
@@ -130,13 +132,22 @@ class ServeOptions:
         "memory objects of this server's user and send input tensors through them (off by default; same host, "
         "trusted clients only: see docs/serving.md#security)",
     )
+    max_shm_regions: int = flag(
+        DEFAULT_MAX_REGIONS,
+        "shared memory regions the server holds at most (each holds a file descriptor; lowered at start to what "
+        "the descriptor limit leaves beside --max-connections); more registrations get 400",
+        parse=positive_int,
+    )
 
     def __post_init__(self) -> None:
         for port in (self.port, self.grpc_port):
             if port is not None and not 0 <= port <= 65535:
                 raise UserInputError(f"port {port} is out of range", hint="use 1-65535, or 0 for any free port")
-        if self.max_batch_size < 1 or self.max_queue < 1 or self.instances < 1 or self.max_connections < 1:
-            raise UserInputError("--max-batch-size, --max-queue, --instances and --max-connections must be >= 1")
+        counts = (self.max_batch_size, self.max_queue, self.instances, self.max_connections, self.max_shm_regions)
+        if min(counts) < 1:
+            raise UserInputError(
+                "--max-batch-size, --max-queue, --instances, --max-connections and --max-shm-regions must be >= 1"
+            )
         limits = (self.request_timeout_s, self.max_body_bytes, self.max_head_bytes, self.read_timeout_s)
         if self.max_queue_delay_ms < 0 or min(limits) <= 0 or self.keep_alive_s < 0:
             raise UserInputError("--max-queue-delay-ms must be >= 0; timeouts and limits must be positive")

@@ -39,7 +39,7 @@ from tvdeploy.serve.kserve_compat import data_plane, kserve_app, rest_server
 from tvdeploy.serve.model import ServedClassifier
 from tvdeploy.serve.options import ServeOptions
 from tvdeploy.serve.request import parse_binary_request
-from tvdeploy.serve.shared_memory import SharedMemoryRegistry, add_routes
+from tvdeploy.serve.shared_memory import SharedMemoryRegistry, add_routes, descriptor_budget
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +273,18 @@ def _models(
     return models
 
 
+def _region_limit(options: ServeOptions) -> int:
+    """``--max-shm-regions``, lowered (and said so) to what the process's descriptor limit leaves."""
+    budget = descriptor_budget(options.max_connections)
+    if options.shared_memory and budget < options.max_shm_regions:
+        logger.warning(
+            "shared memory: at most %d regions (not %d): the descriptor limit (ulimit -n) leaves no more beside "
+            "%d connections",
+            budget, options.max_shm_regions, options.max_connections,
+        )  # fmt: skip
+    return min(budget, options.max_shm_regions)
+
+
 def served_extensions(options: ServeOptions) -> list[str]:
     """The protocol extensions this server serves, as ``GET /v2`` names them (Triton's names)."""
     extensions = ["binary_tensor_data", "classification", "model_repository"]
@@ -320,7 +332,9 @@ def serve(
     from kserve.model_repository import ModelRepository
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-    shared_memory = SharedMemoryRegistry(enabled=options.shared_memory, max_read_bytes=options.max_body_bytes)
+    shared_memory = SharedMemoryRegistry(
+        enabled=options.shared_memory, max_read_bytes=options.max_body_bytes, max_regions=_region_limit(options)
+    )
     models = _models(artifacts, options, shared_memory)
     repository = ModelRepository()
     for model in models:

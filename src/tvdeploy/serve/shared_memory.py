@@ -40,6 +40,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from tvdeploy.serve.datatypes import NUMPY_DTYPES
+from tvdeploy.serve.options import DEFAULT_MAX_REGIONS
 
 logger = logging.getLogger(__name__)
 
@@ -181,18 +182,47 @@ def open_object(key: str, needed: int) -> _OpenObject:
     return _OpenObject(fd)
 
 
+#: Descriptors kept free for everything but regions and connections: model files, threads' pipes, logs, gRPC.
+RESERVED_DESCRIPTORS = 64
+
+
+def descriptor_budget(max_connections: int) -> int:
+    """How many regions this process can hold without starving new connections of descriptors: its soft
+    descriptor limit, less what is open now, less the descriptors the connections may take (at most half the
+    limit) and a reserve (:data:`RESERVED_DESCRIPTORS`); never below zero."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return DEFAULT_MAX_REGIONS
+    if soft == getattr(resource, "RLIM_INFINITY", -1) or soft <= 0:
+        return DEFAULT_MAX_REGIONS
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        open_now = RESERVED_DESCRIPTORS
+    return max(0, soft - open_now - min(max_connections, soft // 2) - RESERVED_DESCRIPTORS)
+
+
 class SharedMemoryRegistry:
     """The server's registered regions, shared by every model and both protocols.
 
     The registry's table changes on the event loop only; objects are opened and read on worker threads.
     Unregistering closes an object once the reads running on it are done. No read takes more than
-    ``max_read_bytes`` (the body limit: a region is no way around it).
+    ``max_read_bytes`` (the body limit: a region is no way around it). At most ``max_regions`` regions are held
+    (registrations being opened count), each one open descriptor: past that a registration is a 400, so that no
+    number of registrations can take the descriptors new connections need.
     """
 
-    def __init__(self, enabled: bool = False, max_read_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(
+        self, enabled: bool = False, max_read_bytes: int = 32 * 1024 * 1024, max_regions: int = DEFAULT_MAX_REGIONS
+    ) -> None:
         self.enabled = enabled
         self.max_read_bytes = max_read_bytes
+        self.max_regions = max_regions
         self._regions: dict[str, Region] = {}
+        self._opening = 0
 
     def _check_enabled(self) -> None:
         if not self.enabled:
@@ -213,6 +243,12 @@ class SharedMemoryRegistry:
             raise SharedMemoryError(
                 f"region '{name}': offset must be >= 0 and byte_size > 0 (got {offset}, {byte_size})"
             )
+        if len(self._regions) + self._opening >= self.max_regions:
+            raise SharedMemoryError(
+                f"region '{name}': this server holds at most {self.max_regions} shared memory regions and has "
+                f"{len(self._regions)}; unregister regions you no longer use (or start the server with a larger "
+                "--max-shm-regions and descriptor limit, ulimit -n)"
+            )
 
     def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
         """Register ``byte_size`` bytes from ``offset`` of the shared memory object ``key`` under ``name`` (this
@@ -223,7 +259,11 @@ class SharedMemoryRegistry:
     async def register_async(self, name: str, key: str, offset: int, byte_size: int) -> None:
         """:meth:`register` with the object opened on a worker thread, off the event loop."""
         self._check_new(name, offset, byte_size)
-        opened = await run_in_threadpool(self._open, name, key, offset, byte_size)
+        self._opening += 1  # counted against max_regions while its descriptor is being opened
+        try:
+            opened = await run_in_threadpool(self._open, name, key, offset, byte_size)
+        finally:
+            self._opening -= 1
         if name in self._regions:  # registered by another request while this one opened
             opened.close()
             self._check_new(name, offset, byte_size)

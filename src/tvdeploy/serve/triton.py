@@ -30,6 +30,7 @@ from tvdeploy.runtime.manifest import MANIFEST_NAME, Manifest, read_manifest, ve
 from tvdeploy.runtime.precisions import Precision
 from tvdeploy.runtime.runners.openvino import stream_properties
 from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT, protocol_dims
+from tvdeploy.text import a
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def export_triton(artifacts: list[Path], repository: Path, options: TritonOption
         if get_format(manifest.format).triton_backend is None:
             served = ", ".join(f"{f.name} ({f.triton_backend})" for f in FORMATS.values() if f.triton_backend)
             raise UserInputError(
-                f"{artifact} is a {manifest.format} artifact, which no Triton backend runs",
+                f"{artifact} is {a(manifest.format)} artifact, which no Triton backend runs",
                 hint=f"Triton runs {served}: tvdeploy export --model {manifest.architecture} --format onnx",
             )
         if manifest.optimized_graph is not None and manifest.optimized_graph.host_specific:

@@ -37,14 +37,23 @@ from tvdeploy.export.validate import reference_model
 from tvdeploy.flags import flag, positive_int_list
 from tvdeploy.models.loader import LoadedModel
 from tvdeploy.runtime.host import cpu_flags, cpu_model, cpu_signature
-from tvdeploy.runtime.manifest import Deployment, Manifest, read_manifest, verify_artifact_files, write_manifest
+from tvdeploy.runtime.manifest import (
+    OBJECTIVES,
+    Deployment,
+    Manifest,
+    check_model_name,
+    read_manifest,
+    verify_artifact_files,
+    write_manifest,
+)
+from tvdeploy.runtime.memory import check_batches_fit
 from tvdeploy.runtime.precisions import Precision
 from tvdeploy.runtime.records import ParityReport
+from tvdeploy.text import a
 from tvdeploy.tune.candidates import Candidate, Skipped, plan
 
 logger = logging.getLogger(__name__)
 
-OBJECTIVES = ("latency", "throughput")
 #: Seconds of interleaved timing per batch size by default (resnet50's whole tune stays under 5 minutes on 2 cores).
 DEFAULT_BUDGET_S = 20.0
 
@@ -64,7 +73,8 @@ class TuneRequest:
         choices=OBJECTIVES,
     )
     budget_s: float = flag(DEFAULT_BUDGET_S, "seconds of interleaved timing per batch size")
-    force: bool = flag(False, "overwrite an existing output directory", show_default=False)
+    force: bool = flag(False, "overwrite an existing tvdeploy artifact at --output", show_default=False)
+    name: str | None = flag(None, "model name of the tuned artifact (what serve serves it as; default: the source's)")
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -74,6 +84,8 @@ class TuneRequest:
             raise UserInputError("batch sizes must be positive, e.g. --batch-sizes 1,8")
         if self.budget_s <= 0:
             raise UserInputError("--budget-s must be positive")
+        if self.name is not None:
+            check_model_name(self.name, "--name")
 
     @property
     def deciding_batch(self) -> int:
@@ -168,7 +180,7 @@ class TuneReport:
         failed = [r.candidate.name for r in self.results if not r.parity_passed]
         if failed:
             text += f" Failed parity (not chosen): {', '.join(failed)}."
-        return text + " " + _host_note()
+        return text + " " + _host_note(tried_int8=any(r.candidate.precision == Precision.INT8 for r in self.results))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report."""
@@ -186,8 +198,13 @@ class TuneReport:
         }
 
 
-def _host_note() -> str:
+def _host_note(tried_int8: bool) -> str:
+    """What this CPU's features mean for the candidates (int8 explained only where int8 was tried)."""
     flags = cpu_flags()
+    if not tried_int8:
+        if flags.intersection(("amx_bf16", "avx512_bf16")):
+            return "This CPU computes bf16 natively (AVX512_BF16 or AMX): OpenVINO runs bf16 convolutions on it."
+        return "Both runtimes run fp32 on this CPU's FMA units."
     if "amx_int8" in flags:
         return (
             "This CPU has AMX: OpenVINO runs int8 and bf16 convolutions on its tiles; ONNX Runtime runs these int8"
@@ -214,7 +231,7 @@ def _check_source(artifact: Path) -> Manifest:
     verify_artifact_files(artifact, manifest)
     if manifest.format != "onnx" or derivations(manifest):
         raise UserInputError(
-            f"{artifact} is a {manifest.format} {manifest.precision} artifact; tune starts from a plain fp32 ONNX one",
+            f"{artifact} is {a(manifest.format)} {manifest.precision} artifact; tune starts from a plain fp32 ONNX one",
             hint=f"tvdeploy export --model {manifest.architecture} --format onnx",
         )
     return manifest
@@ -246,10 +263,9 @@ def tune(request: TuneRequest) -> TuneReport:
     from tqdm import tqdm
 
     manifest = _check_source(request.artifact)
-    check_output(request.output, request.force)
+    check_output(request.output, request.force, [request.artifact])
+    check_batches_fit(manifest.input, manifest.output, manifest.num_classes, list(request.batch_sizes))
     candidates, skipped = plan(request.calibration is not None, objective=request.objective)
-    for entry in skipped:
-        logger.info("tune: not trying %s %s: %s", entry.format, entry.precision, entry.reason)
     keys = list(dict.fromkeys(c.artifact_key for c in candidates))
     results = {c: CandidateResult(c) for c in candidates}
     with (
@@ -338,8 +354,8 @@ def _write_winner(report: TuneReport, source_manifest: Manifest) -> None:
         candidates=[r.to_dict() for r in report.results],
         tuned=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
-    tuned = tuned_manifest(manifest, record, source_manifest.name)
-    with staged_directory(report.request.output, report.request.force) as staging:
+    tuned = tuned_manifest(manifest, record, report.request.name or source_manifest.name)
+    with staged_directory(report.request.output, report.request.force, [report.request.artifact]) as staging:
         for entry in manifest.files:
             target = staging / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)

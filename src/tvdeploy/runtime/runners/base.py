@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from tvdeploy.runtime.manifest import Manifest, TensorSpec
+    from tvdeploy.runtime.manifest import Manifest, OutputSpec, TensorSpec
     from tvdeploy.runtime.providers import SessionConfig
 
 
@@ -178,3 +178,30 @@ def infer_in_batches(
         for outputs, count in zip(runner.infer_many(feeds), counts, strict=True)
     ]
     return {name: np.concatenate([c[name] for c in chunks]) for name in output_names}
+
+
+def interface_mismatches(runner: Runner, input_spec: TensorSpec, output_spec: OutputSpec) -> list[str]:
+    """How the model's own input and output names, and its input's fixed sizes, differ from the manifest's (empty
+    when they agree): a hand-edited manifest must fail at load, naming the field, not in the first call."""
+    problems = []
+    inputs = [t.name for t in runner.inputs]
+    outputs = [t.name for t in runner.outputs]
+    if inputs != [input_spec.name]:
+        problems.append(f"the artifact's inputs are {inputs}, the manifest says [{input_spec.name!r}] (input.name)")
+    expected = list(output_spec.names)
+    if outputs[: len(expected)] != expected:
+        problems.append(
+            f"the artifact's first outputs are {outputs[: len(expected)]}, the manifest says {expected} (output.name)"
+        )
+    if inputs == [input_spec.name] and not input_spec.takes_images:
+        own = runner.inputs[0].shape
+        fixed = [
+            (axis, int(mine), theirs)
+            for axis, (mine, theirs) in enumerate(zip(own, input_spec.shape, strict=False))
+            if axis > 0 and isinstance(mine, int) and isinstance(theirs, int) and mine != theirs
+        ]
+        if fixed or len(own) != len(input_spec.shape):
+            problems.append(
+                f"the artifact's input has shape {list(own)}, the manifest says {input_spec.shape} (input.shape)"
+            )
+    return problems
