@@ -207,3 +207,19 @@ def test_the_readme_python_example_runs_as_written(resnet18_artifacts, tmp_path:
     proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 5 and all("%" in line for line in proc.stdout.splitlines())
+
+
+def test_a_served_model_whose_manifest_does_not_match_fails_its_load_with_the_reason(
+    resnet18_artifacts, tmp_path: Path
+) -> None:
+    pytest.importorskip("kserve")
+    from tvdeploy.errors import ArtifactError
+    from tvdeploy.serve.core import ModelCore
+    from tvdeploy.serve.options import ServeOptions
+
+    artifact = _copy(resnet18_artifacts["onnx"], tmp_path)
+    _edit(artifact, lambda d: d["output"].update(name="scores"))
+    core = ModelCore(artifact, ServeOptions())
+    with pytest.raises(ArtifactError):
+        core.load()
+    assert not core.ready and "the manifest says ['scores'] (output.name)" in (core.load_error or "")
