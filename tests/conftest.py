@@ -59,6 +59,16 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_provider_probes() -> Iterator[None]:
+    """Each test sees the host its monkeypatches make: the once-per-process provider probe starts over."""
+    from tvdeploy.runtime.providers import start_problem
+
+    start_problem.cache_clear()
+    yield
+    start_problem.cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def _reset_cli_logging() -> Iterator[None]:
     """The CLI gives the ``tvdeploy`` logger its own handler and stops propagation; undo that after each test
     so that ``caplog`` (which listens on the root logger) sees tvdeploy's records in later tests."""

@@ -44,8 +44,22 @@ def test_every_precision_openvino_runs_says_how_and_tensorrt_is_told_the_low_one
     from tvdeploy.runtime.runners.openvino import OpenVinoRunner
 
     for name in FORMATS["openvino"].precisions:
-        hint = get_precision(name).backend_options["openvino"]["INFERENCE_PRECISION_HINT"]
+        hint = get_precision(name).options_for("openvino", "cpu")["INFERENCE_PRECISION_HINT"]
         assert OpenVinoRunner("m.xml", precision=name).properties()["INFERENCE_PRECISION_HINT"] == hint
-    assert get_precision("fp32").backend_options["openvino"]["INFERENCE_PRECISION_HINT"] == "f32"  # never bf16
-    assert get_precision("fp16").backend_options["tensorrt"] == {"trt_fp16_enable": True}
-    assert get_precision("int8").backend_options["tensorrt"]["trt_int8_enable"] is True
+    assert get_precision("fp32").options_for("openvino", "cpu")["INFERENCE_PRECISION_HINT"] == "f32"  # never bf16
+    assert get_precision("fp16").options_for("onnx", "tensorrt") == {"trt_fp16_enable": True}
+    assert get_precision("int8").options_for("onnx", "tensorrt")["trt_int8_enable"] is True
+
+
+def test_options_are_keyed_and_looked_up_by_the_same_execution(tmp_path) -> None:
+    """An ONNX artifact on ONNX Runtime's OpenVINO provider gets no OpenVINO-runtime hint (it once did: the
+    options were keyed by format and looked up by provider)."""
+    from tests.runtime.test_manifest import make_manifest
+    from tvdeploy.runtime.runners.onnx import OnnxRunner
+
+    for precision in ("fp32", "fp16", "int8"):
+        assert get_precision(precision).options_for("onnx", "openvino") == {}
+        runner = OnnxRunner.for_artifact(tmp_path, make_manifest(precision=precision), "openvino")
+        assert "INFERENCE_PRECISION_HINT" not in runner.config.provider_options
+    runner = OnnxRunner.for_artifact(tmp_path, make_manifest(precision="fp16"), "tensorrt")
+    assert runner.config.provider_options == {"trt_fp16_enable": True}

@@ -54,13 +54,56 @@ def test_cpu_never_asks_the_backends(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_provider("tpu", ["onnx"])
 
 
-def test_gpu_providers_are_available_only_where_a_gpu_is(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_providers_are_available_only_where_a_session_can_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(providers, "_compiled_providers", lambda: ["cpu", "cuda", "tensorrt"])  # onnxruntime-gpu
     monkeypatch.setattr(providers, "nvidia_gpus", lambda: ())
     assert providers.available_providers() == ["cpu"]  # so auto never picks a CUDA session that cannot start
     assert providers.unavailable_reason("cuda") == "no NVIDIA GPU on this host"
+    # a GPU the driver lists, and this (CPU) onnxruntime, whose sessions fall back: compiled in is not "can start"
+    providers.start_problem.cache_clear()
     monkeypatch.setattr(providers, "nvidia_gpus", lambda: ("NVIDIA H200",))
+    assert providers.available_providers() == ["cpu"]
+    assert "could not start a cuda session" in (providers.unavailable_reason("cuda") or "")
+    trt = providers.unavailable_reason("tensorrt") or ""
+    assert trt.startswith("TensorRT libraries not found (libnvinfer.so.10)") and "pip install tensorrt" in trt
+    # sessions that start, and TensorRT's libraries found
+    providers.start_problem.cache_clear()
+    monkeypatch.setattr(providers, "_session_problem", lambda spec: None)
+    monkeypatch.setattr(providers, "_loads", lambda library: True)
     assert providers.available_providers() == ["cpu", "cuda", "tensorrt"]
     assert providers.unavailable_reason("tensorrt") is None
     monkeypatch.setattr(providers, "_compiled_providers", lambda: ["cpu"])
     assert "pip install onnxruntime-gpu" in (providers.unavailable_reason("cuda") or "")
+
+
+def test_the_probe_is_made_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(providers, "nvidia_gpus", lambda: ("NVIDIA H200",))
+    monkeypatch.setattr(providers, "_session_problem", lambda spec: calls.append(spec.name))
+    for _ in range(3):
+        assert providers.start_problem("cuda") is None
+    assert calls == ["cuda"]
+
+
+def test_the_registry_is_the_one_place_providers_are_described() -> None:
+    from tvdeploy.runtime.formats import FORMATS, providers_of
+
+    assert providers.auto_order() == ["cuda", "openvino", "cpu"]  # TensorRT only by name: its builds take minutes
+    assert providers.TORCH_PROVIDERS == ("cpu", "cuda") == providers_of("eager")
+    assert FORMATS["onnx"].providers == providers.PROVIDER_NAMES
+    assert [name for name, spec in providers.PROVIDERS.items() if spec.on_gpu] == ["cuda", "tensorrt"]
+    assert providers.ort_provider_list("tensorrt", {"device_id": 0}) == [
+        ("TensorrtExecutionProvider", {"device_id": 0}),
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    assert str(providers.Device.parse("cuda:1")) == "cuda:1" and str(providers.Device.parse("CPU")) == "cpu"
+    for bad in ("tpu", "cuda:-1", "cpu:1", "cuda:x"):
+        with pytest.raises(ProviderError, match="unknown device"):
+            providers.Device.parse(bad)
+    cuda = providers.get_provider("cuda")
+    assert cuda.check_options({"device_id": 0, "prefer_nhwc": 1}) == {"device_id": 0, "prefer_nhwc": 1}
+    with pytest.raises(ProviderError, match="takes no option 'INFERENCE_PRECISION_HINT'"):
+        cuda.check_options({"INFERENCE_PRECISION_HINT": "f16"})
+    with pytest.raises(ProviderError, match="'device_id' must be int, got True"):
+        cuda.check_options({"device_id": True})

@@ -19,20 +19,33 @@ from tvdeploy.tune import candidates
 from tvdeploy.tune.candidates import Candidate, plan
 
 
-def _host(monkeypatch: pytest.MonkeyPatch, gpus: tuple[str, ...], compiled: list[str]) -> None:
-    """A host with these NVIDIA GPUs and an onnxruntime build compiled with these providers."""
+def _host(monkeypatch: pytest.MonkeyPatch, gpus: tuple[str, ...], compiled: list[str], starts: bool = True) -> None:
+    """A host with these NVIDIA GPUs and an onnxruntime build compiled with these providers, whose sessions start
+    (with TensorRT's libraries) or not (the most common GPU install lacks them)."""
     monkeypatch.setattr(providers, "nvidia_gpus", lambda: gpus)
     monkeypatch.setattr(providers, "_compiled_providers", lambda: compiled)
+    monkeypatch.setattr(providers, "_loads", lambda library: starts)
+    if starts:
+        monkeypatch.setattr(providers, "_session_problem", lambda spec: None)
 
 
-def test_without_a_gpu_the_gpu_configurations_are_named_and_not_tried(monkeypatch) -> None:
+def test_without_a_gpu_no_gpu_configuration_is_tried_or_listed(monkeypatch) -> None:
     _host(monkeypatch, (), ["cpu", "cuda", "tensorrt"])  # onnxruntime-gpu lists CUDA with no GPU in the machine
     planned, skipped = plan(has_calibration=True, cores=2)
     assert all(c.provider == "cpu" for c in planned)
     assert ("onnx", "fp32") in {c.artifact_key for c in planned}
-    gpu = {s.precision: s.reason for s in skipped if "(" in s.precision}
-    assert set(gpu) == {"fp32 (cuda)", "fp16 (cuda)", "fp16 (tensorrt)", "int8 (tensorrt)"}
-    assert set(gpu.values()) == {"no NVIDIA GPU on this host"}
+    assert all(s.provider == "cpu" for s in skipped)  # a CPU host's report does not list TensorRT candidates
+
+
+def test_a_gpu_whose_providers_cannot_start_names_each_configuration_with_its_reason(monkeypatch) -> None:
+    _host(monkeypatch, ("NVIDIA H200",), ["cpu", "cuda", "tensorrt"], starts=False)
+    planned, skipped = plan(has_calibration=True, cores=2)
+    assert all(c.provider == "cpu" for c in planned)
+    gpu = {(s.precision, s.provider): s.reason for s in skipped if s.provider != "cpu"}
+    assert set(gpu) == {("fp32", "cuda"), ("fp16", "cuda"), ("fp16", "tensorrt"), ("int8", "tensorrt")}
+    assert gpu[("fp16", "tensorrt")].startswith("TensorRT libraries not found (libnvinfer.so.10); pip install tensorrt")
+    assert "could not start a cuda session" in gpu[("fp32", "cuda")]
+    assert next(s for s in skipped if s.provider == "tensorrt").describe().startswith("onnx fp16 on tensorrt: ")
 
 
 def test_with_a_gpu_and_onnxruntime_gpu_cuda_and_tensorrt_are_candidates(monkeypatch) -> None:
@@ -45,15 +58,16 @@ def test_with_a_gpu_and_onnxruntime_gpu_cuda_and_tensorrt_are_candidates(monkeyp
 
     planned, skipped = plan(has_calibration=False, cores=2)
     assert "onnx-int8-tensorrt" not in {c.name for c in planned}
-    assert any(s.precision == "int8 (tensorrt)" and "calibration" in s.reason for s in skipped)
+    assert any((s.precision, s.provider) == ("int8", "tensorrt") and "calibration" in s.reason for s in skipped)
 
 
 def test_a_build_without_tensorrt_says_how_to_get_it(monkeypatch) -> None:
     _host(monkeypatch, ("NVIDIA H200",), ["cpu", "cuda"])
     planned, skipped = plan(has_calibration=True, cores=2)
     assert {c.provider for c in planned} == {"cpu", "cuda"}
-    reasons = {s.precision: s.reason for s in skipped}
-    assert "no tensorrt provider" in reasons["fp16 (tensorrt)"] and "pip install tensorrt" in reasons["fp16 (tensorrt)"]
+    reasons = {(s.precision, s.provider): s.reason for s in skipped}
+    assert "no tensorrt provider" in reasons[("fp16", "tensorrt")]
+    assert "pip install tensorrt" in reasons[("fp16", "tensorrt")]
 
 
 def test_tensorrt_gets_the_precision_options_under_the_callers(resnet18_artifacts) -> None:

@@ -33,7 +33,7 @@ def measure_in_subprocess(spec: dict[str, Any], timeout: float = 600) -> dict[st
 def _measure(spec: dict[str, Any]) -> dict[str, float]:
     start = time.perf_counter()
     from tvdeploy.runtime.manifest import Source, read_manifest
-    from tvdeploy.runtime.providers import SessionConfig
+    from tvdeploy.runtime.providers import SessionConfig, get_provider
     from tvdeploy.runtime.runners import Runner, runner_for_artifact
 
     backend = spec["backend"]
@@ -50,7 +50,9 @@ def _measure(spec: dict[str, Any]) -> dict[str, float]:
         source = Source.from_dict(spec["source"])
         model = load_model(spec["source"]["architecture"], source.weights_argument, seed=source.seed, progress=False)
         input_spec, output_spec = tensor_specs(model, ExportOptions())
-        runner: Runner = EagerRunner(model.module, input_spec, output_spec.name, device=spec["provider"])
+        runner: Runner = EagerRunner(
+            model.module, input_spec, output_spec.name, device=get_provider(spec["provider"]).torch_device or "cpu"
+        )
     else:
         artifact = Path(spec["artifact"])
         manifest = read_manifest(artifact)

@@ -9,6 +9,7 @@ from typing import Any
 
 import tvdeploy
 from tvdeploy.runtime.host import cpu_model, cpu_signature, nvidia_gpus, usable_cores
+from tvdeploy.runtime.versions import imported_version
 
 
 def machine_info(threads: int | None) -> dict[str, Any]:
@@ -32,9 +33,12 @@ def machine_info(threads: int | None) -> dict[str, Any]:
 def bench_versions() -> dict[str, str]:
     """Versions of the packages that shape the numbers."""
     versions = {"tvdeploy": tvdeploy.__version__}
-    for name in ("torch", "torchvision", "onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "numpy", "pillow"):
+    for name in ("torch", "torchvision", "numpy", "pillow"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    imported = imported_version("onnxruntime")  # as imported (onnxruntime-gpu and the CPU build may both be there)
+    if imported is not None:
+        versions["onnxruntime"], versions["onnxruntime_distribution"] = imported
     return versions

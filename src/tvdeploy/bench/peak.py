@@ -70,3 +70,21 @@ def peak(precision: str, flags: frozenset[str] | None = None, ghz: float | None 
     flag, per_cycle = next(((f, m) for f, m in table if f in flags), ("scalar", 1))
     cores = usable_cores()
     return Peak(precision, cores * ghz * 1e9 * per_cycle, cores, ghz, per_cycle, flag)
+
+
+def provider_peak(provider: str, precision: str) -> tuple[float | None, str | None]:
+    """The peak MAC/s of the device ``provider`` computes on at ``precision``, or None and why there is none: this
+    CPU's for CPU providers, the GPU's datasheet figure (:mod:`tvdeploy.bench.gpu_peak`) for GPU providers, never
+    one for the other."""
+    from tvdeploy.bench.gpu_peak import gpu_peak, missing_reason
+    from tvdeploy.runtime.host import nvidia_gpus
+    from tvdeploy.runtime.providers import get_provider
+
+    if get_provider(provider).on_gpu:
+        gpus = nvidia_gpus()
+        if not gpus:
+            return None, "no NVIDIA GPU identified on this host"
+        top = gpu_peak(gpus[0], precision)
+        return (top.macs_per_s, None) if top is not None else (None, missing_reason(gpus[0], precision))
+    cpu = peak(precision)
+    return (cpu.macs_per_s, None) if cpu is not None else (None, "this CPU's frequency is not known")

@@ -71,6 +71,8 @@ def format_table(report: BenchReport) -> str:
         f"\n{machine['cpu_model']}, {machine['usable_cores']} usable cores, threads {machine['threads'] or 'default'}"
         f", provider {report.provider or report.config.provider}"
     )
+    notes = sorted({row.peak_note for row in report.rows if row.peak_note and row.peak_share is None})
+    lines += [f"of peak -: {note}" for note in notes]
     return "\n".join(lines)
 
 

@@ -107,6 +107,10 @@ class BenchRow:
     #: throughput's measure
     in_flight: int = 1
     interval: LatencyStats | None = None
+    #: the execution provider it ran on (its peak is that device's)
+    provider: str = "cpu"
+    #: why there is no share of peak (a GPU not in the datasheet table, an unknown CPU frequency)
+    peak_note: str | None = None
 
     @property
     def throughput_ips(self) -> float:
@@ -136,6 +140,8 @@ class BenchRow:
             "peak_share": None if self.peak_share is None else round(self.peak_share, 4),
             "in_flight": self.in_flight,
             "interval_ms": None if self.interval is None else self.interval.to_dict(),
+            "provider": self.provider,
+            "peak_note": self.peak_note,
         }
 
 
@@ -357,6 +363,7 @@ def run_benchmark(targets: Sequence[BenchTarget], config: BenchConfig) -> BenchR
                         precision=target.manifest.precision if target.manifest is not None else "fp32",
                         in_flight=call.in_flight,
                         interval=LatencyStats.from_seconds(call.intervals) if call.intervals else None,
+                        provider=providers[target.name],
                     )
                 )
     finally:
@@ -423,7 +430,7 @@ def model_macs(targets: Sequence[BenchTarget]) -> int | None:
 
 
 def _add_macs(rows: list[BenchRow], macs: int | None) -> None:
-    from tvdeploy.bench.peak import peak
+    from tvdeploy.bench.peak import provider_peak
 
     if not macs:
         return
@@ -431,6 +438,6 @@ def _add_macs(rows: list[BenchRow], macs: int | None) -> None:
         if row.mode != "model":
             continue
         row.macs_per_s = macs * row.throughput_ips
-        top = peak(row.precision)
+        top, row.peak_note = provider_peak(row.provider, row.precision)
         if top is not None:
-            row.peak_share = row.macs_per_s / top.macs_per_s
+            row.peak_share = row.macs_per_s / top

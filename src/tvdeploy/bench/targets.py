@@ -14,7 +14,7 @@ from tvdeploy.errors import UserInputError
 from tvdeploy.runtime.deployment import apply_deployment, recorded_provider
 from tvdeploy.runtime.formats import EAGER, backend_names, streaming_formats
 from tvdeploy.runtime.manifest import Manifest, PreprocessSpec, TensorSpec, read_manifest
-from tvdeploy.runtime.providers import SessionConfig
+from tvdeploy.runtime.providers import SessionConfig, get_provider
 from tvdeploy.runtime.runners import Runner, runner_for_artifact
 
 if TYPE_CHECKING:
@@ -90,7 +90,9 @@ class BenchTarget:
         if self.backend == EAGER:
             from tvdeploy.export.eager import EagerRunner
 
-            return EagerRunner(self.module, self.input_spec, self.output_name, device=provider)
+            return EagerRunner(
+                self.module, self.input_spec, self.output_name, device=get_provider(provider).torch_device or "cpu"
+            )
         if self.artifact is None or self.manifest is None:
             raise UserInputError(f"bench target {self.name} has no artifact")
         run_streams = streams if self.backend in streaming_formats() else None  # the run's, where the format has them

@@ -6,6 +6,7 @@ import platform
 from importlib import metadata
 
 import tvdeploy
+from tvdeploy.runtime.versions import imported_version
 
 _PACKAGES = ("torch", "torchvision", "onnx", "onnxscript", "onnxruntime", "openvino", "executorch", "numpy", "pillow")
 
@@ -18,4 +19,7 @@ def tool_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    imported = imported_version("onnxruntime")  # the runtime as imported: onnxruntime-gpu beside the CPU build
+    if imported is not None:
+        versions["onnxruntime"], versions["onnxruntime_distribution"] = imported
     return versions

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tvdeploy.errors import UserInputError
+from tvdeploy.runtime.providers import PROVIDER_NAMES, TORCH_PROVIDERS
 
 #: The eager PyTorch model: not an artifact format, but a bench backend and the parity reference.
 EAGER = "eager"
-#: Providers torch-backed code runs on (eager, TorchScript, .pt2).
-TORCH_PROVIDERS = ("cpu", "cuda")
 #: The runner of the eager reference (bench and parity).
 EAGER_RUNNER = "tvdeploy.runtime.runners.torch_backed:TorchModuleRunner"
 
@@ -111,7 +110,7 @@ FORMATS: dict[str, FormatSpec] = {
             extra_files=("model.onnx.data",),
             runner="tvdeploy.runtime.runners.onnx:OnnxRunner",
             runtime_requires=("onnxruntime",),
-            providers=("cpu", "cuda", "tensorrt", "openvino"),
+            providers=PROVIDER_NAMES,
             extra="export",
             loads_with="onnxruntime.InferenceSession",
             precisions=("fp32", "fp16", "int8"),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 from functools import lru_cache
 from pathlib import Path
 
@@ -85,5 +87,20 @@ def nvidia_gpus() -> tuple[str, ...]:
             fields = dict(line.partition(":")[::2] for line in info.read_text(errors="replace").splitlines())
             names.append(fields.get("Model", "NVIDIA GPU").strip() or "NVIDIA GPU")
     if not names:
-        names = ["NVIDIA GPU" for _ in sorted(Path("/dev").glob("nvidia[0-9]*"))]
+        nodes = sorted(Path("/dev").glob("nvidia[0-9]*"))
+        names = (_smi_names() or ["NVIDIA GPU" for _ in nodes]) if nodes else []
     return tuple(names)
+
+
+def _smi_names() -> list[str]:
+    """The GPUs' names as ``nvidia-smi`` gives them (where the driver's /proc listing is hidden), or none."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        done = subprocess.run(
+            [smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []

@@ -68,10 +68,11 @@ class PrecisionSpec:
     would otherwise emulate the precision (OpenVINO runs a bf16 hint in fp32 where the CPU lacks bf16) refuses it
     on such a host instead of silently running something else.
 
-    ``backend_options`` maps an execution backend, an ONNX Runtime provider (``tensorrt``) or a runtime
-    (``openvino``), to the options it needs to compute in this precision: TensorRT builds fp32 engines unless told
-    that fp16 or int8 layers are allowed, OpenVINO takes an ``INFERENCE_PRECISION_HINT``. The runners set them
-    under whatever the caller gave, so a new precision's execution is data here, not code in a runner.
+    ``backend_options`` maps an execution, ``(format, provider)`` (``("onnx", "tensorrt")``,
+    ``("openvino", "cpu")``), to the options it needs to compute in this precision: TensorRT builds fp32 engines
+    unless told that fp16 or int8 layers are allowed, OpenVINO takes an ``INFERENCE_PRECISION_HINT``. Every runner
+    looks them up with :meth:`options_for` by the same key and sets them under whatever the caller gave, so a new
+    precision's execution is data here, not code in a runner.
     """
 
     name: Precision
@@ -79,7 +80,11 @@ class PrecisionSpec:
     criteria: ParityCriteria
     needs_calibration: bool = False
     compute_features: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    backend_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    backend_options: Mapping[tuple[str, str], Mapping[str, object]] = field(default_factory=dict)
+
+    def options_for(self, format: str, provider: str) -> dict[str, object]:
+        """The options running this precision needs on ``provider`` for a ``format`` artifact (empty: none)."""
+        return dict(self.backend_options.get((format, provider), {}))
 
     def missing_features(self, runtime: str, host_flags: frozenset[str]) -> list[str]:
         """The flags this host lacks to compute in this precision on ``runtime`` (empty: it can)."""
@@ -113,6 +118,10 @@ EMBEDDED_PREPROCESS_CRITERIA = ParityCriteria(atol_scale=1e-2, min_top1=1.0, min
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 #: Every precision tvdeploy knows, from the most exact down.
+#: The executions (format, provider) whose options a precision sets.
+ONNX_TENSORRT = ("onnx", "tensorrt")
+OPENVINO_CPU = ("openvino", "cpu")
+
 PRECISION_SPECS: dict[str, PrecisionSpec] = {
     spec.name: spec
     for spec in (
@@ -121,20 +130,23 @@ PRECISION_SPECS: dict[str, PrecisionSpec] = {
             "32-bit float, as the eager model",
             FP32_CRITERIA,
             # OpenVINO's CPU plugin would default to bf16 on a CPU that has it: fp32 is pinned
-            backend_options={"openvino": {"INFERENCE_PRECISION_HINT": "f32"}},
+            backend_options={OPENVINO_CPU: {"INFERENCE_PRECISION_HINT": "f32"}},
         ),
         PrecisionSpec(
             Precision.FP16,
             "16-bit float weights and activations, fp32 inputs and outputs",
             FP16_CRITERIA,
-            backend_options={"tensorrt": {"trt_fp16_enable": True}, "openvino": {"INFERENCE_PRECISION_HINT": "f16"}},
+            backend_options={
+                ONNX_TENSORRT: {"trt_fp16_enable": True},
+                OPENVINO_CPU: {"INFERENCE_PRECISION_HINT": "f16"},
+            },
         ),
         PrecisionSpec(
             Precision.BF16,
             "bfloat16 execution of the fp32 model (OpenVINO's inference precision), on CPUs with AVX512_BF16/AMX",
             BF16_CRITERIA,
             compute_features={"openvino": BF16_FLAGS},
-            backend_options={"openvino": {"INFERENCE_PRECISION_HINT": "bf16"}},
+            backend_options={OPENVINO_CPU: {"INFERENCE_PRECISION_HINT": "bf16"}},
         ),
         PrecisionSpec(
             Precision.INT8,
@@ -145,8 +157,8 @@ PRECISION_SPECS: dict[str, PrecisionSpec] = {
             # allowed; fp16 lets it pick fp16 for the layers left in float
             # OpenVINO runs the quantized layers in int8 whatever the hint; the layers left in float in f32
             backend_options={
-                "tensorrt": {"trt_int8_enable": True, "trt_fp16_enable": True},
-                "openvino": {"INFERENCE_PRECISION_HINT": "f32"},
+                ONNX_TENSORRT: {"trt_int8_enable": True, "trt_fp16_enable": True},
+                OPENVINO_CPU: {"INFERENCE_PRECISION_HINT": "f32"},
             },
         ),
     )

@@ -7,9 +7,12 @@ Nothing falls back silently.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from tvdeploy.errors import ProviderError
@@ -17,31 +20,153 @@ from tvdeploy.runtime.host import nvidia_gpus
 
 logger = logging.getLogger(__name__)
 
-#: User-facing provider names and the ONNX Runtime providers they mean.
-ORT_PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-}
+
+class DeviceKind(StrEnum):
+    """What a provider computes on."""
+
+    CPU = "cpu"
+    NVIDIA_GPU = "cuda"
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device as a value: its kind and index (``cpu``, ``cuda:0``), not a string convention."""
+
+    kind: DeviceKind
+    index: int = 0
+
+    def __str__(self) -> str:
+        return "cpu" if self.kind == DeviceKind.CPU else f"{self.kind.value}:{self.index}"
+
+    @classmethod
+    def parse(cls, text: str) -> Device:
+        """``cpu``, ``cuda`` or ``cuda:N``; anything else is a :class:`ProviderError` naming the forms."""
+        kind, _, index = str(text).lower().partition(":")
+        try:
+            device = cls(DeviceKind(kind), int(index) if index else 0)
+        except ValueError:
+            raise ProviderError(f"unknown device {text!r}", hint="use cpu, cuda or cuda:N") from None
+        if device.index < 0 or (device.kind == DeviceKind.CPU and index):
+            raise ProviderError(f"unknown device {text!r}", hint="use cpu, cuda or cuda:N")
+        return device
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One execution provider, as data: what it maps to in each runtime, what it computes on, which options it
+    takes (name -> type), what it needs to start and how to install it. Nothing else lists providers."""
+
+    name: str
+    summary: str
+    device: DeviceKind
+    #: ONNX Runtime's provider, and the providers that follow it in the same session (nodes it does not run)
+    ort_provider: str | None
+    ort_fallbacks: tuple[str, ...] = ()
+    #: the torch device of torch-backed runners (TorchScript, .pt2, eager); None: torch does not run on it
+    torch_device: str | None = None
+    #: the OpenVINO device of the OpenVINO runner; None: OpenVINO's runtime does not run on it
+    openvino_device: str | None = None
+    #: place in ``auto``'s order (lowest first); None: only when asked for by name
+    auto_rank: int | None = None
+    #: shared libraries a session on it loads (checked before a session is tried: ONNX Runtime only logs them)
+    libraries: tuple[str, ...] = ()
+    #: what ships those libraries, as a person calls it (``TensorRT``)
+    libraries_of: str = ""
+    #: ONNX Runtime provider options it takes, with their types (a manifest's are checked against them)
+    options: Mapping[str, type] = field(default_factory=dict)
+    install_hint: str = ""
+    #: the precisions of ONNX artifacts ``tune`` tries on it (GPU providers; the CPU's are tune's own plan)
+    tune_precisions: tuple[str, ...] = ()
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether it runs on an NVIDIA GPU (inputs and outputs bound on the device)."""
+        return self.device == DeviceKind.NVIDIA_GPU
+
+    def check_options(self, options: Mapping[str, Any], where: str = "provider options") -> dict[str, Any]:
+        """``options`` if each is one this provider takes, of its type; a :class:`ProviderError` naming the
+        option otherwise."""
+        if not isinstance(options, Mapping):
+            raise ProviderError(f"{where} must be an object of option names and values")
+        for key, value in options.items():
+            kind = self.options.get(key)
+            if kind is None:
+                known = ", ".join(self.options) or "none"
+                raise ProviderError(f"{where}: {self.name} takes no option {key!r}", hint=f"its options: {known}")
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ProviderError(f"{where}: {self.name} option {key!r} must be {kind.__name__}, got {value!r}")
+        return dict(options)
+
+
+_CUDA_OPTIONS: dict[str, type] = {
+    "device_id": int, "use_tf32": int, "prefer_nhwc": int, "enable_cuda_graph": int, "cudnn_conv_algo_search": str,
+    "do_copy_in_default_stream": int, "gpu_mem_limit": int, "arena_extend_strategy": str,
+}  # fmt: skip
+
+#: Every execution provider tvdeploy knows, ``cpu`` first.
+PROVIDERS: dict[str, ProviderSpec] = {
+    spec.name: spec
+    for spec in (
+        ProviderSpec(
+            "cpu", "the host's CPU", DeviceKind.CPU, "CPUExecutionProvider", torch_device="cpu",
+            openvino_device="CPU", auto_rank=3,
+        ),
+        ProviderSpec(
+            "cuda", "an NVIDIA GPU through CUDA and cuDNN", DeviceKind.NVIDIA_GPU, "CUDAExecutionProvider",
+            ("CPUExecutionProvider",), torch_device="cuda", auto_rank=1, options=_CUDA_OPTIONS,
+            tune_precisions=("fp32", "fp16"),
+            install_hint="pip uninstall onnxruntime && pip install onnxruntime-gpu (needs an NVIDIA driver and "
+            "CUDA/cuDNN libraries)",
+        ),
+        # TensorRT is left out of auto: its engine build takes minutes on the first run, which a default must not cost
+        ProviderSpec(
+            "tensorrt", "an NVIDIA GPU through TensorRT engines", DeviceKind.NVIDIA_GPU, "TensorrtExecutionProvider",
+            ("CUDAExecutionProvider", "CPUExecutionProvider"), libraries=("libnvinfer.so.10",),
+            libraries_of="TensorRT", tune_precisions=("fp16", "int8"),
+            options={
+                "device_id": int, "trt_fp16_enable": bool, "trt_int8_enable": bool, "trt_engine_cache_enable": bool,
+                "trt_engine_cache_path": str, "trt_timing_cache_enable": bool, "trt_timing_cache_path": str,
+                "trt_max_workspace_size": int,
+            },
+            install_hint="pip install tensorrt-cu13 (TensorRT 10's libraries beside onnxruntime-gpu), see "
+            "docs/deployment.md",
+        ),
+        ProviderSpec(
+            "openvino", "Intel CPUs and GPUs through ONNX Runtime's OpenVINO provider", DeviceKind.CPU,
+            "OpenVINOExecutionProvider", ("CPUExecutionProvider",), auto_rank=2,
+            options={"device_type": str, "precision": str, "num_of_threads": int, "num_streams": int},
+            install_hint="pip uninstall onnxruntime && pip install onnxruntime-openvino",
+        ),
+    )
+}  # fmt: skip
+
 #: Every provider name a deployment record or a ``--provider`` flag may give (``auto`` aside).
-PROVIDER_NAMES = tuple(ORT_PROVIDERS)
+PROVIDER_NAMES = tuple(PROVIDERS)
 PROVIDER_CHOICES = (*PROVIDER_NAMES, "auto")
 #: What a ``--provider`` flag left out means where an artifact may carry a tuned deployment record.
 RECORDED_PROVIDER_HELP = "execution provider (default: the tuned deployment's where the artifact has one, else cpu)"
-#: The providers that run on an NVIDIA GPU (inputs and outputs bound on the device).
-GPU_PROVIDERS = ("cuda", "tensorrt")
-#: What ``auto`` tries, best first. TensorRT is left to explicit requests: its
-#: engine build takes minutes on the first run, which a default must not cost.
-AUTO_ORDER = ("cuda", "openvino", "cpu")
+#: The providers torch-backed code runs on (eager, TorchScript, .pt2).
+TORCH_PROVIDERS = tuple(name for name, spec in PROVIDERS.items() if spec.torch_device)
 
-_INSTALL_HINTS = {
-    "cuda": "pip uninstall onnxruntime && pip install onnxruntime-gpu (needs an NVIDIA driver and CUDA/cuDNN libraries)",
-    "tensorrt": "install onnxruntime-gpu and TensorRT (pip install tensorrt), see docs/deployment.md",
-    "openvino": "pip uninstall onnxruntime && pip install onnxruntime-openvino",
-}
 
-_TORCH_HINT = {"cuda": "torch sees no CUDA device: install a CUDA build of torch on a machine with an NVIDIA GPU"}
+def get_provider(name: str) -> ProviderSpec:
+    """The record of a provider; an unknown name is a :class:`ProviderError` that lists the known ones."""
+    spec = PROVIDERS.get(str(name).lower())
+    if spec is None:
+        raise ProviderError(f"unknown provider {name!r}", hint=f"choose one of {', '.join(PROVIDER_CHOICES)}")
+    return spec
+
+
+def auto_order() -> list[str]:
+    """What ``auto`` tries, best first."""
+    ranked = [spec for spec in PROVIDERS.values() if spec.auto_rank is not None]
+    return [spec.name for spec in sorted(ranked, key=lambda spec: spec.auto_rank or 0)]
+
+
+def on_gpu(provider: str) -> bool:
+    """Whether ``provider`` runs on an NVIDIA GPU."""
+    return get_provider(provider).on_gpu
+
 
 GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -109,28 +234,76 @@ class SessionConfig:
 
 
 def available_providers() -> list[str]:
-    """User-facing names of the providers this onnxruntime build offers and this host can run: CUDA and TensorRT
-    only where an NVIDIA GPU is present (onnxruntime-gpu lists them on any install, GPU or not)."""
-    gpu = bool(nvidia_gpus())
-    return [name for name in _compiled_providers() if gpu or name not in GPU_PROVIDERS]
+    """The providers ONNX Runtime can run here: compiled into this onnxruntime build *and* able to start a session
+    on this host (probed once per process; see :func:`start_problem`)."""
+    return [name for name in _compiled_providers() if start_problem(name) is None]
 
 
 def unavailable_reason(provider: str) -> str | None:
-    """Why ``provider`` cannot run here (no NVIDIA GPU, or not in this onnxruntime build, with the way to get it);
-    None where it can."""
-    if provider == "cpu" or provider in available_providers():
-        return None
-    if provider in GPU_PROVIDERS and not nvidia_gpus():
-        return "no NVIDIA GPU on this host"
-    return f"this onnxruntime build has no {provider} provider ({_INSTALL_HINTS[provider]})"
+    """Why ONNX Runtime cannot run ``provider`` here (not in this build, no GPU, a library missing and which, a
+    session that would not start), with the way to get it; None where it can."""
+    if provider not in _compiled_providers():
+        spec = get_provider(provider)
+        return f"this onnxruntime build has no {provider} provider ({spec.install_hint})"
+    return start_problem(provider)
 
 
 def _compiled_providers() -> list[str]:
-    """User-facing names of the providers this onnxruntime build was compiled with."""
+    """The providers this onnxruntime build was compiled with (what ``get_available_providers`` lists: not what
+    can start)."""
     import onnxruntime as ort
 
     offered = set(ort.get_available_providers())
-    return [name for name, ort_name in ORT_PROVIDERS.items() if ort_name in offered]
+    return [name for name, spec in PROVIDERS.items() if spec.ort_provider in offered]
+
+
+#: A one-node ONNX model (``y = Relu(x)``, opset 13, IR 7) that a probe session loads: the runtime has no onnx.
+_PROBE_MODEL = bytes.fromhex(
+    "0807120874766465706c6f793a370a0c0a0178120179220452656c75120570726f62655a0f0a0178120a0a08080112040a020801620f"
+    "0a0179120a0a08080112040a02080142040a00100d"
+)
+
+
+@functools.cache
+def start_problem(provider: str) -> str | None:
+    """Why a session on ``provider`` cannot start on this host, or None where one did: compiled in is not "can
+    start" (onnxruntime-gpu lists CUDA and TensorRT on every install). Checked once per process, in order: an NVIDIA
+    GPU for a GPU provider, the shared libraries it loads (ONNX Runtime would only log their absence and fall back),
+    then a session on a one-node model, which must keep the provider."""
+    spec = get_provider(provider)
+    if provider == "cpu":
+        return None
+    if spec.on_gpu and not nvidia_gpus():
+        return "no NVIDIA GPU on this host"
+    missing = [library for library in spec.libraries if not _loads(library)]
+    if missing:
+        return f"{spec.libraries_of or spec.name} libraries not found ({', '.join(missing)}); {spec.install_hint}"
+    return _session_problem(spec)
+
+
+def _loads(library: str) -> bool:
+    """Whether the dynamic loader finds and loads ``library`` (as a session on the provider would)."""
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
+
+
+def _session_problem(spec: ProviderSpec) -> str | None:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # a provider that fails is this function's answer, not a log line
+    try:
+        session = ort.InferenceSession(
+            _PROBE_MODEL, sess_options=options, providers=[spec.ort_provider, *spec.ort_fallbacks]
+        )
+    except Exception as exc:  # onnxruntime raises its own non-exported exception types
+        return f"onnxruntime could not start a {spec.name} session: {str(exc).splitlines()[0][:200]}"
+    if spec.ort_provider not in session.get_providers():
+        return f"onnxruntime could not start a {spec.name} session here (it fell back to {', '.join(session.get_providers())})"
+    return None
 
 
 def _available_for(backend: str) -> list[str]:
@@ -142,24 +315,30 @@ def _available_for(backend: str) -> list[str]:
 def resolve_provider(requested: str, backends: Sequence[str]) -> str:
     """The one provider every backend of a run uses (a format name, or ``eager``).
 
-    ``auto`` takes the first of :data:`AUTO_ORDER` that every backend supports and
+    ``auto`` takes the first of :func:`auto_order` that every backend supports and
     finds available, and logs the choice. An explicit provider that a backend does
     not support, or cannot find, is an error naming the backend and the way out:
     one run never puts one backend on CUDA and another on the CPU.
     """
     from tvdeploy.runtime.formats import providers_of
 
-    requested = requested.lower()
-    if requested not in PROVIDER_CHOICES:
-        raise ProviderError(f"unknown provider {requested!r}", hint=f"choose one of {', '.join(PROVIDER_CHOICES)}")
+    requested = str(requested).lower()
+    if requested != "auto":
+        get_provider(requested)  # an unknown name: the error lists the known ones
     backends = list(dict.fromkeys(backends))
     if requested == "auto":
-        for candidate in AUTO_ORDER:
+        passed_over: list[str] = []
+        for candidate in auto_order():
             if candidate == "cpu" or all(
                 candidate in providers_of(b) and candidate in _available_for(b) for b in backends
             ):
-                logger.info("provider auto: chose %s for %s", candidate, ", ".join(backends))
+                logger.info(
+                    "provider auto: chose %s for %s%s", candidate, ", ".join(backends),
+                    f" (not {'; '.join(passed_over)})" if passed_over else "",
+                )  # fmt: skip
                 return candidate
+            if any(candidate in providers_of(b) for b in backends):
+                passed_over.append(f"{candidate}: {_why_not(candidate, backends)}")
     unsupported = [b for b in backends if requested not in providers_of(b)]
     if unsupported:
         raise ProviderError(
@@ -172,10 +351,26 @@ def resolve_provider(requested: str, backends: Sequence[str]) -> str:
             available = _available_for(backend)
             if requested not in available:
                 raise ProviderError(
-                    f"provider {requested!r} is not available for {backend} here (available: {', '.join(available)})",
-                    hint=_INSTALL_HINTS.get(requested) if backend == "onnx" else _TORCH_HINT.get(requested),
+                    f"provider {requested!r} is not available for {backend} here: {_why_not(requested, [backend])} "
+                    f"(available: {', '.join(available)})",
+                    hint=get_provider(requested).install_hint or None,
                 )
     return requested
+
+
+def _why_not(provider: str, backends: Sequence[str]) -> str:
+    """Why ``provider`` cannot run one of ``backends`` here (the first reason found)."""
+    from tvdeploy.runtime.formats import providers_of, runs_on_torch
+
+    for backend in backends:
+        if provider not in providers_of(backend):
+            return f"{backend} does not run on it"
+        if runs_on_torch(backend) and provider not in _available_for(backend):
+            return "torch sees no CUDA device (a CUDA build of torch on a machine with an NVIDIA GPU runs it)"
+        reason = unavailable_reason(provider) if not runs_on_torch(backend) else None
+        if reason and provider not in _available_for(backend):
+            return reason
+    return "not available"
 
 
 def ort_provider_list(provider: str, options: dict[str, Any] | None = None) -> list[Any]:
@@ -185,19 +380,16 @@ def ort_provider_list(provider: str, options: dict[str, Any] | None = None) -> l
     uses for the nodes they do not implement (graph partitioning, not a fallback
     of the whole session: :func:`check_session_providers` verifies that).
     """
-    primary = (ORT_PROVIDERS[provider], dict(options or {}))
-    if provider == "cpu":
-        return [primary]
-    if provider == "tensorrt":
-        return [primary, (ORT_PROVIDERS["cuda"], {}), ORT_PROVIDERS["cpu"]]
-    return [primary, ORT_PROVIDERS["cpu"]]
+    spec = get_provider(provider)
+    return [(spec.ort_provider, dict(options or {})), *spec.ort_fallbacks]
 
 
 def check_session_providers(session: Any, provider: str) -> None:
     """Fail if ONNX Runtime quietly dropped the requested provider when creating the session."""
     active = session.get_providers()
-    if ORT_PROVIDERS[provider] not in active:
+    spec = get_provider(provider)
+    if spec.ort_provider not in active:
         raise ProviderError(
             f"onnxruntime could not start the {provider} provider for this model (active: {', '.join(active)})",
-            hint=_INSTALL_HINTS.get(provider, "check onnxruntime's log for why the provider failed"),
+            hint=spec.install_hint or "check onnxruntime's log for why the provider failed",
         )

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tvdeploy.export.producers import missing_for_export
+from tvdeploy.runtime import providers as registry
 from tvdeploy.runtime.formats import get_format, streaming_formats
 from tvdeploy.runtime.host import cpu_flags, usable_cores
 from tvdeploy.runtime.precisions import Precision, get_precision
-from tvdeploy.runtime.providers import unavailable_reason
+from tvdeploy.runtime.providers import PROVIDERS, unavailable_reason
 
 #: (format, precision) pairs tune considers on a CPU, the fp32 ONNX artifact (the baseline) first. ONNX
 #: Runtime's fp16 is left out on CPUs: its CPU provider runs an fp16 graph through casts, slower than fp32 (a
@@ -31,11 +32,11 @@ CPU_CONFIGURATIONS = (
 #: (format, precision, provider) tune considers where an NVIDIA GPU and onnxruntime-gpu are present. TensorRT runs
 #: the fp16 artifact with fp16 engines and the int8 QDQ artifact with int8 engines (explicit quantization: the
 #: artifact's own scales, no calibration table); its first session builds the engine, which the warm-up absorbs.
-GPU_CONFIGURATIONS = (
-    ("onnx", Precision.FP32, "cuda"),
-    ("onnx", Precision.FP16, "cuda"),
-    ("onnx", Precision.FP16, "tensorrt"),
-    ("onnx", Precision.INT8, "tensorrt"),
+GPU_CONFIGURATIONS = tuple(
+    ("onnx", Precision(precision), name)
+    for name, spec in PROVIDERS.items()
+    if spec.on_gpu
+    for precision in spec.tune_precisions
 )
 
 
@@ -78,6 +79,12 @@ class Skipped:
     format: str
     precision: str
     reason: str
+    provider: str = "cpu"
+
+    def describe(self) -> str:
+        """``onnx int8 on tensorrt: TensorRT libraries not found ...``."""
+        where = f" on {self.provider}" if self.provider != "cpu" else ""
+        return f"{self.format} {self.precision}{where}: {self.reason}"
 
 
 def thread_counts(cores: int) -> list[int]:
@@ -113,10 +120,11 @@ def plan(
     if streams and objective != "throughput":
         planned = dict.fromkeys(c.format for c in candidates if c.format in streaming)
         skipped.extend(Skipped(fmt, f"any precision on {streams} streams", STREAMS_FOR_THROUGHPUT) for fmt in planned)
-    for fmt, precision, provider in GPU_CONFIGURATIONS:
+    gpus = registry.nvidia_gpus()
+    for fmt, precision, provider in GPU_CONFIGURATIONS if gpus else ():  # no NVIDIA GPU: none is listed
         reason = _unavailable(fmt, precision, has_calibration) or unavailable_reason(provider)
         if reason:
-            skipped.append(Skipped(fmt, f"{precision} ({provider})", reason))
+            skipped.append(Skipped(fmt, precision, reason, provider))
         else:
             candidates.append(Candidate(fmt, precision, cores, provider))
     return candidates, skipped

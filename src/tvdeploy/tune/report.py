@@ -43,7 +43,7 @@ def format_table(report: TuneReport) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in table]
     lines.insert(1, "-" * len(lines[0]))
     lines += ["", report.why()]
-    lines += [f"not tried: {s.format} {s.precision}: {s.reason}" for s in report.skipped]
+    lines += [f"not tried: {s.describe()}" for s in report.skipped]
     machine = report.machine
     lines.append(f"{machine['cpu_model']}, {machine['usable_cores']} usable cores, {machine.get('cpu_signature', '')}")
     return "\n".join(lines)

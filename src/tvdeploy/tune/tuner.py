@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tvdeploy.bench.peak import peak
+from tvdeploy.bench.peak import provider_peak
 from tvdeploy.bench.run import BenchConfig, BenchReport, run_benchmark
 from tvdeploy.bench.targets import artifact_target
-from tvdeploy.errors import UserInputError
+from tvdeploy.errors import TvdeployError, UserInputError
 from tvdeploy.export.artifact import check_output, staged_directory
 from tvdeploy.export.macs import count_macs
 from tvdeploy.export.manifests import tuned_manifest
@@ -48,9 +48,11 @@ from tvdeploy.runtime.manifest import (
 )
 from tvdeploy.runtime.memory import check_batches_fit
 from tvdeploy.runtime.precisions import Precision
+from tvdeploy.runtime.providers import on_gpu
 from tvdeploy.runtime.records import ParityReport
 from tvdeploy.text import a
 from tvdeploy.tune.candidates import Candidate, Skipped, plan
+from tvdeploy.tune.trial import run_trial, trial_in_child
 
 logger = logging.getLogger(__name__)
 
@@ -272,26 +274,84 @@ def tune(request: TuneRequest) -> TuneReport:
         tempfile.TemporaryDirectory(prefix="tvdeploy-tune-") as scratch,
         tqdm(total=len(keys) + 1, unit="step", disable=not request.progress, leave=False) as bar,
     ):
-        derived: dict[tuple[str, str], tuple[Path, ParityReport | None]] = {}
+        derived: dict[tuple[str, str], tuple[Path, ParityReport | None] | str] = {}
         model = reference_model(manifest)  # the eager fp32 model every candidate's parity is against, built once
         for key in keys:
             bar.set_description(f"deriving {key[0]} {key[1]}")
-            derived[key] = _derive(request, manifest, model, key, Path(scratch))
+            derived[key] = _derive_or_reason(request, manifest, model, key, Path(scratch))
             bar.update(1)
         for candidate, result in results.items():
-            result.artifact, result.parity = derived[candidate.artifact_key]
+            made = derived[candidate.artifact_key]
+            if isinstance(made, str):
+                result.refused = made
+                continue
+            result.artifact, result.parity = made
             if not result.parity_passed:
                 result.refused = "failed parity"
-        timed = [r for r in results.values() if r.parity_passed]
+            else:
+                result.refused = _trial(result, request)
+        timed = [r for r in results.values() if r.refused is None]
         bar.set_description(f"timing {len(timed)} candidates interleaved")
-        bench = _time(timed, request)
+        bench = _time_surviving(timed, request)
+        timed = [r for r in timed if r.refused is None]
         bar.update(1)
+        if bench is None or not timed:
+            raise TvdeployError(
+                "no candidate could run on this host: "
+                + "; ".join(f"{r.candidate.name}: {r.refused}" for r in results.values()),
+                hint="check the source artifact with tvdeploy validate, and the providers with --provider cpu",
+            )
         macs = _macs(request.artifact, manifest)
         _fill_figures(timed, bench, macs)
         winner = _ranked(timed, request.deciding_batch, request.objective)[0]
         report = TuneReport(request, list(results.values()), skipped, winner, macs, bench.machine, bench)
         _write_winner(report, manifest)
     return report
+
+
+def _derive_or_reason(
+    request: TuneRequest, manifest: Manifest, model: LoadedModel, key: tuple[str, str], work: Path
+) -> tuple[Path, ParityReport | None] | str:
+    """:func:`_derive`, or why it failed (one candidate's failure is a row of the report, not the tune's end)."""
+    try:
+        return _derive(request, manifest, model, key, work)
+    except (TvdeployError, Exception) as exc:
+        logger.debug("deriving %s %s failed", *key, exc_info=True)
+        return f"failed to derive: {_reason(exc)}"
+
+
+def _reason(exc: BaseException) -> str:
+    text = exc.message if isinstance(exc, TvdeployError) else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+
+
+def _trial(result: CandidateResult, request: TuneRequest) -> str | None:
+    """Why the candidate cannot run at the batch sizes it will be timed at (None: it ran). Candidates on a device
+    are tried in a child process first (a crash there is a failed row); CPU candidates here."""
+    assert result.artifact is not None
+    candidate = result.candidate
+    if on_gpu(candidate.provider):
+        return trial_in_child(result.artifact, candidate.provider, request.batch_sizes)
+    try:
+        run_trial(result.artifact, candidate.provider, request.batch_sizes[:1])
+    except Exception as exc:
+        return f"failed to start: {_reason(exc)}"
+    return None
+
+
+def _time_surviving(timed: list[CandidateResult], request: TuneRequest) -> BenchReport | None:
+    """:func:`_time` over every candidate; where the joint run fails, each is timed alone to find the ones that
+    fail (refused with the reason), and the rest are timed together again."""
+    try:
+        return _time(timed, request)
+    except Exception as exc:
+        logger.warning("tune: the joint timing failed (%s); timing each candidate alone to find which", _reason(exc))
+    for result in timed:
+        try:
+            _time([result], dataclasses.replace(request, budget_s=min(request.budget_s, 1.0)))
+        except Exception as exc:
+            result.refused = f"failed while timed: {_reason(exc)}"
+    return _time([r for r in timed if r.refused is None], request)
 
 
 def _time(timed: list[CandidateResult], request: TuneRequest) -> BenchReport:
@@ -320,7 +380,8 @@ def _macs(artifact: Path, manifest: Manifest) -> int | None:
 def _fill_figures(timed: list[CandidateResult], bench: BenchReport, macs: int | None) -> None:
     rows = {(row.name, row.batch_size): row for row in bench.rows if row.mode == "model"}
     for result in timed:
-        top = peak(result.candidate.precision) if result.candidate.provider == "cpu" else None  # the CPU's peak
+        # the peak of the device the candidate ran on: the CPU's, or the GPU's datasheet figure
+        top, _ = provider_peak(result.candidate.provider, result.candidate.precision)
         for (name, batch), row in rows.items():
             if name != result.candidate.name:
                 continue
@@ -330,8 +391,8 @@ def _fill_figures(timed: list[CandidateResult], bench: BenchReport, macs: int | 
             if macs:
                 figures["macs_per_s"] = round(macs * ips, 1)
                 if top is not None:
-                    figures["peak_macs_per_s"] = round(top.macs_per_s, 1)
-                    figures["peak_share"] = round(macs * ips / top.macs_per_s, 4)
+                    figures["peak_macs_per_s"] = round(top, 1)
+                    figures["peak_share"] = round(macs * ips / top, 4)
             result.figures[batch] = figures
 
 

@@ -15,10 +15,11 @@ from tvdeploy.runtime.host import cpu_signature
 from tvdeploy.runtime.manifest import Manifest, OptimizedGraph
 from tvdeploy.runtime.precisions import get_precision
 from tvdeploy.runtime.providers import (
-    GPU_PROVIDERS,
     SessionConfig,
     available_providers,
     check_session_providers,
+    get_provider,
+    on_gpu,
     ort_provider_list,
 )
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
@@ -62,7 +63,7 @@ class OnnxRunner(Runner):
         cls, artifact_dir: Path, manifest: Manifest, provider: str, config: SessionConfig | None = None
     ) -> "OnnxRunner":
         config = config or SessionConfig()
-        needed = get_precision(manifest.precision).backend_options.get(provider)
+        needed = get_precision(manifest.precision).options_for(manifest.format, provider)
         if needed:  # the options the provider needs for this precision, under the caller's own
             config = dataclasses.replace(config, provider_options={**needed, **config.provider_options})
         graph = manifest.optimized_graph
@@ -105,12 +106,12 @@ class OnnxRunner(Runner):
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
-        if self.provider in GPU_PROVIDERS:
+        if on_gpu(self.provider):
             binding = self.session.io_binding()
             for name, array in feeds.items():
                 binding.bind_cpu_input(name, np.ascontiguousarray(array))
             for name in names:
-                binding.bind_output(name, "cuda")
+                binding.bind_output(name, get_provider(self.provider).device.value)
             self.session.run_with_iobinding(binding)
             return dict(zip(names, binding.copy_outputs_to_cpu(), strict=False))
         return dict(zip(names, self.session.run(names, feeds), strict=False))

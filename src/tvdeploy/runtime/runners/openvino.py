@@ -19,15 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from tvdeploy.errors import ArtifactError
+from tvdeploy.errors import ArtifactError, ProviderError
 from tvdeploy.runtime.host import cpu_flags
 from tvdeploy.runtime.manifest import Manifest
 from tvdeploy.runtime.precisions import Precision, get_precision
-from tvdeploy.runtime.providers import SessionConfig
+from tvdeploy.runtime.providers import SessionConfig, get_provider
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
-
-#: tvdeploy provider name -> OpenVINO device.
-DEVICES = {"cpu": "CPU"}
 
 
 def stream_properties(threads: int | None, streams: int) -> dict[str, Any]:
@@ -71,6 +68,12 @@ class OpenVinoRunner(Runner):
         super().__init__()
         self.model_path = Path(model_path)
         self.provider = provider
+        device = get_provider(provider).openvino_device
+        if device is None:
+            raise ProviderError(
+                f"OpenVINO's runtime does not run on the {provider} provider", hint="use --provider cpu"
+            )
+        self.device = device
         self.precision = precision
         self.config = config or SessionConfig()
         self.compiled: Any = None
@@ -94,7 +97,7 @@ class OpenVinoRunner(Runner):
         threads of :func:`stream_properties`."""
         return {
             "INFERENCE_PRECISION_HINT": "f32",
-            **get_precision(self.precision).backend_options.get("openvino", {}),
+            **get_precision(self.precision).options_for(self.backend, self.provider),
             **stream_properties(self.config.intra_op_threads, self.concurrency),
         }
 
@@ -105,7 +108,7 @@ class OpenVinoRunner(Runner):
         if not self.model_path.is_file():
             raise ArtifactError(f"model file {self.model_path} is missing")
         try:
-            self.compiled = ov.Core().compile_model(str(self.model_path), DEVICES[self.provider], self.properties())
+            self.compiled = ov.Core().compile_model(str(self.model_path), self.device, self.properties())
         except RuntimeError as exc:
             raise ArtifactError(f"OpenVINO cannot load {self.model_path}: {str(exc).strip().splitlines()[0]}") from exc
         self._local = threading.local()

@@ -14,7 +14,7 @@ import numpy as np
 
 from tvdeploy.errors import ArtifactError, MissingDependencyError
 from tvdeploy.runtime.manifest import Manifest
-from tvdeploy.runtime.providers import SessionConfig
+from tvdeploy.runtime.providers import TORCH_PROVIDERS, SessionConfig, get_provider
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
 
 
@@ -49,7 +49,11 @@ class TorchModuleRunner(Runner):
     @classmethod
     def available_providers(cls) -> list[str]:
         torch = import_torch()
-        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+        return [
+            name
+            for name in TORCH_PROVIDERS
+            if get_provider(name).torch_device == "cpu" or (torch.cuda.is_available() and get_provider(name).on_gpu)
+        ]
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -85,13 +89,13 @@ class _FileModuleRunner(TorchModuleRunner):
     def for_artifact(
         cls, artifact_dir: Path, manifest: Manifest, provider: str, config: SessionConfig | None = None
     ) -> "_FileModuleRunner":
-        """Tensor names and shapes come from the manifest (the files carry none); ``provider`` is the device."""
+        """Tensor names and shapes come from the manifest (the files carry none); the provider's torch device."""
         return cls(
             artifact_dir / manifest.model_file.path,
             input_name=manifest.input.name,
             output_name=manifest.output.name,
             input_shape=manifest.input.shape,
-            device=provider,
+            device=get_provider(provider).torch_device or "cpu",
         )
 
     def _load(self) -> None:
