@@ -1,0 +1,103 @@
+"""Check tvdeploy on a machine with an NVIDIA GPU, in one bounded run, and write a Markdown report.
+
+    python benchmarks/gpu_check.py --out DIR            # on the GPU machine (onnxruntime-gpu installed)
+    python benchmarks/gpu_check.py --out DIR --dry-run  # the same steps on the CPU, small, to check the script
+
+Steps, each a ``tvdeploy`` command with a timeout (a step that fails is reported, the next ones still run):
+export resnet50 (random weights) to ONNX; validate it on the GPU provider; ``predict --provider auto``; ``bench``
+on the GPU at batch 1, 64 and 256 (model-only figures, with the share of the GPU's datasheet peak); ``tune
+--objective throughput`` (which must finish whether or not TensorRT can start, naming each GPU configuration it did
+not try and why); and the manifest's recorded onnxruntime version and distribution. The report names the GPU, the
+driver and the versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _run(
+    name: str, argv: list[str], out: Path, timeout: float, steps: list[dict]
+) -> subprocess.CompletedProcess | None:
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "tvdeploy", *argv]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        steps.append({"step": name, "status": f"timed out after {timeout:.0f} s", "seconds": timeout})
+        return None
+    seconds = time.perf_counter() - start
+    (out / f"{name}.stdout.txt").write_text(done.stdout)
+    (out / f"{name}.stderr.txt").write_text(done.stderr)
+    steps.append({"step": name, "status": f"exit {done.returncode}", "seconds": round(seconds, 1),
+                  "command": "tvdeploy " + " ".join(argv)})  # fmt: skip
+    return done
+
+
+def _gpu_description() -> str:
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        return done.stdout.strip() or done.stderr.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"no nvidia-smi ({exc})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-check")))
+    parser.add_argument("--dry-run", action="store_true", help="the CPU, resnet18, small batches")
+    parser.add_argument("--model", default=None)
+    args = parser.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    provider = "cpu" if args.dry_run else "cuda"
+    model = args.model or ("resnet18" if args.dry_run else "resnet50")
+    batches = "1,2" if args.dry_run else "1,64,256"
+    budget = "0.5" if args.dry_run else "3"
+    art = out / f"{model}-onnx"
+    steps: list[dict] = []
+    _run("export", ["export", "--model", model, "--weights", "none", "--format", "onnx", "--output", str(art),
+                    "--force"], out, 600, steps)  # fmt: skip
+    _run("validate", ["validate", str(art), "--provider", provider], out, 300, steps)
+    _run("predict_auto", ["predict", str(art), str(Path(__file__).parents[1] / "src/tvdeploy/export/photos"),
+                          "--provider", "auto", "--json"], out, 300, steps)  # fmt: skip
+    _run("bench", ["bench", str(art), "--provider", provider, "--batch-sizes", batches, "--time-budget", budget,
+                   "--no-cold-start", "--save-json", str(out / "bench.json")], out, 600, steps)  # fmt: skip
+    _run("tune", ["tune", str(art), "--output", str(out / "tuned"), "--objective", "throughput", "--batch-sizes",
+                  "1,2" if args.dry_run else "1,64", "--budget-s", budget, "--save-json", str(out / "tune.json"),
+                  "--force"], out, 900, steps)  # fmt: skip
+    manifest = json.loads((art / "tvdeploy.json").read_text()) if (art / "tvdeploy.json").is_file() else {}
+    versions = manifest.get("versions", {})
+    lines = [
+        "# tvdeploy GPU check",
+        "",
+        f"GPU: {_gpu_description()}; host {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"onnxruntime recorded in the manifest: {versions.get('onnxruntime')} "
+        f"({versions.get('onnxruntime_distribution')}); torch {versions.get('torch')}",
+        "",
+        "| step | status | seconds |",
+        "|---|---|---|",
+        *[f"| {s['step']} | {s['status']} | {s['seconds']} |" for s in steps],
+    ]
+    if (out / "bench.stdout.txt").is_file():
+        lines += ["", "## bench", "", "```", (out / "bench.stdout.txt").read_text().strip(), "```"]
+    if (out / "tune.stdout.txt").is_file():
+        lines += ["", "## tune", "", "```", (out / "tune.stdout.txt").read_text().strip(), "```"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    (out / "steps.json").write_text(json.dumps(steps, indent=2) + "\n")
+    print("\n".join(lines))
+    return 0 if all(s["status"] == "exit 0" for s in steps) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
