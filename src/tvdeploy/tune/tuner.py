@@ -182,7 +182,8 @@ class TuneReport:
         failed = [r.candidate.name for r in self.results if not r.parity_passed]
         if failed:
             text += f" Failed parity (not chosen): {', '.join(failed)}."
-        return text + " " + _host_note(tried_int8=any(r.candidate.precision == Precision.INT8 for r in self.results))
+        tried = {r.candidate.precision for r in self.results if r.candidate.provider == "cpu"}
+        return text + " " + _host_note(tried_int8=Precision.INT8 in tried, tried_bf16=Precision.BF16 in tried)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report."""
@@ -200,11 +201,11 @@ class TuneReport:
         }
 
 
-def _host_note(tried_int8: bool) -> str:
-    """What this CPU's features mean for the candidates (int8 explained only where int8 was tried)."""
+def _host_note(tried_int8: bool, tried_bf16: bool = False) -> str:
+    """What this CPU's features mean for the CPU candidates (int8 and bf16 explained only where they were tried)."""
     flags = cpu_flags()
     if not tried_int8:
-        if flags.intersection(("amx_bf16", "avx512_bf16")):
+        if tried_bf16 and flags.intersection(("amx_bf16", "avx512_bf16")):
             return "This CPU computes bf16 natively (AVX512_BF16 or AMX): OpenVINO runs bf16 convolutions on it."
         return "Both runtimes run fp32 on this CPU's FMA units."
     if "amx_int8" in flags:
