@@ -25,6 +25,7 @@ def _host(monkeypatch: pytest.MonkeyPatch, gpus: tuple[str, ...], compiled: list
     monkeypatch.setattr(providers, "nvidia_gpus", lambda: gpus)
     monkeypatch.setattr(providers, "_compiled_providers", lambda: compiled)
     monkeypatch.setattr(providers, "_loads", lambda library: starts)
+    providers.start_problem.cache_clear()  # the probe sees this host, not the one before
     if starts:
         monkeypatch.setattr(providers, "_session_problem", lambda spec: None)
 
