@@ -227,3 +227,19 @@ def test_a_served_model_whose_manifest_does_not_match_fails_its_load_with_the_re
     done = subprocess.run([sys.executable, "-c", script, str(artifact)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("False ") and "the manifest says ['scores'] (output.name)" in done.stdout
+
+
+def test_a_successful_executorch_validate_prints_nothing_of_the_native_libraries(ten_class_exports) -> None:
+    pytest.importorskip("executorch")
+    proc = run_cli_process("validate", ten_class_exports["executorch"].artifact_dir, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for noise in ("cpuinfo_utils", "midr", "register_constant", "W1204"):
+        assert noise not in proc.stderr, proc.stderr
+
+
+def test_dropped_native_lines_keeps_every_other_line(capfd) -> None:
+    from tvdeploy.runtime.native_output import dropped_native_lines
+
+    with dropped_native_lines(("[noise]",)):
+        os.write(2, b"[noise] probing\nreal error\n[noise] more\n")
+    assert capfd.readouterr().err == "real error\n"

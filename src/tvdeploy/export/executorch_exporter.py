@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tvdeploy.export.base import ExportResult, ProduceJob, quiet_torch, torch_batch_dims
+from tvdeploy.runtime.native_output import quiet_library_loggers
 
 DELEGATE = "XnnpackBackend"
 
@@ -27,6 +28,8 @@ class ExecuTorchExporter:
 
     def produce(self, job: ProduceJob, out_dir: Path, strategy: str) -> ExportResult:
         import torch
+
+        quiet_library_loggers()
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 

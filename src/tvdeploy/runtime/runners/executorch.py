@@ -16,9 +16,13 @@ import numpy as np
 
 from tvdeploy.errors import ArtifactError
 from tvdeploy.runtime.manifest import Manifest, TensorSpec
+from tvdeploy.runtime.native_output import dropped_native_lines, quiet_library_loggers
 from tvdeploy.runtime.providers import SessionConfig
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
 from tvdeploy.runtime.runners.torch_backed import import_torch
+
+#: What ExecuTorch's runtime prints of its CPU probing (info level, no switch to turn it off).
+CPUINFO_LINES = ("[cpuinfo_utils.cpp:",)
 
 
 class ExecuTorchRunner(Runner):
@@ -43,13 +47,15 @@ class ExecuTorchRunner(Runner):
 
     def _load(self) -> None:
         self._torch = import_torch()
+        quiet_library_loggers()
         from executorch.runtime import Runtime
 
         if not self.model_path.is_file():
             raise ArtifactError(f"model file {self.model_path} is missing")
         try:
             program = Runtime.get().load_program(self.model_path)
-            self.method = program.load_method("forward")
+            with dropped_native_lines(CPUINFO_LINES):  # its CPU probing, printed when a method loads
+                self.method = program.load_method("forward")
         except (RuntimeError, ValueError) as exc:
             raise ArtifactError(f"ExecuTorch cannot load {self.model_path}: {exc}") from exc
 
