@@ -107,3 +107,17 @@ def test_the_registry_is_the_one_place_providers_are_described() -> None:
         cuda.check_options({"INFERENCE_PRECISION_HINT": "f16"})
     with pytest.raises(ProviderError, match="'device_id' must be int, got True"):
         cuda.check_options({"device_id": True})
+
+
+def test_a_runner_refuses_options_its_provider_does_not_take(tmp_path) -> None:
+    from tests.runtime.test_manifest import make_manifest
+    from tvdeploy.runtime.runners.onnx import OnnxRunner
+
+    config = providers.SessionConfig(provider_options={"trt_fp16_enable": True})
+    with pytest.raises(ProviderError, match="cuda provider options: cuda takes no option 'trt_fp16_enable'"):
+        OnnxRunner.for_artifact(tmp_path, make_manifest(), "cuda", config)
+    config = providers.SessionConfig(provider_options={"prefer_nhwc": 1, "device_id": 0})
+    assert OnnxRunner.for_artifact(tmp_path, make_manifest(), "cuda", config).config.provider_options == {
+        "prefer_nhwc": 1,
+        "device_id": 0,
+    }

@@ -109,7 +109,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
     for spec in (
         ProviderSpec(
             "cpu", "the host's CPU", DeviceKind.CPU, "CPUExecutionProvider", torch_device="cpu",
-            openvino_device="CPU", auto_rank=3,
+            openvino_device="CPU", auto_rank=3, options={"arena_extend_strategy": str},
         ),
         ProviderSpec(
             "cuda", "an NVIDIA GPU through CUDA and cuDNN", DeviceKind.NVIDIA_GPU, "CUDAExecutionProvider",

@@ -66,6 +66,7 @@ class OnnxRunner(Runner):
         needed = get_precision(manifest.precision).options_for(manifest.format, provider)
         if needed:  # the options the provider needs for this precision, under the caller's own
             config = dataclasses.replace(config, provider_options={**needed, **config.provider_options})
+        get_provider(provider).check_options(config.provider_options, f"{provider} provider options")
         graph = manifest.optimized_graph
         if graph is not None:
             check_optimized_graph(graph, provider)
