@@ -205,3 +205,14 @@ def test_resume_on_parquet_that_is_not_rows_is_refused(resnet18_artifacts, photo
     code, _, err = run_cli(capsys, "predict", resnet18_artifacts["onnx"], photo_files[0], "--engine", "ray",
                            "--output", out, "--resume")  # fmt: skip
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_ray_job_prints_only_tvdeploys_own_lines(resnet18_artifacts, photo_files, tmp_path) -> None:
+    from tests.cli_helpers import run_cli_process
+
+    proc = run_cli_process("predict", resnet18_artifacts["onnx"], *photo_files[:2], "--engine", "ray", "--output",
+                           tmp_path / "rows.jsonl", timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("tvdeploy: ") for line in lines), proc.stderr  # no Ray notices
+    assert "2 image(s)" in lines[-1]

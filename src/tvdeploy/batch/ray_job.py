@@ -32,11 +32,15 @@ from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS
 from tvdeploy.runtime.inputs import IMAGE_EXTENSIONS, collect_inputs
 from tvdeploy.runtime.manifest import read_manifest
+from tvdeploy.runtime.native_output import dropped_native_lines
 from tvdeploy.text import printable
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 16
+#: What Ray's C++ core prints for every actor pool of Ray Data (its constructor arguments live in the object store,
+#: ray-project/ray#53727): an error line about restarts on every successful job, with no switch but a deprecated one
+RAY_NOTICES = ("has constructor arguments in the object store and max_restarts > 0",)
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,8 @@ def run_ray_job(job: RayJob) -> JobSummary:
             actors, threads = _sizing(ray, job)
             summary.actors = actors
             dataset = _dataset(ray, present, uris, done, job, actors, threads)
-            _write(job, dataset, summary)
+            with dropped_native_lines(containing=RAY_NOTICES):
+                _write(job, dataset, summary)
         if not job.writes_jsonl:  # Ray's workers wrote the rows: count what this job added
             for row in _parquet_rows(set(job.output.glob("*.parquet")) - before):
                 summary.images += 1

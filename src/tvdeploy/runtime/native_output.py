@@ -29,9 +29,9 @@ def quiet_library_loggers() -> None:
 
 
 @contextlib.contextmanager
-def dropped_native_lines(prefixes: tuple[str, ...]) -> Iterator[None]:
-    """Run the block with file descriptor 2 captured; write back every captured line that does not start with one
-    of ``prefixes``."""
+def dropped_native_lines(prefixes: tuple[str, ...] = (), containing: tuple[str, ...] = ()) -> Iterator[None]:
+    """Run the block with file descriptor 2 captured; write back every captured line that neither starts with one
+    of ``prefixes`` nor contains one of ``containing`` (written back when the block ends)."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)
@@ -48,6 +48,6 @@ def dropped_native_lines(prefixes: tuple[str, ...]) -> Iterator[None]:
             os.close(saved)
             capture.seek(0)
             for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True):
-                if not line.startswith(prefixes):
+                if not line.startswith(prefixes) and not any(text in line for text in containing):
                     sys.stderr.write(line)
             sys.stderr.flush()
