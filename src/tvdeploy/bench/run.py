@@ -17,10 +17,11 @@ from tvdeploy.bench.stats import LatencyStats
 from tvdeploy.bench.targets import BenchTarget
 from tvdeploy.errors import UserInputError
 from tvdeploy.flags import flag, positive_int, positive_int_list
+from tvdeploy.runtime.execution import provider_flag, streams_flag, threads_flag
 from tvdeploy.runtime.formats import runs_on_torch
 from tvdeploy.runtime.manifest import OutputSpec
 from tvdeploy.runtime.memory import check_batches_fit
-from tvdeploy.runtime.providers import PROVIDER_CHOICES, RECORDED_PROVIDER_HELP, resolve_provider
+from tvdeploy.runtime.providers import resolve_provider
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +43,11 @@ class BenchConfig:
     min_iterations: int = 5
     block_size: int = 3
     #: one provider for every target; None: each target's own (a deployment record's, tune's), else ``cpu``
-    provider: str | None = flag(
-        None,
-        RECORDED_PROVIDER_HELP,
-        choices=PROVIDER_CHOICES,
-    )
-    threads: int | None = flag(None, "intra-op threads for every backend (default: the libraries' own)")
-    streams: int | None = flag(
-        None,
+    provider: str | None = provider_flag()
+    threads: int | None = threads_flag("intra-op threads for every backend (default: the libraries' own)")
+    streams: int | None = streams_flag(
         "parallel streams for every backend that has them (OpenVINO), each on --threads threads; that many calls "
         "are timed in flight at once (default: the tuned deployment's, else 1)",
-        parse=positive_int,
     )
     e2e: bool = flag(False, "also time the full predict path from image files")
     bare: bool = flag(

@@ -18,23 +18,14 @@ logger = logging.getLogger("tvdeploy")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``predict``."""
+    from tvdeploy.cli.flags import add_option_flags
+    from tvdeploy.runtime.execution import Execution
     from tvdeploy.runtime.images import DECODE_MODES, DEFAULT_MAX_PIXELS
-    from tvdeploy.runtime.providers import PROVIDER_CHOICES, RECORDED_PROVIDER_HELP
 
     p.add_argument("artifact", type=Path, metavar="ARTIFACT")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and directories (walked recursively)")
     p.add_argument("--top-k", type=positive_int, default=5, help="predictions per image (default 5)")
-    p.add_argument(
-        "--batch-size", type=positive_int, help="images per model call (default: the tuned deployment's, else 8)"
-    )
-    p.add_argument("--provider", choices=PROVIDER_CHOICES, help=RECORDED_PROVIDER_HELP)
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
-    p.add_argument(
-        "--streams",
-        type=positive_int,
-        help="batches run at once on parallel streams, each on --threads threads (OpenVINO; default: the tuned "
-        "deployment's, else 1)",
-    )
+    add_option_flags(p, Execution)  # --provider, --threads, --streams, --batch-size: the one execution record
     p.add_argument("--workers", type=positive_int, help="decoding threads (default: one per usable core)")
     p.add_argument(
         "--max-pixels",
@@ -68,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
         return _on_ray(args)
     if args.output or args.resume or args.address:
         raise UserInputError("--output, --resume and --address belong to --engine ray", hint="add --engine ray")
+    from tvdeploy.cli.flags import options_from_args
     from tvdeploy.runtime.classifier import load
+    from tvdeploy.runtime.execution import Execution
     from tvdeploy.runtime.inputs import collect_inputs
     from tvdeploy.runtime.manifest import read_manifest
-    from tvdeploy.runtime.providers import SessionConfig
 
     read_manifest(args.artifact)  # a missing or broken artifact is said before the inputs are walked
     inputs = collect_inputs(args.paths)
@@ -79,14 +71,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(
             "no images found in " + ", ".join(args.paths), hint="pass image files or directories that hold images"
         )
+    execution = options_from_args(Execution, args)
     classifier = load(
         args.artifact,
-        provider=args.provider,
+        provider=execution.provider,
         verify=not args.no_verify,
-        session_config=SessionConfig(intra_op_threads=args.threads, streams=args.streams)
-        if args.threads or args.streams
-        else None,
-        batch_size=args.batch_size,
+        session_config=execution.session_config() if execution.threads or execution.streams else None,
+        batch_size=execution.batch_size,
         exif_transpose=not args.no_exif,
         max_pixels=args.max_pixels,
         decode_workers=args.workers,

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
+from tvdeploy.runtime.execution import Execution
 from tvdeploy.runtime.host import cpu_flags, cpu_signature, usable_cores
 from tvdeploy.runtime.manifest import Manifest
 from tvdeploy.runtime.precisions import Precision, get_precision
@@ -33,17 +34,29 @@ class Applied:
     #: the provider to resolve: the caller's, else the record's (where this host offers it), else ``cpu``
     provider: str = "cpu"
 
+    @property
+    def execution(self) -> Execution:
+        """The execution these settings make (what a command, serve or export-triton runs with)."""
+        config = self.session_config
+        return Execution(self.provider, config.intra_op_threads or None, config.streams, self.batch_size)
+
 
 def apply_deployment(
     manifest: Manifest, session_config: SessionConfig | None, batch_size: int | None, provider: str | None = None
 ) -> Applied:
-    """The settings an artifact loads with, the deployment record's where the caller gave none (see the module
-    docstring)."""
-    config = session_config or SessionConfig()
+    """:func:`resolve_execution` for ``load()``'s arguments: a provider, session settings and a batch size."""
+    return resolve_execution(manifest, Execution.of(provider, session_config, batch_size), session_config)
+
+
+def resolve_execution(manifest: Manifest, requested: Execution, base: SessionConfig | None = None) -> Applied:
+    """The execution an artifact loads with: ``requested``'s fields where set, the deployment record's for the rest
+    (see the module docstring; the one way every command, ``load()``, bench, serve, Ray and export-triton read a
+    tuned record), on top of ``base``'s other session settings."""
+    config = requested.session_config(base)
     record = manifest.deployment
     if record is None:
-        return Applied(manifest, config, batch_size, provider or "cpu")
-    provider = provider or recorded_provider(manifest) or "cpu"
+        return Applied(manifest, config, requested.batch_size, requested.provider or "cpu")
+    provider = requested.provider or recorded_provider(manifest) or "cpu"
     if record.host_signature != cpu_signature():
         logger.warning(
             "this artifact was tuned on another CPU (%s: %s); this host is %s: using portable settings",
@@ -60,7 +73,7 @@ def apply_deployment(
                 " or ".join(missing),
             )
             manifest = dataclasses.replace(manifest, precision=Precision.FP32)
-        return Applied(manifest, config, batch_size, provider)
+        return Applied(manifest, config, requested.batch_size, provider)
     if config.intra_op_threads is None and record.threads is not None:
         if record.threads <= usable_cores():
             config = dataclasses.replace(config, intra_op_threads=record.threads)
@@ -78,7 +91,8 @@ def apply_deployment(
                 "this artifact was tuned for %d streams; this host has %d usable cores: running on one stream",
                 record.streams, usable_cores(),
             )  # fmt: skip
-    return Applied(manifest, config, batch_size if batch_size is not None else record.batch_size, provider)
+    batch_size = requested.batch_size if requested.batch_size is not None else record.batch_size
+    return Applied(manifest, config, batch_size, provider)
 
 
 def recorded_provider(manifest: Manifest) -> str | None:

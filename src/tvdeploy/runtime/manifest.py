@@ -15,42 +15,42 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tvdeploy.errors import ArtifactError
+from tvdeploy.runtime.deployment_record import (  # noqa: F401 - the manifest's records, importable from here
+    MAX_DEPLOYMENT_BATCH,
+    MAX_DEPLOYMENT_TEXT,
+    MAX_DEPLOYMENT_THREADS,
+    OBJECTIVES,
+    OPTIMIZED_GRAPH_LEVELS,
+    Deployment,
+    OptimizedGraph,
+)
 from tvdeploy.runtime.formats import FORMATS
 from tvdeploy.runtime.precisions import PRECISIONS, Precision
 from tvdeploy.runtime.records import ExportInfo, ParityReport
-from tvdeploy.text import a, printable
+from tvdeploy.runtime.tensors import (  # noqa: F401
+    DEFAULT_INPUT_NAME,
+    DEFAULT_OUTPUT_NAME,
+    EXAMPLE_IMAGE_SIZE,
+    IMAGES_INPUT_NAME,
+    IMAGES_LAYOUT,
+    INTERPOLATIONS,
+    LOGITS,
+    OUTPUT_MEANINGS,
+    TOP_K,
+    TOP_K_INDICES_NAME,
+    TOP_K_OUTPUT_NAME,
+    OutputMeaning,
+    OutputSpec,
+    PreprocessSpec,
+    TensorSpec,
+)
+from tvdeploy.text import a
 
 #: The newest schema this tvdeploy reads and writes. A manifest is written at the lowest version that describes
 #: it: version 2 adds embedded pre/post-processing (``output.indices``, image inputs) and ``optimized_graph``, so
 #: plain artifacts stay readable by releases that know only version 1.
 SCHEMA_VERSION = 4
 MANIFEST_NAME = "tvdeploy.json"
-#: Tensor names a fresh export gives its input and output; readers take the names from the manifest.
-DEFAULT_INPUT_NAME = "input"
-DEFAULT_OUTPUT_NAME = "logits"
-#: Tensor names of an export with embedded pre/post-processing (``--embed-preprocess`` / ``--embed-postprocess``).
-IMAGES_INPUT_NAME = "images"
-TOP_K_OUTPUT_NAME = "probabilities"
-TOP_K_INDICES_NAME = "indices"
-
-
-class OutputMeaning(StrEnum):
-    """What an output's values are: raw class scores, or the top-k probabilities of an embedded softmax + TopK
-    (with the class indices in a second output)."""
-
-    LOGITS = "logits"
-    TOP_K = "top_k"
-
-
-LOGITS = OutputMeaning.LOGITS
-TOP_K = OutputMeaning.TOP_K
-OUTPUT_MEANINGS = tuple(OutputMeaning)
-#: The (height, width) of the example images fed to an artifact that takes images when it is timed (a VGA photo).
-EXAMPLE_IMAGE_SIZE = (480, 640)
-#: The layout of an input of whole images: uint8 RGB ``(N, H, W, 3)`` of any height and width.
-IMAGES_LAYOUT = "NHWC"
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
-#: The largest manifest read: a 1000-class manifest is ~30 KB, so anything near this is not one of ours.
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 #: What a model name may be: a file name and a Triton model name at once (one path component, no ``..``, no
@@ -81,195 +81,6 @@ def check_relative_file(path: object) -> str:
             hint="a manifest lists files inside its own directory only; re-export the artifact",
         )
     return path
-
-
-@dataclass(frozen=True)
-class PreprocessSpec:
-    """Preprocessing as data, with the values torchvision's ``weights.transforms()`` gives.
-
-    ``resize_size``: the shorter side is resized to this (one value), or the
-    image to exactly (h, w) (two values). ``crop_size``: center crop, one value
-    for a square or (h, w).
-    """
-
-    resize_size: tuple[int, ...]
-    crop_size: tuple[int, ...]
-    interpolation: str
-    antialias: bool
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    def __post_init__(self) -> None:
-        if self.interpolation not in INTERPOLATIONS:
-            raise ArtifactError(
-                f"unknown interpolation {self.interpolation!r} in preprocess block",
-                hint=f"use one of {', '.join(INTERPOLATIONS)}",
-            )
-        if len(self.crop_size) not in (1, 2) or len(self.resize_size) not in (1, 2):
-            raise ArtifactError("resize_size and crop_size take one value (square) or two (h, w)")
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise ArtifactError("mean and std take three values (R, G, B)")
-        if any(s <= 0 for s in self.std):
-            raise ArtifactError("std values must be positive")
-
-    @property
-    def crop_hw(self) -> tuple[int, int]:
-        """The (height, width) of the network input."""
-        if len(self.crop_size) == 1:
-            return (self.crop_size[0], self.crop_size[0])
-        return (self.crop_size[0], self.crop_size[1])
-
-    def describe(self) -> str:
-        """One line, like torchvision's transforms repr."""
-        return (
-            f"resize {list(self.resize_size)} ({self.interpolation}, antialias={self.antialias}) -> "
-            f"center crop {list(self.crop_size)} -> /255 -> normalize mean={list(self.mean)} std={list(self.std)}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest's ``preprocess`` block."""
-        return {
-            "resize_size": list(self.resize_size),
-            "crop_size": list(self.crop_size),
-            "interpolation": self.interpolation,
-            "antialias": self.antialias,
-            "mean": list(self.mean),
-            "std": list(self.std),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PreprocessSpec":
-        """Parse a ``preprocess`` block; a missing key is an :class:`ArtifactError`."""
-        try:
-            return cls(
-                resize_size=tuple(int(v) for v in _as_list(data["resize_size"])),
-                crop_size=tuple(int(v) for v in _as_list(data["crop_size"])),
-                interpolation=str(data["interpolation"]).lower(),
-                antialias=bool(data.get("antialias", True)),
-                mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
-                std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
-            )
-        except KeyError as exc:
-            raise ArtifactError(f"preprocess block lacks the key {exc.args[0]!r}") from exc
-        except (TypeError, ValueError) as exc:
-            raise ArtifactError(f"malformed preprocess block: {exc}") from exc
-
-
-def _as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _check_tensor_name(name: object) -> None:
-    if not isinstance(name, str) or not name:
-        raise ArtifactError(f"a tensor name must be a non-empty string, got {name!r}")
-
-
-def _check_shape(shape: object) -> None:
-    if not isinstance(shape, list) or not all(
-        (isinstance(d, int) and not isinstance(d, bool) and d >= 0) or isinstance(d, str) or d is None for d in shape
-    ):
-        raise ArtifactError(f"a tensor shape must be a list of sizes and axis names, got {shape!r}")
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """A model input: name, shape (a string names a dynamic axis), dtype and layout.
-
-    ``max_batch`` bounds a dynamic batch axis where the format plans memory for
-    a largest batch (ExecuTorch); ``None`` means unbounded.
-    """
-
-    name: str
-    shape: list[int | str]
-    dtype: str = "float32"
-    layout: str = "NCHW"
-    max_batch: int | None = None
-
-    def __post_init__(self) -> None:
-        _check_tensor_name(self.name)
-        _check_shape(self.shape)
-        if not isinstance(self.dtype, str) or not isinstance(self.layout, str):
-            raise ArtifactError("a tensor's dtype and layout must be strings")
-        if self.max_batch is not None and (not isinstance(self.max_batch, int) or self.max_batch < 1):
-            raise ArtifactError(f"max_batch must be a positive integer or null, got {self.max_batch!r}")
-
-    @property
-    def takes_images(self) -> bool:
-        """Whether the input is whole uint8 RGB images (preprocessing embedded in the graph), not a preprocessed
-        float tensor."""
-        return self.layout == IMAGES_LAYOUT and self.dtype == "uint8"
-
-    def example(self, batch_size: int, seed: int = 0) -> Any:
-        """A seeded example batch for timing: standard-normal float32 tensors, or uniform uint8 noise images of
-        :data:`EXAMPLE_IMAGE_SIZE` for an input of whole images."""
-        import numpy as np
-
-        rng = np.random.default_rng(seed)
-        if self.takes_images:
-            return rng.integers(0, 256, (batch_size, *EXAMPLE_IMAGE_SIZE, 3), dtype=np.uint8)
-        height, width = (int(v) for v in self.shape[2:4])
-        return rng.standard_normal((batch_size, 3, height, width), dtype=np.float32)
-
-    @property
-    def fixed_batch(self) -> int | None:
-        """The batch size of a static batch axis; ``None`` when it is dynamic."""
-        return self.shape[0] if self.shape and isinstance(self.shape[0], int) else None
-
-    def check_batch(self, batch_size: int) -> None:
-        """Refuse a batch size the artifact cannot run, naming the sizes it can."""
-        fixed = self.fixed_batch
-        if fixed is not None and batch_size != fixed:
-            raise ArtifactError(
-                f"this artifact runs batches of exactly {fixed}, got {batch_size}",
-                hint=f"feed batches of {fixed} (predict: --batch-size {fixed})",
-            )
-        if self.max_batch is not None and batch_size > self.max_batch:
-            raise ArtifactError(
-                f"this artifact runs batches of at most {self.max_batch}, got {batch_size}",
-                hint=f"split the input into batches of {self.max_batch} or fewer "
-                f"(predict: --batch-size {self.max_batch})",
-            )
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """A model output and what its values mean.
-
-    ``meaning`` is :data:`LOGITS` (one score per class) or :data:`TOP_K`: the
-    probabilities of the k best classes, best first, with their class indices in
-    the output named ``indices``.
-    """
-
-    name: str
-    meaning: OutputMeaning = OutputMeaning.LOGITS
-    shape: list[int | str] = field(default_factory=list)
-    indices: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_tensor_name(self.name)
-        _check_shape(self.shape)
-        if self.indices is not None:
-            _check_tensor_name(self.indices)
-        if self.meaning not in OUTPUT_MEANINGS:
-            raise ArtifactError(f"unknown output meaning {self.meaning!r}", hint=f"one of {', '.join(OUTPUT_MEANINGS)}")
-        object.__setattr__(self, "meaning", OutputMeaning(self.meaning))  # decoded from JSON as a plain string
-        if self.meaning == TOP_K and not self.indices:
-            raise ArtifactError("a top_k output needs the name of its indices output (output.indices)")
-
-    @property
-    def is_top_k(self) -> bool:
-        """Whether the artifact ends in an embedded softmax + top-k."""
-        return self.meaning == TOP_K
-
-    @property
-    def top_k(self) -> int | None:
-        """How many classes a top-k output gives (``None`` for logits)."""
-        return int(self.shape[1]) if self.is_top_k and len(self.shape) > 1 else None
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The names of the graph outputs this spec describes, the scores first."""
-        return (self.name, self.indices) if self.indices else (self.name,)
 
 
 class SourceKind(StrEnum):
@@ -391,126 +202,6 @@ class FileEntry:
                 hint="an artifact's files lie inside its directory; re-export it or copy the files in",
             )
         return path
-
-
-#: ONNX Runtime graph optimization levels an artifact can be saved at (``--optimize``).
-OPTIMIZED_GRAPH_LEVELS = ("basic", "extended", "all")
-
-
-@dataclass(frozen=True)
-class OptimizedGraph:
-    """The model file is ONNX Runtime's own offline-optimized graph (``tvdeploy export --optimize``).
-
-    Sessions load it with graph optimization off, which is what makes them start
-    fast. ``level`` ``all`` includes the CPU layout transformations of the host it
-    was made on (``host``, e.g. AVX-512 vs AVX2 blocking) and ONNX Runtime's own
-    kernels of ``onnxruntime``: such a graph runs only where both match.
-    """
-
-    level: str
-    onnxruntime: str
-    host: str
-
-    def __post_init__(self) -> None:
-        if self.level not in OPTIMIZED_GRAPH_LEVELS:
-            raise ArtifactError(
-                f"unknown optimized graph level {self.level!r}", hint=f"one of {', '.join(OPTIMIZED_GRAPH_LEVELS)}"
-            )
-
-    @property
-    def host_specific(self) -> bool:
-        """Whether the graph holds layout transformations for one CPU (level ``all``)."""
-        return self.level == "all"
-
-
-#: What ``tvdeploy tune`` optimizes for: the lowest p50 at the smallest batch size, or the most images per second.
-OBJECTIVES = ("latency", "throughput")
-#: Bounds of a deployment record's numbers: more threads or streams than any host has cores, or a batch whose
-#: arrays no memory holds, is not a record tune wrote.
-MAX_DEPLOYMENT_THREADS = 1024
-MAX_DEPLOYMENT_BATCH = 65536
-#: The longest text field of a deployment record (a CPU model name, a feature signature, a date).
-MAX_DEPLOYMENT_TEXT = 512
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """How ``tvdeploy tune`` found this artifact best run on the host it measured, and what it beat there.
-
-    ``load()``, ``predict``, ``serve`` and ``bench`` apply ``threads``, ``streams`` and ``batch_size``; where this
-    host's CPU features (``host_signature``) differ they warn and run portable settings instead (all cores on one
-    stream, and fp32 arithmetic where the host cannot compute in the tuned precision).
-    """
-
-    runtime: str
-    precision: str
-    provider: str
-    threads: int | None
-    batch_size: int
-    objective: str
-    host_cpu: str
-    host_signature: str
-    #: parallel streams the model runs on, ``threads`` threads each (schema 4; written only when above one)
-    streams: int = 1
-    #: the winner's measured figures (p50 ms and img/s per batch size, MAC/s where counted)
-    figures: dict[str, Any] = field(default_factory=dict)
-    #: every candidate tune tried: name, runtime, precision, threads, parity, figures, why it lost or was refused
-    candidates: list[dict[str, Any]] = field(default_factory=list)
-    tuned: str = ""
-
-    def __post_init__(self) -> None:
-        from tvdeploy.runtime.providers import PROVIDER_NAMES
-
-        if not isinstance(self.runtime, str) or self.runtime not in FORMATS:
-            raise ArtifactError(
-                f"unknown deployment runtime {printable(repr(self.runtime), 60)}",
-                hint=f"one of {', '.join(FORMATS)}",
-            )
-        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
-            raise ArtifactError(
-                f"unknown deployment precision {printable(repr(self.precision), 60)}",
-                hint=f"one of {', '.join(PRECISIONS)}",
-            )
-        if not isinstance(self.provider, str) or self.provider not in PROVIDER_NAMES:
-            raise ArtifactError(
-                f"unknown deployment provider {printable(repr(self.provider), 60)}",
-                hint=f"one of {', '.join(PROVIDER_NAMES)}",
-            )
-        if self.provider not in FORMATS[self.runtime].providers:
-            raise ArtifactError(
-                f"deployment provider {self.provider!r} does not run {self.runtime} artifacts",
-                hint=f"{self.runtime} runs on {', '.join(FORMATS[self.runtime].providers)}",
-            )
-        if self.threads is not None:
-            _bounded_int(self.threads, "threads", MAX_DEPLOYMENT_THREADS)
-        _bounded_int(self.batch_size, "batch_size", MAX_DEPLOYMENT_BATCH)
-        _bounded_int(self.streams, "streams", MAX_DEPLOYMENT_THREADS)
-        if self.objective not in OBJECTIVES:
-            raise ArtifactError(
-                f"unknown deployment objective {printable(repr(self.objective), 60)}",
-                hint=f"one of {', '.join(OBJECTIVES)}",
-            )
-        for name in ("host_cpu", "host_signature", "tuned"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or len(value) > MAX_DEPLOYMENT_TEXT or not value.isprintable():
-                raise ArtifactError(
-                    f"deployment.{name} must be one line of printable text of at most {MAX_DEPLOYMENT_TEXT} "
-                    f"characters, got {printable(value, 40)!r}",
-                    hint="re-tune the artifact (tvdeploy tune), or restore the record tune wrote",
-                )
-        if not isinstance(self.figures, dict):
-            raise ArtifactError("deployment.figures must be an object")
-        if not isinstance(self.candidates, list) or not all(isinstance(c, dict) for c in self.candidates):
-            raise ArtifactError("deployment.candidates must be a list of objects")
-
-
-def _bounded_int(value: object, name: str, most: int) -> None:
-    """A deployment field that must be an integer from 1 to ``most`` (a hand-edited 10**18 would hang a load)."""
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
-        raise ArtifactError(
-            f"deployment.{name} must be an integer from 1 to {most}, got {printable(value, 40)}",
-            hint="re-tune the artifact (tvdeploy tune), or restore the record tune wrote",
-        )
 
 
 @dataclass

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from tvdeploy.errors import UserInputError
 from tvdeploy.flags import finite_float, flag, positive_int
+from tvdeploy.runtime.execution import provider_flag
 from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS
-from tvdeploy.runtime.providers import PROVIDER_CHOICES, RECORDED_PROVIDER_HELP, SessionConfig
+from tvdeploy.runtime.providers import SessionConfig
 
 #: Loopback: a server is reachable from elsewhere only when asked (``--host 0.0.0.0`` in a container).
 DEFAULT_HOST = "127.0.0.1"
@@ -120,11 +121,7 @@ class ServeOptions:
     max_connections: int = flag(
         DEFAULT_MAX_CONNECTIONS, "open connections at most; more get 503 at once", parse=positive_int
     )
-    provider: str | None = flag(
-        None,
-        RECORDED_PROVIDER_HELP,
-        choices=PROVIDER_CHOICES,
-    )
+    provider: str | None = provider_flag()
     grace_period_s: int = flag(30, "seconds in-flight requests may take on shutdown", name="--grace-period")
     shared_memory: bool = flag(
         False,

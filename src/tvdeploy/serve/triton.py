@@ -25,6 +25,8 @@ from typing import Any
 
 from tvdeploy.errors import ArtifactError, MissingDependencyError, UserInputError
 from tvdeploy.flags import flag, positive_int
+from tvdeploy.runtime.deployment import resolve_execution
+from tvdeploy.runtime.execution import Execution
 from tvdeploy.runtime.formats import FORMATS, get_format
 from tvdeploy.runtime.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_artifact_files
 from tvdeploy.runtime.precisions import Precision
@@ -143,9 +145,9 @@ def _backend_parameters(manifest: Manifest, instances: int) -> dict[str, str]:
     has it, OpenVINO's default there: said in the log)."""
     if manifest.format != "openvino":
         return {}
-    record = manifest.deployment
-    streams = record.streams if record is not None else 1
-    threads = record.threads if record is not None else None
+    # the tuned record read as every command reads it: on another CPU, or beyond this host's cores, set aside
+    execution = resolve_execution(manifest, Execution()).execution
+    streams, threads = execution.streams or 1, execution.threads
     parameters = {key: str(value) for key, value in stream_properties(threads, streams).items()}
     if instances < streams:
         logger.warning(

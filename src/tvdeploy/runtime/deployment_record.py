@@ -1,0 +1,144 @@
+"""The records of a manifest that say how its model file is best run: ONNX Runtime's offline-optimized graph
+(:class:`OptimizedGraph`) and the deployment ``tvdeploy tune`` measured and chose (:class:`Deployment`), every field
+checked where it is decoded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tvdeploy.errors import ArtifactError
+from tvdeploy.runtime.formats import FORMATS
+from tvdeploy.runtime.precisions import PRECISIONS
+from tvdeploy.text import printable
+
+#: ONNX Runtime graph optimization levels an artifact can be saved at (``--optimize``).
+OPTIMIZED_GRAPH_LEVELS = ("basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class OptimizedGraph:
+    """The model file is ONNX Runtime's own offline-optimized graph (``tvdeploy export --optimize``).
+
+    Sessions load it with graph optimization off, which is what makes them start
+    fast. ``level`` ``all`` includes the CPU layout transformations of the host it
+    was made on (``host``, e.g. AVX-512 vs AVX2 blocking) and ONNX Runtime's own
+    kernels of ``onnxruntime``: such a graph runs only where both match.
+    """
+
+    level: str
+    onnxruntime: str
+    host: str
+
+    def __post_init__(self) -> None:
+        if self.level not in OPTIMIZED_GRAPH_LEVELS:
+            raise ArtifactError(
+                f"unknown optimized graph level {self.level!r}", hint=f"one of {', '.join(OPTIMIZED_GRAPH_LEVELS)}"
+            )
+
+    @property
+    def host_specific(self) -> bool:
+        """Whether the graph holds layout transformations for one CPU (level ``all``)."""
+        return self.level == "all"
+
+
+#: What ``tvdeploy tune`` optimizes for: the lowest p50 at the smallest batch size, or the most images per second.
+OBJECTIVES = ("latency", "throughput")
+#: Bounds of a deployment record's numbers: more threads or streams than any host has cores, or a batch whose
+#: arrays no memory holds, is not a record tune wrote.
+MAX_DEPLOYMENT_THREADS = 1024
+MAX_DEPLOYMENT_BATCH = 65536
+#: The longest text field of a deployment record (a CPU model name, a feature signature, a date).
+MAX_DEPLOYMENT_TEXT = 512
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How ``tvdeploy tune`` found this artifact best run on the host it measured, and what it beat there.
+
+    ``load()``, ``predict``, ``serve`` and ``bench`` apply ``threads``, ``streams`` and ``batch_size``; where this
+    host's CPU features (``host_signature``) differ they warn and run portable settings instead (all cores on one
+    stream, and fp32 arithmetic where the host cannot compute in the tuned precision).
+    """
+
+    runtime: str
+    precision: str
+    provider: str
+    threads: int | None
+    batch_size: int
+    objective: str
+    host_cpu: str
+    host_signature: str
+    #: parallel streams the model runs on, ``threads`` threads each (schema 4; written only when above one)
+    streams: int = 1
+    #: the winner's measured figures (p50 ms and img/s per batch size, MAC/s where counted)
+    figures: dict[str, Any] = field(default_factory=dict)
+    #: every candidate tune tried: name, runtime, precision, threads, parity, figures, why it lost or was refused
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    tuned: str = ""
+
+    def __post_init__(self) -> None:
+        from tvdeploy.runtime.providers import PROVIDER_NAMES
+
+        if not isinstance(self.runtime, str) or self.runtime not in FORMATS:
+            raise ArtifactError(
+                f"unknown deployment runtime {printable(repr(self.runtime), 60)}",
+                hint=f"one of {', '.join(FORMATS)}",
+            )
+        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
+            raise ArtifactError(
+                f"unknown deployment precision {printable(repr(self.precision), 60)}",
+                hint=f"one of {', '.join(PRECISIONS)}",
+            )
+        if not isinstance(self.provider, str) or self.provider not in PROVIDER_NAMES:
+            raise ArtifactError(
+                f"unknown deployment provider {printable(repr(self.provider), 60)}",
+                hint=f"one of {', '.join(PROVIDER_NAMES)}",
+            )
+        if self.provider not in FORMATS[self.runtime].providers:
+            raise ArtifactError(
+                f"deployment provider {self.provider!r} does not run {self.runtime} artifacts",
+                hint=f"{self.runtime} runs on {', '.join(FORMATS[self.runtime].providers)}",
+            )
+        if self.threads is not None:
+            _bounded_int(self.threads, "threads", MAX_DEPLOYMENT_THREADS)
+        _bounded_int(self.batch_size, "batch_size", MAX_DEPLOYMENT_BATCH)
+        _bounded_int(self.streams, "streams", MAX_DEPLOYMENT_THREADS)
+        if self.objective not in OBJECTIVES:
+            raise ArtifactError(
+                f"unknown deployment objective {printable(repr(self.objective), 60)}",
+                hint=f"one of {', '.join(OBJECTIVES)}",
+            )
+        for name in ("host_cpu", "host_signature", "tuned"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > MAX_DEPLOYMENT_TEXT or not value.isprintable():
+                raise ArtifactError(
+                    f"deployment.{name} must be one line of printable text of at most {MAX_DEPLOYMENT_TEXT} "
+                    f"characters, got {printable(value, 40)!r}",
+                    hint="re-tune the artifact (tvdeploy tune), or restore the record tune wrote",
+                )
+        if not isinstance(self.figures, dict):
+            raise ArtifactError("deployment.figures must be an object")
+        if not isinstance(self.candidates, list) or not all(isinstance(c, dict) for c in self.candidates):
+            raise ArtifactError("deployment.candidates must be a list of objects")
+
+    @property
+    def execution(self) -> Any:
+        """The :class:`~tvdeploy.runtime.execution.Execution` this record measured (provider, threads, streams,
+        batch size), as it was on the host it was tuned on (``resolve_execution`` applies it to this one)."""
+        return _record_execution(self)
+
+
+def _record_execution(record: Deployment) -> Any:
+    from tvdeploy.runtime.execution import Execution
+
+    return Execution(record.provider, record.threads, record.streams, record.batch_size)
+
+
+def _bounded_int(value: object, name: str, most: int) -> None:
+    """A deployment field that must be an integer from 1 to ``most`` (a hand-edited 10**18 would hang a load)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise ArtifactError(
+            f"deployment.{name} must be an integer from 1 to {most}, got {printable(value, 40)}",
+            hint="re-tune the artifact (tvdeploy tune), or restore the record tune wrote",
+        )
