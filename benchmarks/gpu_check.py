@@ -41,6 +41,18 @@ def _run(
     return done
 
 
+def _script(name: str, argv: list[str], out: Path, timeout: float, steps: list[dict]) -> None:
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        steps.append({"step": name, "status": f"timed out after {timeout:.0f} s", "seconds": timeout})
+        return
+    (out / f"{name}.stdout.txt").write_text(done.stdout)
+    (out / f"{name}.stderr.txt").write_text(done.stderr)
+    steps.append({"step": name, "status": f"exit {done.returncode}", "seconds": round(time.perf_counter() - start, 1)})
+
+
 def _gpu_description() -> str:
     try:
         done = subprocess.run(
@@ -73,6 +85,14 @@ def main() -> int:
                           "--provider", "auto", "--json"], out, 300, steps)  # fmt: skip
     _run("bench", ["bench", str(art), "--provider", provider, "--batch-sizes", batches, "--time-budget", budget,
                    "--no-cold-start", "--save-json", str(out / "bench.json")], out, 600, steps)  # fmt: skip
+    embedded = out / f"{model}-fp16-pre-top5"
+    _run("optimize_embedded", ["optimize", str(art), "--precision", "fp16", "--embed-preprocess",
+                               "--embed-postprocess", "5", "--output", str(embedded), "--force"], out, 600, steps)  # fmt: skip
+    for nhwc in (False, True):
+        name = "speed_nhwc" if nhwc else "speed"
+        _script(name, [str(Path(__file__).parent / "gpu_speed.py"), str(embedded), "--out", str(out / f"{name}.json"),
+                       "--batches", "1,2" if args.dry_run else "1,64,256", "--provider", provider,
+                       "--seconds", "0.5" if args.dry_run else "3", *(["--nhwc"] if nhwc else [])], out, 300, steps)  # fmt: skip
     _run("tune", ["tune", str(art), "--output", str(out / "tuned"), "--objective", "throughput", "--batch-sizes",
                   "1,2" if args.dry_run else "1,64", "--budget-s", budget, "--save-json", str(out / "tune.json"),
                   "--force"], out, 900, steps)  # fmt: skip
@@ -91,6 +111,10 @@ def main() -> int:
     ]
     if (out / "bench.stdout.txt").is_file():
         lines += ["", "## bench", "", "```", (out / "bench.stdout.txt").read_text().strip(), "```"]
+    for name in ("speed", "speed_nhwc"):
+        if (out / f"{name}.stdout.txt").is_file():
+            lines += ["", f"## {name} (host uint8 images in, top-5 on the host; torch eager fp16 channels_last, input "
+                      "on the device)", "", "```", (out / f"{name}.stdout.txt").read_text().strip(), "```"]  # fmt: skip
     if (out / "tune.stdout.txt").is_file():
         lines += ["", "## tune", "", "```", (out / "tune.stdout.txt").read_text().strip(), "```"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
