@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from tvdeploy.runtime.host import cpu_signature
 from tvdeploy.runtime.manifest import Manifest, OptimizedGraph
 from tvdeploy.runtime.precisions import get_precision
 from tvdeploy.runtime.providers import (
+    Device,
     SessionConfig,
     available_providers,
     check_session_providers,
@@ -53,6 +55,7 @@ class OnnxRunner(Runner):
         self.provider = provider
         self.config = config or SessionConfig()
         self.session: Any = None
+        self._device = threading.local()
 
     @classmethod
     def available_providers(cls) -> list[str]:
@@ -108,14 +111,48 @@ class OnnxRunner(Runner):
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
         if on_gpu(self.provider):
-            binding = self.session.io_binding()
-            for name, array in feeds.items():
-                binding.bind_cpu_input(name, np.ascontiguousarray(array))
-            for name in names:
-                binding.bind_output(name, get_provider(self.provider).device.value)
-            self.session.run_with_iobinding(binding)
-            return dict(zip(names, binding.copy_outputs_to_cpu(), strict=False))
+            return self._infer_on_device(feeds, names)
         return dict(zip(names, self.session.run(names, feeds), strict=False))
+
+    def _infer_on_device(self, feeds: dict[str, Any], names: list[str]) -> dict[str, np.ndarray]:
+        """One call with inputs and outputs on the device: a host array is copied into this thread's device buffer
+        for that input (made once per shape and dtype, then refreshed in place: no allocation per call), an array
+        already on the device (``__cuda_array_interface__``: a decoder's, CuPy's, torch's) is bound where it lies,
+        and the outputs are made on the device and only they are copied back."""
+        import onnxruntime as ort
+
+        device = Device(get_provider(self.provider).device, int(self.config.provider_options.get("device_id", 0)))
+        where = (device.kind.value, device.index)
+        state = self._device_state()
+        binding = state["binding"]
+        for name, array in feeds.items():
+            interface = getattr(array, "__cuda_array_interface__", None)
+            if interface is not None:
+                dtype = np.dtype(interface["typestr"])
+                binding.bind_input(name, *where, dtype.type, list(interface["shape"]), interface["data"][0])
+                continue
+            host = np.ascontiguousarray(array)
+            key = (host.shape, host.dtype.str)
+            held = state["inputs"].get(name)
+            if held is None or held[0] != key:
+                held = (key, ort.OrtValue.ortvalue_from_numpy(host, *where))
+                state["inputs"][name] = held
+            else:
+                held[1].update_inplace(host)
+            binding.bind_ortvalue_input(name, held[1])
+        for name in names:
+            binding.bind_output(name, *where)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(names, binding.copy_outputs_to_cpu(), strict=False))
+
+    def _device_state(self) -> dict[str, Any]:
+        """This thread's I/O binding and device input buffers (ONNX Runtime's binding is not shared across
+        threads; each stream thread of a server or bench keeps its own)."""
+        state = getattr(self._device, "state", None)
+        if state is None or state["session"] is not self.session:
+            state = {"session": self.session, "binding": self.session.io_binding(), "inputs": {}}
+            self._device.state = state
+        return state
 
     def bare_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
         """``session.run(None, feeds)`` as it is, without building the output dict."""
