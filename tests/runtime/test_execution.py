@@ -69,3 +69,26 @@ def test_export_triton_reads_the_record_with_the_host_check(monkeypatch) -> None
     assert _backend_parameters(here, 1)["INFERENCE_NUM_THREADS"] == "1"
     elsewhere = dataclasses.replace(here, deployment=_record(streams=1, threads=1, host_signature="x86_64:avx"))
     assert "INFERENCE_NUM_THREADS" not in _backend_parameters(elsewhere, 1)  # another CPU's threads are not used
+
+
+def test_a_records_provider_options_are_schema_5_checked_and_applied(monkeypatch) -> None:
+    import json
+
+    from tvdeploy.errors import ArtifactError
+    from tvdeploy.runtime.manifest import Manifest
+
+    monkeypatch.setattr("tvdeploy.runtime.deployment.recorded_provider", lambda manifest: "cuda")
+    record = _record(runtime="onnx", provider="cuda", streams=1, provider_options={"prefer_nhwc": 1})
+    manifest = make_manifest(deployment=record)
+    data = manifest.to_dict()
+    assert data["schema_version"] == 5 and data["deployment"]["provider_options"] == {"prefer_nhwc": 1}
+    assert Manifest.from_dict(json.loads(json.dumps(data))).deployment == record
+    plain = make_manifest(deployment=_record(runtime="onnx", streams=1)).to_dict()
+    assert plain["schema_version"] == 3 and "provider_options" not in plain["deployment"]  # older readers read it
+    applied = resolve_execution(manifest, Execution()).execution
+    assert applied.provider == "cuda" and dict(applied.provider_options) == {"prefer_nhwc": 1}
+    mine = resolve_execution(manifest, Execution(provider_options={"prefer_nhwc": 0})).execution
+    assert dict(mine.provider_options) == {"prefer_nhwc": 0}  # the caller's own first
+    data["deployment"]["provider_options"] = {"trt_fp16_enable": True}
+    with pytest.raises(ArtifactError, match="cuda takes no option 'trt_fp16_enable'"):
+        Manifest.from_dict(data)

@@ -53,7 +53,14 @@ def test_with_a_gpu_and_onnxruntime_gpu_cuda_and_tensorrt_are_candidates(monkeyp
     _host(monkeypatch, ("NVIDIA H200",), ["cpu", "cuda", "tensorrt"])
     planned, skipped = plan(has_calibration=True, cores=2)
     gpu = [c for c in planned if c.provider != "cpu"]
-    assert [c.name for c in gpu] == ["onnx-fp32-cuda", "onnx-fp16-cuda", "onnx-fp16-tensorrt", "onnx-int8-tensorrt"]
+    assert [c.name for c in gpu] == [
+        "onnx-fp32-cuda", "onnx-fp32-cuda-notf32", "onnx-fp16-cuda", "onnx-fp16-cuda-nhwc", "onnx-fp16-tensorrt",
+        "onnx-int8-tensorrt",
+    ]  # fmt: skip
+    named = {c.name: c for c in gpu}
+    assert dict(named["onnx-fp16-cuda-nhwc"].options) == {"prefer_nhwc": 1}  # NHWC convolutions, fp16
+    assert dict(named["onnx-fp32-cuda-notf32"].options) == {"use_tf32": 0}  # fp32 without TF32: parity decides
+    assert named["onnx-fp16-cuda-nhwc"].artifact_key == named["onnx-fp16-cuda"].artifact_key  # one derivation
     # the int8 TensorRT candidate runs the same QDQ artifact as ONNX Runtime's CPU int8: one derivation
     assert Candidate("onnx", "int8", 2, "tensorrt").artifact_key == Candidate("onnx", "int8", 2).artifact_key
 

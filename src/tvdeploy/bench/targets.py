@@ -6,7 +6,7 @@ import io
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,8 @@ class BenchTarget:
     provider: str | None = None
     #: parallel streams of this target when the run sets none (tune's candidates; else a deployment record's)
     streams: int | None = None
+    #: provider options of this target (tune's candidates: ``prefer_nhwc``, ``use_tf32``)
+    provider_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def file_mb(self) -> float | None:
@@ -96,7 +98,11 @@ class BenchTarget:
         if self.artifact is None or self.manifest is None:
             raise UserInputError(f"bench target {self.name} has no artifact")
         run_streams = streams if self.backend in streaming_formats() else None  # the run's, where the format has them
-        config = SessionConfig(intra_op_threads=threads or self.threads, streams=run_streams or self.streams)
+        config = SessionConfig(
+            intra_op_threads=threads or self.threads,
+            streams=run_streams or self.streams,
+            provider_options=dict(self.provider_options),
+        )
         applied = apply_deployment(self.manifest, config, None)
         return runner_for_artifact(self.artifact, applied.manifest, provider=provider, config=applied.session_config)
 

@@ -38,7 +38,9 @@ class Applied:
     def execution(self) -> Execution:
         """The execution these settings make (what a command, serve or export-triton runs with)."""
         config = self.session_config
-        return Execution(self.provider, config.intra_op_threads or None, config.streams, self.batch_size)
+        return Execution(
+            self.provider, config.intra_op_threads or None, config.streams, self.batch_size, config.provider_options
+        )
 
 
 def apply_deployment(
@@ -91,6 +93,8 @@ def resolve_execution(manifest: Manifest, requested: Execution, base: SessionCon
                 "this artifact was tuned for %d streams; this host has %d usable cores: running on one stream",
                 record.streams, usable_cores(),
             )  # fmt: skip
+    if provider == record.provider and record.provider_options:  # the options it was measured with, under the caller's
+        config = dataclasses.replace(config, provider_options={**record.provider_options, **config.provider_options})
     batch_size = requested.batch_size if requested.batch_size is not None else record.batch_size
     return Applied(manifest, config, batch_size, provider)
 

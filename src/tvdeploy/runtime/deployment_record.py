@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tvdeploy.errors import ArtifactError
+from tvdeploy.errors import ArtifactError, ProviderError
 from tvdeploy.runtime.formats import FORMATS
 from tvdeploy.runtime.precisions import PRECISIONS
 from tvdeploy.text import printable
@@ -73,12 +73,14 @@ class Deployment:
     streams: int = 1
     #: the winner's measured figures (p50 ms and img/s per batch size, MAC/s where counted)
     figures: dict[str, Any] = field(default_factory=dict)
+    #: the provider's options it was measured with (schema 5; written only when there are any)
+    provider_options: dict[str, Any] = field(default_factory=dict)
     #: every candidate tune tried: name, runtime, precision, threads, parity, figures, why it lost or was refused
     candidates: list[dict[str, Any]] = field(default_factory=list)
     tuned: str = ""
 
     def __post_init__(self) -> None:
-        from tvdeploy.runtime.providers import PROVIDER_NAMES
+        from tvdeploy.runtime.providers import PROVIDER_NAMES, get_provider
 
         if not isinstance(self.runtime, str) or self.runtime not in FORMATS:
             raise ArtifactError(
@@ -117,6 +119,12 @@ class Deployment:
                     f"characters, got {printable(value, 40)!r}",
                     hint="re-tune the artifact (tvdeploy tune), or restore the record tune wrote",
                 )
+        if not isinstance(self.provider_options, dict):
+            raise ArtifactError("deployment.provider_options must be an object")
+        try:
+            get_provider(self.provider).check_options(self.provider_options, "deployment.provider_options")
+        except ProviderError as exc:
+            raise ArtifactError(exc.message, hint=exc.hint) from exc
         if not isinstance(self.figures, dict):
             raise ArtifactError("deployment.figures must be an object")
         if not isinstance(self.candidates, list) or not all(isinstance(c, dict) for c in self.candidates):
@@ -132,7 +140,7 @@ class Deployment:
 def _record_execution(record: Deployment) -> Any:
     from tvdeploy.runtime.execution import Execution
 
-    return Execution(record.provider, record.threads, record.streams, record.batch_size)
+    return Execution(record.provider, record.threads, record.streams, record.batch_size, dict(record.provider_options))
 
 
 def _bounded_int(value: object, name: str, most: int) -> None:

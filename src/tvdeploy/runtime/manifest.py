@@ -47,9 +47,9 @@ from tvdeploy.runtime.tensors import (  # noqa: F401
 from tvdeploy.text import a
 
 #: The newest schema this tvdeploy reads and writes. A manifest is written at the lowest version that describes
-#: it: version 2 adds embedded pre/post-processing (``output.indices``, image inputs) and ``optimized_graph``, so
-#: plain artifacts stay readable by releases that know only version 1.
-SCHEMA_VERSION = 4
+#: it: version 2 adds embedded pre/post-processing (``output.indices``, image inputs) and ``optimized_graph``, 3 the
+#: deployment record, 4 its streams, 5 its provider options, so plain artifacts stay readable by older releases.
+SCHEMA_VERSION = 5
 MANIFEST_NAME = "tvdeploy.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
@@ -270,8 +270,11 @@ class Manifest:
             del data["optimized_graph"]
         if self.deployment is None:
             del data["deployment"]
-        elif self.deployment.streams == 1:
-            del data["deployment"]["streams"]  # what a schema-3 reader reads
+        else:
+            if self.deployment.streams == 1:
+                del data["deployment"]["streams"]  # what a schema-3 reader reads
+            if not self.deployment.provider_options:
+                del data["deployment"]["provider_options"]  # what a schema-3 or 4 reader reads
         data.pop("schema_version")
         return {"schema_version": self.lowest_schema_version, **data}
 
@@ -279,6 +282,8 @@ class Manifest:
     def lowest_schema_version(self) -> int:
         """The lowest schema version that describes this manifest (what :meth:`to_dict` writes)."""
         if self.deployment is not None:
+            if self.deployment.provider_options:
+                return 5
             return 4 if self.deployment.streams > 1 else 3
         uses_v2 = self.input.takes_images or self.output.indices is not None or self.optimized_graph is not None
         return 2 if uses_v2 else 1

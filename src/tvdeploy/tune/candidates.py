@@ -11,6 +11,7 @@ build lacks or that has no NVIDIA GPU to run on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tvdeploy.export.producers import missing_for_export
 from tvdeploy.runtime import providers as registry
@@ -33,10 +34,7 @@ CPU_CONFIGURATIONS = (
 #: the fp16 artifact with fp16 engines and the int8 QDQ artifact with int8 engines (explicit quantization: the
 #: artifact's own scales, no calibration table); its first session builds the engine, which the warm-up absorbs.
 GPU_CONFIGURATIONS = tuple(
-    ("onnx", Precision(precision), name)
-    for name, spec in PROVIDERS.items()
-    if spec.on_gpu
-    for precision in spec.tune_precisions
+    ("onnx", name, variant) for name, spec in PROVIDERS.items() if spec.on_gpu for variant in spec.tune_variants
 )
 
 
@@ -57,13 +55,17 @@ class Candidate:
     provider: str = "cpu"
     #: parallel streams of ``threads`` threads each (calls in flight at once)
     streams: int = 1
+    #: provider options (``prefer_nhwc``, ``use_tf32``), and the label they add to the name
+    options: tuple[tuple[str, Any], ...] = ()
+    label: str = ""
 
     @property
     def name(self) -> str:
         """``openvino-int8-t2`` on the CPU, ``openvino-int8-t1-s2`` on two streams of one thread,
-        ``onnx-fp16-tensorrt`` on a GPU provider (host threads barely matter there, so they are not varied)."""
+        ``onnx-fp16-cuda-nhwc`` on a GPU provider with options (host threads barely matter there, so they are not
+        varied)."""
         if self.provider != "cpu":
-            return f"{self.format}-{self.precision}-{self.provider}"
+            return f"{self.format}-{self.precision}-{self.provider}" + (f"-{self.label}" if self.label else "")
         return f"{self.format}-{self.precision}-t{self.threads}" + (f"-s{self.streams}" if self.streams > 1 else "")
 
     @property
@@ -121,12 +123,14 @@ def plan(
         planned = dict.fromkeys(c.format for c in candidates if c.format in streaming)
         skipped.extend(Skipped(fmt, f"any precision on {streams} streams", STREAMS_FOR_THROUGHPUT) for fmt in planned)
     gpus = registry.nvidia_gpus()
-    for fmt, precision, provider in GPU_CONFIGURATIONS if gpus else ():  # no NVIDIA GPU: none is listed
+    for fmt, provider, variant in GPU_CONFIGURATIONS if gpus else ():  # no NVIDIA GPU: none is listed
+        precision = Precision(variant.precision)
         reason = _unavailable(fmt, precision, has_calibration) or unavailable_reason(provider)
         if reason:
-            skipped.append(Skipped(fmt, precision, reason, provider))
+            if not variant.label:  # one row per precision and provider says why
+                skipped.append(Skipped(fmt, precision, reason, provider))
         else:
-            candidates.append(Candidate(fmt, precision, cores, provider))
+            candidates.append(Candidate(fmt, precision, cores, provider, options=variant.options, label=variant.label))
     return candidates, skipped
 
 

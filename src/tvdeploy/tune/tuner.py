@@ -132,6 +132,7 @@ class CandidateResult:
             "threads": self.candidate.threads,
             "streams": self.candidate.streams,
             "provider": self.candidate.provider,
+            "provider_options": dict(self.candidate.options),
             "parity_passed": self.parity_passed,
             "photos_min_cosine": self.photo_cosine,
             "photos_top1": self.photo_top1,
@@ -332,7 +333,7 @@ def _trial(result: CandidateResult, request: TuneRequest) -> str | None:
     assert result.artifact is not None
     candidate = result.candidate
     if on_gpu(candidate.provider):
-        return trial_in_child(result.artifact, candidate.provider, request.batch_sizes)
+        return trial_in_child(result.artifact, candidate.provider, request.batch_sizes, dict(candidate.options))
     try:
         run_trial(result.artifact, candidate.provider, request.batch_sizes[:1])
     except Exception as exc:
@@ -362,6 +363,7 @@ def _time(timed: list[CandidateResult], request: TuneRequest) -> BenchReport:
         target = artifact_target(result.artifact)
         target.name, target.threads = result.candidate.name, result.candidate.threads
         target.provider, target.streams = result.candidate.provider, result.candidate.streams
+        target.provider_options = dict(result.candidate.options)
         targets.append(target)
     config = BenchConfig(
         batch_sizes=list(request.batch_sizes), warmup=2, iterations=None, time_budget_s=request.budget_s,
@@ -406,6 +408,7 @@ def _write_winner(report: TuneReport, source_manifest: Manifest) -> None:
         runtime=winner.candidate.format,
         precision=winner.candidate.precision,
         provider=winner.candidate.provider,
+        provider_options=dict(winner.candidate.options),
         threads=winner.candidate.threads,
         streams=winner.candidate.streams,
         batch_size=report.request.deciding_batch,
