@@ -88,7 +88,7 @@ def main() -> int:
     embedded = out / f"{model}-fp16-pre-top5"
     _run("optimize_embedded", ["optimize", str(art), "--precision", "fp16", "--embed-preprocess",
                                "--embed-postprocess", "5", "--output", str(embedded), "--force"], out, 600, steps)  # fmt: skip
-    for nhwc in (False, True):
+    for nhwc in (False,) if args.dry_run else (False, True):  # prefer_nhwc is an option of the CUDA provider
         name = "speed_nhwc" if nhwc else "speed"
         _script(name, [str(Path(__file__).parent / "gpu_speed.py"), str(embedded), "--out", str(out / f"{name}.json"),
                        "--batches", "1,2" if args.dry_run else "1,64,256", "--provider", provider,
