@@ -17,8 +17,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,10 +36,9 @@ def _run(
         steps.append({"step": name, "status": f"timed out after {timeout:.0f} s", "seconds": timeout})
         return None
     seconds = time.perf_counter() - start
-    (out / f"{name}.stdout.txt").write_text(done.stdout)
-    (out / f"{name}.stderr.txt").write_text(done.stderr)
     steps.append({"step": name, "status": f"exit {done.returncode}", "seconds": round(seconds, 1),
-                  "command": "tvdeploy " + " ".join(argv)})  # fmt: skip
+                  "command": "tvdeploy " + " ".join(argv), "stdout": done.stdout[-6000:],
+                  "stderr": done.stderr[-3000:]})  # fmt: skip
     return done
 
 
@@ -48,9 +49,8 @@ def _script(name: str, argv: list[str], out: Path, timeout: float, steps: list[d
     except subprocess.TimeoutExpired:
         steps.append({"step": name, "status": f"timed out after {timeout:.0f} s", "seconds": timeout})
         return
-    (out / f"{name}.stdout.txt").write_text(done.stdout)
-    (out / f"{name}.stderr.txt").write_text(done.stderr)
-    steps.append({"step": name, "status": f"exit {done.returncode}", "seconds": round(time.perf_counter() - start, 1)})
+    steps.append({"step": name, "status": f"exit {done.returncode}", "seconds": round(time.perf_counter() - start, 1),
+                  "stdout": done.stdout[-6000:], "stderr": done.stderr[-3000:]})  # fmt: skip
 
 
 def _gpu_description() -> str:
@@ -76,7 +76,8 @@ def main() -> int:
     model = args.model or ("resnet18" if args.dry_run else "resnet50")
     batches = "1,2" if args.dry_run else "1,64,256"
     budget = "0.5" if args.dry_run else "3"
-    art = out / f"{model}-onnx"
+    work = Path(tempfile.mkdtemp(prefix="tvdeploy-gpu-check-"))  # artifacts here; only the report goes to --out
+    art = work / f"{model}-onnx"
     steps: list[dict] = []
     _run("export", ["export", "--model", model, "--weights", "none", "--format", "onnx", "--output", str(art),
                     "--force"], out, 600, steps)  # fmt: skip
@@ -84,8 +85,8 @@ def main() -> int:
     _run("predict_auto", ["predict", str(art), str(Path(__file__).parents[1] / "src/tvdeploy/export/photos"),
                           "--provider", "auto", "--json"], out, 300, steps)  # fmt: skip
     _run("bench", ["bench", str(art), "--provider", provider, "--batch-sizes", batches, "--time-budget", budget,
-                   "--no-cold-start", "--save-json", str(out / "bench.json")], out, 600, steps)  # fmt: skip
-    embedded = out / f"{model}-fp16-pre-top5"
+                   "--no-cold-start"], out, 600, steps)  # fmt: skip
+    embedded = work / f"{model}-fp16-pre-top5"
     _run("optimize_embedded", ["optimize", str(art), "--precision", "fp16", "--embed-preprocess",
                                "--embed-postprocess", "5", "--output", str(embedded), "--force"], out, 600, steps)  # fmt: skip
     for nhwc in (False,) if args.dry_run else (False, True):  # prefer_nhwc is an option of the CUDA provider
@@ -93,8 +94,8 @@ def main() -> int:
         _script(name, [str(Path(__file__).parent / "gpu_speed.py"), str(embedded), "--out", str(out / f"{name}.json"),
                        "--batches", "1,2" if args.dry_run else "1,64,256", "--provider", provider,
                        "--seconds", "0.5" if args.dry_run else "3", *(["--nhwc"] if nhwc else [])], out, 300, steps)  # fmt: skip
-    _run("tune", ["tune", str(art), "--output", str(out / "tuned"), "--objective", "throughput", "--batch-sizes",
-                  "1,2" if args.dry_run else "1,64", "--budget-s", budget, "--save-json", str(out / "tune.json"),
+    _run("tune", ["tune", str(art), "--output", str(work / "tuned"), "--objective", "throughput", "--batch-sizes",
+                  "1,2" if args.dry_run else "1,64", "--budget-s", budget, "--save-json", str(work / "tune.json"),
                   "--force"], out, 900, steps)  # fmt: skip
     manifest = json.loads((art / "tvdeploy.json").read_text()) if (art / "tvdeploy.json").is_file() else {}
     versions = manifest.get("versions", {})
@@ -109,14 +110,17 @@ def main() -> int:
         "|---|---|---|",
         *[f"| {s['step']} | {s['status']} | {s['seconds']} |" for s in steps],
     ]
-    if (out / "bench.stdout.txt").is_file():
-        lines += ["", "## bench", "", "```", (out / "bench.stdout.txt").read_text().strip(), "```"]
-    for name in ("speed", "speed_nhwc"):
-        if (out / f"{name}.stdout.txt").is_file():
-            lines += ["", f"## {name} (host uint8 images in, top-5 on the host; torch eager fp16 channels_last, input "
-                      "on the device)", "", "```", (out / f"{name}.stdout.txt").read_text().strip(), "```"]  # fmt: skip
-    if (out / "tune.stdout.txt").is_file():
-        lines += ["", "## tune", "", "```", (out / "tune.stdout.txt").read_text().strip(), "```"]
+    titles = {
+        "bench": "bench (the fp32 artifact, numpy in and out)",
+        "speed": "speed (host uint8 images in, top-5 on the host; torch eager fp16 channels_last, input on the device)",
+        "speed_nhwc": "speed with prefer_nhwc=1",
+        "tune": "tune --objective throughput",
+    }
+    for step in steps:
+        if step["step"] in titles:
+            text = step.get("stdout", "").strip() or step.get("stderr", "").strip()[-1500:]
+            lines += ["", f"## {titles[step['step']]}", "", "```", text, "```"]
+    shutil.rmtree(work, ignore_errors=True)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     (out / "steps.json").write_text(json.dumps(steps, indent=2) + "\n")
     print("\n".join(lines))
