@@ -10,6 +10,7 @@ that has them uses these declarations.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,12 +86,9 @@ class Execution:
     def session_config(self, base: SessionConfig | None = None) -> SessionConfig:
         """``base`` (the backend's other settings) with these threads, streams and provider options where set."""
         base = base or SessionConfig()
-        return SessionConfig(
+        return dataclasses.replace(
+            base,
             intra_op_threads=self.threads if self.threads is not None else base.intra_op_threads,
-            inter_op_threads=base.inter_op_threads,
-            graph_optimization=base.graph_optimization,
-            parallel_execution=base.parallel_execution,
-            spin_wait=base.spin_wait,
             streams=self.streams if self.streams is not None else base.streams,
             provider_options={**base.provider_options, **self.provider_options},
         )
