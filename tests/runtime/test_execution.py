@@ -19,7 +19,7 @@ from tvdeploy.runtime.providers import Device, DeviceKind, SessionConfig
 
 
 def _record(**changes) -> Deployment:
-    fields = dict(runtime="openvino", precision="fp32", provider="cpu", threads=1, streams=2, batch_size=16,
+    fields = dict(format="openvino", precision="fp32", provider="cpu", threads=1, streams=2, batch_size=16,
                   objective="throughput", host_cpu="x", host_signature=cpu_signature())  # fmt: skip
     return Deployment(**{**fields, **changes})
 
@@ -78,12 +78,12 @@ def test_a_records_provider_options_are_schema_5_checked_and_applied(monkeypatch
     from tvdeploy.runtime.manifest import Manifest
 
     monkeypatch.setattr("tvdeploy.runtime.deployment.recorded_provider", lambda manifest: "cuda")
-    record = _record(runtime="onnx", provider="cuda", streams=1, provider_options={"prefer_nhwc": 1})
+    record = _record(format="onnx", provider="cuda", streams=1, provider_options={"prefer_nhwc": 1})
     manifest = make_manifest(deployment=record)
     data = manifest.to_dict()
     assert data["schema_version"] == 5 and data["deployment"]["provider_options"] == {"prefer_nhwc": 1}
     assert Manifest.from_dict(json.loads(json.dumps(data))).deployment == record
-    plain = make_manifest(deployment=_record(runtime="onnx", streams=1)).to_dict()
+    plain = make_manifest(deployment=_record(format="onnx", streams=1)).to_dict()
     assert plain["schema_version"] == 3 and "provider_options" not in plain["deployment"]  # older readers read it
     applied = resolve_execution(manifest, Execution()).execution
     assert applied.provider == "cuda" and dict(applied.provider_options) == {"prefer_nhwc": 1}

@@ -178,7 +178,7 @@ def test_streams_must_be_a_positive_integer(streams: object) -> None:
 
 
 def _record(streams: int) -> Deployment:
-    return Deployment(runtime="openvino", precision="fp32", provider="cpu", threads=1, streams=streams,
+    return Deployment(format="openvino", precision="fp32", provider="cpu", threads=1, streams=streams,
                       batch_size=8, objective="throughput", host_cpu="x", host_signature=cpu_signature())  # fmt: skip
 
 

@@ -189,7 +189,7 @@ def test_a_deployment_tuned_for_streams_gets_them_in_tritons_openvino_config(cap
     from tvdeploy.runtime.manifest import Deployment
     from tvdeploy.serve.triton import TritonOptions, model_config
 
-    record = Deployment(runtime="openvino", precision="int8", provider="cpu", threads=1, streams=2, batch_size=8,
+    record = Deployment(format="openvino", precision="int8", provider="cpu", threads=1, streams=2, batch_size=8,
                         objective="throughput", host_cpu="x", host_signature=cpu_signature())  # fmt: skip
     manifest = make_manifest(format="openvino", precision="int8", deployment=record)
     config = text_format.Parse(model_config(manifest, TritonOptions(instances=2)), model_config_pb2.ModelConfig())

@@ -91,7 +91,7 @@ def test_tensorrt_gets_the_precision_options_under_the_callers(resnet18_artifact
 
 
 def _tuned_on(artifact: Path, provider: str) -> Manifest:
-    record = Deployment(runtime="onnx", precision="fp16", provider=provider, threads=2, batch_size=8,
+    record = Deployment(format="onnx", precision="fp16", provider=provider, threads=2, batch_size=8,
                         objective="throughput", host_cpu="x", host_signature=cpu_signature())  # fmt: skip
     return dataclasses.replace(read_manifest(artifact), deployment=record)
 

@@ -49,7 +49,7 @@ def test_tune_picks_the_fastest_candidate_that_passes_parity(tuned) -> None:
     manifest = read_manifest(best)
     record = manifest.deployment
     assert record is not None and manifest.schema_version == 3
-    assert (record.runtime, record.precision) == (manifest.format, manifest.precision)
+    assert (record.format, record.precision) == (manifest.format, manifest.precision)
     assert record.batch_size == 1 and record.objective == "latency" and len(record.candidates) == len(candidates)
     assert manifest.parity is not None and manifest.parity.passed
     assert (best.parent / "tune.md").read_text().count("|") > 20 and (best.parent / "tune.png").stat().st_size > 1000

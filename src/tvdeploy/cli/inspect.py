@@ -79,7 +79,7 @@ def _describe_deployment(record: Any) -> str:
         f" x {record.streams} streams" if record.streams > 1 else ""
     )
     return (
-        f"{record.runtime} {record.precision} on {record.provider}, {threads}, batch "
+        f"{record.format} {record.precision} on {record.provider}, {threads}, batch "
         f"{record.batch_size} (tune, {record.objective}: {figures}; {len(record.candidates)} candidates) on "
         f"{record.host_cpu}"
     )

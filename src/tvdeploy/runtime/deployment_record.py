@@ -4,7 +4,7 @@ checked where it is decoded."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tvdeploy.errors import ArtifactError, ProviderError
@@ -52,6 +52,10 @@ MAX_DEPLOYMENT_BATCH = 65536
 MAX_DEPLOYMENT_TEXT = 512
 
 
+#: The JSON key of :attr:`Deployment.format` (what schema-3 and 4 readers read).
+FORMAT_KEY = "runtime"
+
+
 @dataclass(frozen=True)
 class Deployment:
     """How ``tvdeploy tune`` found this artifact best run on the host it measured, and what it beat there.
@@ -61,7 +65,8 @@ class Deployment:
     stream, and fp32 arithmetic where the host cannot compute in the tuned precision).
     """
 
-    runtime: str
+    #: the artifact's format (its JSON key is ``runtime``, as schema-3 readers read it)
+    format: str
     precision: str
     provider: str
     threads: int | None
@@ -75,16 +80,16 @@ class Deployment:
     figures: dict[str, Any] = field(default_factory=dict)
     #: the provider's options it was measured with (schema 5; written only when there are any)
     provider_options: dict[str, Any] = field(default_factory=dict)
-    #: every candidate tune tried: name, runtime, precision, threads, parity, figures, why it lost or was refused
+    #: every candidate tune tried: name, format, precision, threads, parity, figures, why it lost or was refused
     candidates: list[dict[str, Any]] = field(default_factory=list)
     tuned: str = ""
 
     def __post_init__(self) -> None:
         from tvdeploy.runtime.providers import PROVIDER_NAMES, get_provider
 
-        if not isinstance(self.runtime, str) or self.runtime not in FORMATS:
+        if not isinstance(self.format, str) or self.format not in FORMATS:
             raise ArtifactError(
-                f"unknown deployment runtime {printable(repr(self.runtime), 60)}",
+                f"unknown deployment format {printable(repr(self.format), 60)} (its key: runtime)",
                 hint=f"one of {', '.join(FORMATS)}",
             )
         if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
@@ -97,10 +102,10 @@ class Deployment:
                 f"unknown deployment provider {printable(repr(self.provider), 60)}",
                 hint=f"one of {', '.join(PROVIDER_NAMES)}",
             )
-        if self.provider not in FORMATS[self.runtime].providers:
+        if self.provider not in FORMATS[self.format].providers:
             raise ArtifactError(
-                f"deployment provider {self.provider!r} does not run {self.runtime} artifacts",
-                hint=f"{self.runtime} runs on {', '.join(FORMATS[self.runtime].providers)}",
+                f"deployment provider {self.provider!r} does not run {self.format} artifacts",
+                hint=f"{self.format} runs on {', '.join(FORMATS[self.format].providers)}",
             )
         if self.threads is not None:
             _bounded_int(self.threads, "threads", MAX_DEPLOYMENT_THREADS)
@@ -129,6 +134,24 @@ class Deployment:
             raise ArtifactError("deployment.figures must be an object")
         if not isinstance(self.candidates, list) or not all(isinstance(c, dict) for c in self.candidates):
             raise ArtifactError("deployment.candidates must be a list of objects")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as the manifest holds it (the format under its JSON key; unset optional fields left out)."""
+        data = asdict(self)
+        data[FORMAT_KEY] = data.pop("format")
+        if self.streams == 1:
+            del data["streams"]  # what a schema-3 reader reads
+        if not self.provider_options:
+            del data["provider_options"]  # what a schema-3 or 4 reader reads
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Deployment:
+        """The record as the manifest holds it (every field checked by the constructor)."""
+        fields = dict(data)
+        if FORMAT_KEY in fields:
+            fields["format"] = fields.pop(FORMAT_KEY)
+        return cls(**fields)
 
     @property
     def execution(self) -> Any:

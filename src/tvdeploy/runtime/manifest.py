@@ -271,10 +271,7 @@ class Manifest:
         if self.deployment is None:
             del data["deployment"]
         else:
-            if self.deployment.streams == 1:
-                del data["deployment"]["streams"]  # what a schema-3 reader reads
-            if not self.deployment.provider_options:
-                del data["deployment"]["provider_options"]  # what a schema-3 or 4 reader reads
+            data["deployment"] = self.deployment.to_dict()
         data.pop("schema_version")
         return {"schema_version": self.lowest_schema_version, **data}
 
@@ -337,7 +334,9 @@ class Manifest:
             created=_typed(data, "created", str, ""),
             schema_version=version,
             optimized_graph=_block(data, "optimized_graph", OptimizedGraph, optimized) if optimized else None,
-            deployment=_block(data, "deployment", Deployment, data["deployment"]) if data.get("deployment") else None,
+            deployment=_block(data, "deployment", lambda **fields: Deployment.from_dict(fields), data["deployment"])
+            if data.get("deployment")
+            else None,
         )
         spatial = manifest.input.shape[2:4]
         if (
@@ -352,9 +351,9 @@ class Manifest:
                 hint="re-export the artifact (export --crop-size changes both), or restore the manifest export wrote",
             )
         record = manifest.deployment
-        if record is not None and (record.runtime, record.precision) != (manifest.format, manifest.precision):
+        if record is not None and (record.format, record.precision) != (manifest.format, manifest.precision):
             raise ArtifactError(
-                f"the deployment record is for {a(record.runtime)} {record.precision} artifact; this one is "
+                f"the deployment record is for {a(record.format)} {record.precision} artifact; this one is "
                 f"{manifest.format} {manifest.precision} (deployment.runtime, deployment.precision)",
                 hint="re-tune the artifact (tvdeploy tune), or restore the record tune wrote",
             )
@@ -391,7 +390,7 @@ def _typed(data: dict[str, Any], key: str, kind: type, default: Any = _MISSING) 
 _KIND_NAMES = {str: "a string", bool: "true or false", list: "a list", dict: "an object", int: "an integer"}
 
 
-def _block(data: dict[str, Any], key: str, kind: type, value: Any) -> Any:
+def _block(data: dict[str, Any], key: str, kind: Any, value: Any) -> Any:
     """``kind(**value)``: a sub-block of the manifest, with its problems named by ``key``."""
     if not isinstance(value, dict):
         raise ArtifactError(f"the manifest's {key} must be an object, got {type(value).__name__} ({key})")

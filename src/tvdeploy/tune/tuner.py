@@ -127,7 +127,7 @@ class CandidateResult:
         """The candidate as the report and the deployment record list it."""
         return {
             "name": self.candidate.name,
-            "runtime": self.candidate.format,
+            "format": self.candidate.format,
             "precision": self.candidate.precision,
             "threads": self.candidate.threads,
             "streams": self.candidate.streams,
@@ -405,7 +405,7 @@ def _write_winner(report: TuneReport, source_manifest: Manifest) -> None:
     assert winner.artifact is not None
     manifest = read_manifest(winner.artifact)
     record = Deployment(
-        runtime=winner.candidate.format,
+        format=winner.candidate.format,
         precision=winner.candidate.precision,
         provider=winner.candidate.provider,
         provider_options=dict(winner.candidate.options),
