@@ -72,3 +72,30 @@ def test_each_thread_keeps_its_own_binding(device_runner) -> None:
     for thread in threads:
         thread.join()
     assert len(bindings) == 2 and bindings[0] is not bindings[1]
+
+
+def test_on_a_device_the_runner_runs_streams_each_with_its_own_binding(resnet18_artifacts, monkeypatch) -> None:
+    from tvdeploy.errors import ProviderError
+    from tvdeploy.runtime.providers import SessionConfig
+
+    artifact = resnet18_artifacts["onnx"]
+    manifest = read_manifest(artifact)
+    with pytest.raises(ProviderError, match="do not run on parallel streams on cpu"):
+        runner_for_artifact(artifact, manifest, config=SessionConfig(streams=2))  # the CPU's threads are its streams
+    monkeypatch.setattr("tvdeploy.runtime.runners.onnx.on_gpu", lambda provider: True)  # the CPU as the device
+    plain = runner_for_artifact(artifact, manifest, config=SessionConfig(streams=1)).activate()
+    with runner_for_artifact(artifact, manifest, config=SessionConfig(streams=2)) as runner:
+        assert runner.concurrency == 2
+        feeds = [{manifest.input.name: np.full((1, 3, 224, 224), i, dtype=np.float32)} for i in range(4)]
+        many = runner.infer_many(feeds)  # two at a time on the stream threads
+        for feed, got in zip(feeds, many, strict=True):
+            np.testing.assert_allclose(got["logits"], plain.infer(feed)["logits"], atol=1e-4)
+    plain.deactivate()
+
+
+def test_the_callers_arrays_are_never_the_device_buffers(device_runner) -> None:
+    _, runner, name = device_runner
+    first = np.ones((1, 3, 224, 224), dtype=np.float32)
+    runner.infer({name: first})
+    runner.infer({name: np.zeros((1, 3, 224, 224), dtype=np.float32)})
+    assert (first == 1).all()  # refreshing the buffer did not write into the first caller's array

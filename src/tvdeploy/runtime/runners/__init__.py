@@ -33,9 +33,9 @@ def runner_for_artifact(
         )
     resolved = resolve_provider(provider, [spec.name])
     runner_class = spec.runner_class()
-    if config is not None and (config.streams or 1) > 1 and not runner_class.supports_streams:
+    if config is not None and (config.streams or 1) > 1 and not runner_class.streams_on(resolved):
         raise ProviderError(
-            f"{spec.name} artifacts do not run on parallel streams (asked for {config.streams})",
+            f"{spec.name} artifacts do not run on parallel streams on {resolved} (asked for {config.streams})",
             hint=f"leave streams at 1 for {spec.name}; formats with streams: {', '.join(streaming_formats())}",
         )
     cores = usable_cores()

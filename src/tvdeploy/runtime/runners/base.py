@@ -78,6 +78,11 @@ class Runner(ABC):
         self._in_stream.active = True
 
     @classmethod
+    def streams_on(cls, provider: str) -> bool:
+        """Whether the backend runs several calls at once on ``provider`` (:attr:`supports_streams` by default)."""
+        return cls.supports_streams
+
+    @classmethod
     def available_providers(cls) -> list[str]:
         """The providers this backend finds on this machine (imports the backend)."""
         return ["cpu"]

@@ -62,6 +62,18 @@ class OnnxRunner(Runner):
         return available_providers()
 
     @classmethod
+    def streams_on(cls, provider: str) -> bool:
+        """On a GPU: several calls at once, each thread with its own binding and device buffers, so that one
+        call's host-to-device copy overlaps another's compute. On the CPU, ONNX Runtime's threads are the
+        parallelism."""
+        return on_gpu(provider)
+
+    @property
+    def concurrency(self) -> int:
+        """The streams asked for on a GPU provider (one on the CPU)."""
+        return (self.config.streams or 1) if on_gpu(self.provider) else 1
+
+    @classmethod
     def for_artifact(
         cls, artifact_dir: Path, manifest: Manifest, provider: str, config: SessionConfig | None = None
     ) -> "OnnxRunner":
@@ -134,11 +146,10 @@ class OnnxRunner(Runner):
             host = np.ascontiguousarray(array)
             key = (host.shape, host.dtype.str)
             held = state["inputs"].get(name)
-            if held is None or held[0] != key:
-                held = (key, ort.OrtValue.ortvalue_from_numpy(host, *where))
+            if held is None or held[0] != key:  # a buffer of its own (never the caller's memory), then the copy
+                held = (key, ort.OrtValue.ortvalue_from_shape_and_type(list(host.shape), host.dtype.type, *where))
                 state["inputs"][name] = held
-            else:
-                held[1].update_inplace(host)
+            held[1].update_inplace(host)
             binding.bind_ortvalue_input(name, held[1])
         for name in names:
             binding.bind_output(name, *where)
