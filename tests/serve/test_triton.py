@@ -198,3 +198,39 @@ def test_a_deployment_tuned_for_streams_gets_them_in_tritons_openvino_config(cap
     assert config.instance_group[0].count == 2
     model_config(manifest, TritonOptions(instances=1))
     assert "give --instances 2 to keep them busy" in caplog.text  # one instance would leave a stream idle
+
+
+@pytest.mark.parametrize(
+    ("provider", "precision", "options", "accelerator", "unexpressed"),
+    [
+        ("cuda", "fp16", {"prefer_nhwc": 1, "cudnn_conv_algo_search": "HEURISTIC"}, None, "prefer_nhwc=1"),
+        ("tensorrt", "int8", {"device_id": 0}, "INT8", None),
+        ("cpu", "fp32", {}, None, None),
+    ],
+)
+def test_a_gpu_deployment_gets_gpu_instances_and_its_accelerator(
+    caplog, provider: str, precision: str, options: dict, accelerator: str | None, unexpressed: str | None
+) -> None:
+    from tests.runtime.test_manifest import make_manifest
+    from tvdeploy.runtime.host import cpu_signature
+    from tvdeploy.runtime.manifest import Deployment
+    from tvdeploy.serve.triton import TritonOptions, model_config
+
+    record = Deployment(format="onnx", precision=precision, provider=provider, threads=16, batch_size=64,
+                        objective="throughput", host_cpu="x", host_signature=cpu_signature(),
+                        provider_options=options)  # fmt: skip
+    manifest = make_manifest(precision=precision, deployment=record)
+    config = text_format.Parse(model_config(manifest, TritonOptions()), model_config_pb2.ModelConfig())
+    kind = config.instance_group[0].kind
+    assert kind == (model_config_pb2.ModelInstanceGroup.KIND_CPU if provider == "cpu" else
+                    model_config_pb2.ModelInstanceGroup.KIND_GPU)  # fmt: skip
+    accelerators = list(config.optimization.execution_accelerators.gpu_execution_accelerator)
+    if accelerator is None:
+        assert accelerators == []
+    else:
+        assert [(a.name, dict(a.parameters)) for a in accelerators] == [("tensorrt", {"precision_mode": accelerator})]
+    if "cudnn_conv_algo_search" in options:
+        assert config.parameters["cudnn_conv_algo_search"].string_value == "HEURISTIC"
+    assert (unexpressed in caplog.text) if unexpressed else "has no setting" not in caplog.text
+    forced = text_format.Parse(model_config(manifest, TritonOptions(kind="KIND_CPU")), model_config_pb2.ModelConfig())
+    assert forced.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU  # --kind decides

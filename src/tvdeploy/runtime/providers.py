@@ -84,6 +84,8 @@ class ProviderSpec:
     #: ONNX Runtime provider options it takes, with their types (a manifest's are checked against them)
     options: Mapping[str, type] = field(default_factory=dict)
     install_hint: str = ""
+    #: Triton's name for it as an ONNX Runtime backend accelerator (``gpu_execution_accelerator``), where it is one
+    triton_accelerator: str | None = None
     #: what ``tune`` tries on it (GPU providers; the CPU's are tune's own plan): ONNX artifacts of a precision, run
     #: with provider options, under a label that names the options in the candidate's name
     tune_variants: tuple[TuneVariant, ...] = ()
@@ -138,6 +140,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "tensorrt", "an NVIDIA GPU through TensorRT engines", DeviceKind.NVIDIA_GPU, "TensorrtExecutionProvider",
             ("CUDAExecutionProvider", "CPUExecutionProvider"), libraries=("libnvinfer.so.10",),
             libraries_of="TensorRT", tune_variants=(TuneVariant("fp16"), TuneVariant("int8")),
+            triton_accelerator="tensorrt",
             options={
                 "device_id": int, "trt_fp16_enable": bool, "trt_int8_enable": bool, "trt_engine_cache_enable": bool,
                 "trt_engine_cache_path": str, "trt_timing_cache_enable": bool, "trt_timing_cache_path": str,

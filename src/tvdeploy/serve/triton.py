@@ -30,6 +30,7 @@ from tvdeploy.runtime.execution import Execution
 from tvdeploy.runtime.formats import FORMATS, get_format
 from tvdeploy.runtime.manifest import MANIFEST_NAME, Manifest, read_manifest, verify_artifact_files
 from tvdeploy.runtime.precisions import Precision
+from tvdeploy.runtime.providers import get_provider
 from tvdeploy.runtime.runners.openvino import stream_properties
 from tvdeploy.serve.datatypes import DATATYPES, ENCODED_IMAGES_INPUT, protocol_dims
 from tvdeploy.text import a
@@ -53,14 +54,19 @@ class TritonOptions:
         max_batch_size: Triton's ``max_batch_size`` for a dynamic batch axis (a fixed batch gives 0).
         max_queue_delay_us: dynamic batching's ``max_queue_delay_microseconds``.
         instances: model instances (``instance_group.count``).
-        kind: ``KIND_CPU`` or ``KIND_GPU``.
+        kind: ``KIND_CPU`` or ``KIND_GPU``; None: ``KIND_GPU`` for an artifact tuned on a GPU provider, else
+            ``KIND_CPU``.
         ensemble: also write the preprocessing model and the ensemble that takes encoded images.
     """
 
     max_batch_size: int = flag(8, "Triton's max_batch_size", parse=positive_int)
     max_queue_delay_us: int = flag(2000, "dynamic batching's queue delay")
     instances: int = flag(1, "model instances", parse=positive_int)
-    kind: str = flag("KIND_CPU", "instance kind", choices=("KIND_CPU", "KIND_GPU"))
+    kind: str | None = flag(
+        None,
+        "instance kind (default: KIND_GPU for an artifact tuned on a GPU provider, else KIND_CPU)",
+        choices=("KIND_CPU", "KIND_GPU"),
+    )
     ensemble: bool = flag(
         False,
         "also write NAME_preprocess (Triton's Python backend decoding BYTES images with tvdeploy's runtime) "
@@ -70,7 +76,7 @@ class TritonOptions:
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or self.instances < 1 or self.max_queue_delay_us < 0:
             raise UserInputError("--max-batch-size and --instances must be >= 1, the queue delay >= 0")
-        if self.kind not in ("KIND_CPU", "KIND_GPU"):
+        if self.kind is not None and self.kind not in ("KIND_CPU", "KIND_GPU"):
             raise UserInputError(f"unknown instance kind {self.kind!r}", hint="KIND_CPU or KIND_GPU")
 
 
@@ -134,8 +140,44 @@ def model_config(manifest: Manifest, options: TritonOptions) -> str:
         name=spec.name, data_type=getattr(pb, "TYPE_" + DATATYPES[spec.dtype]), dims=protocol_dims(spec.shape, batched)
     )
     _add_outputs(pb, config, manifest, batched)
-    _add_scheduling(pb, config, options, batched, options.kind)
+    _add_scheduling(pb, config, options, batched, instance_kind(manifest, options))
+    _add_gpu_execution(config, manifest)
     return _as_text(config)
+
+
+#: The provider options Triton's onnxruntime backend takes as model parameters (the rest it cannot express).
+TRITON_ORT_PARAMETERS = ("cudnn_conv_algo_search", "gpu_mem_limit", "arena_extend_strategy")
+
+
+def instance_kind(manifest: Manifest, options: TritonOptions) -> str:
+    """``--kind`` where given; else ``KIND_GPU`` for an artifact whose deployment record is on a GPU provider."""
+    if options.kind is not None:
+        return options.kind
+    record = manifest.deployment
+    return "KIND_GPU" if record is not None and get_provider(record.provider).on_gpu else "KIND_CPU"
+
+
+def _add_gpu_execution(config: Any, manifest: Manifest) -> None:
+    """A tuned GPU record's execution in Triton's terms: TensorRT as the onnxruntime backend's GPU accelerator (at
+    the artifact's precision), the provider options the backend takes as parameters; what it cannot express is said
+    (Triton then runs the backend's defaults for it)."""
+    record = manifest.deployment
+    if record is None or manifest.format != "onnx" or not get_provider(record.provider).on_gpu:
+        return
+    accelerator = get_provider(record.provider).triton_accelerator
+    if accelerator is not None:
+        added = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name=accelerator)
+        added.parameters["precision_mode"] = {"fp16": "FP16", "int8": "INT8"}.get(manifest.precision, "FP32")
+    options = dict(record.provider_options)
+    for key in TRITON_ORT_PARAMETERS:
+        if key in options:
+            config.parameters[key].string_value = str(options.pop(key))
+    options.pop("device_id", None)  # Triton places instances on its GPUs itself
+    if options:
+        logger.warning(
+            "%s: Triton's onnxruntime backend has no setting for %s (tuned with them); Triton runs its defaults there",
+            manifest.name, ", ".join(f"{key}={value}" for key, value in sorted(options.items())),
+        )  # fmt: skip
 
 
 def _backend_parameters(manifest: Manifest, instances: int) -> dict[str, str]:
