@@ -110,3 +110,17 @@ def test_the_objective_decides_the_batch_size_and_the_ranking(tmp_path) -> None:
     assert _ranked([wide, quick], 1, "latency")[0] is quick  # the lowest p50 at batch 1 ...
     assert _ranked([quick, wide], 8, "throughput")[0] is wide  # ... or the most images per second at batch 8
     assert thread_counts(2) == [2] and thread_counts(8) == [8, 4]
+
+
+def test_a_gpu_throughput_tune_times_the_large_batches_a_gpu_needs(tmp_path) -> None:
+    from tvdeploy.tune.candidates import Candidate
+    from tvdeploy.tune.tuner import TuneRequest
+
+    cpu, gpu = [Candidate("onnx", "fp32", 2)], [Candidate("onnx", "fp32", 2), Candidate("onnx", "fp16", 2, "cuda")]
+    throughput = TuneRequest(tmp_path, tmp_path / "out", objective="throughput")
+    assert throughput.with_batch_sizes_for(gpu).batch_sizes == (1, 64, 256)
+    assert throughput.with_batch_sizes_for(gpu).deciding_batch == 256
+    assert throughput.with_batch_sizes_for(cpu).batch_sizes == (1, 8)
+    assert TuneRequest(tmp_path, tmp_path / "out").with_batch_sizes_for(gpu).batch_sizes == (1, 8)  # latency
+    given = TuneRequest(tmp_path, tmp_path / "out", batch_sizes=(1, 32), objective="throughput")
+    assert given.with_batch_sizes_for(gpu).batch_sizes == (1, 32)  # the user's own

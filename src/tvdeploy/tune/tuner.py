@@ -56,6 +56,10 @@ from tvdeploy.tune.trial import run_trial, trial_in_child
 
 logger = logging.getLogger(__name__)
 
+#: Batch sizes timed where the request gives none: on CPUs, and for a GPU's latency.
+DEFAULT_BATCH_SIZES = (1, 8)
+#: Batch sizes timed for the throughput objective where a candidate runs on a GPU.
+GPU_THROUGHPUT_BATCH_SIZES = (1, 64, 256)
 #: Seconds of interleaved timing per batch size by default (resnet50's whole tune stays under 5 minutes on 2 cores).
 DEFAULT_BUDGET_S = 20.0
 
@@ -67,7 +71,13 @@ class TuneRequest:
     artifact: Path
     output: Path
     calibration: CalibrationOptions | None = None
-    batch_sizes: tuple[int, ...] = flag((1, 8), "batch sizes to time", parse=positive_int_list, metavar="N,N")
+    batch_sizes: tuple[int, ...] = flag(
+        (),
+        "batch sizes to time (default 1,8; with --objective throughput where a GPU candidate runs, 1,64,256)",
+        parse=positive_int_list,
+        metavar="N,N",
+        show_default=False,
+    )
     objective: str = flag(
         "latency",
         "latency: lowest p50 at the smallest batch size; throughput: most img/s at the largest (and OpenVINO on "
@@ -82,7 +92,7 @@ class TuneRequest:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise UserInputError(f"unknown objective {self.objective!r}", hint=f"choose one of {', '.join(OBJECTIVES)}")
-        if not self.batch_sizes or min(self.batch_sizes) < 1:
+        if self.batch_sizes and min(self.batch_sizes) < 1:
             raise UserInputError("batch sizes must be positive, e.g. --batch-sizes 1,8")
         if self.budget_s <= 0:
             raise UserInputError("--budget-s must be positive")
@@ -92,7 +102,17 @@ class TuneRequest:
     @property
     def deciding_batch(self) -> int:
         """The batch size the objective is judged at."""
-        return min(self.batch_sizes) if self.objective == "latency" else max(self.batch_sizes)
+        sizes = self.batch_sizes or DEFAULT_BATCH_SIZES
+        return min(sizes) if self.objective == "latency" else max(sizes)
+
+    def with_batch_sizes_for(self, candidates: list[Candidate]) -> TuneRequest:
+        """The request with its batch sizes decided where it gave none: :data:`GPU_THROUGHPUT_BATCH_SIZES` for the
+        throughput objective where a candidate runs on a GPU (a GPU's throughput needs large batches), else
+        :data:`DEFAULT_BATCH_SIZES`."""
+        if self.batch_sizes:
+            return self
+        gpu = self.objective == "throughput" and any(on_gpu(c.provider) for c in candidates)
+        return dataclasses.replace(self, batch_sizes=GPU_THROUGHPUT_BATCH_SIZES if gpu else DEFAULT_BATCH_SIZES)
 
 
 @dataclass
@@ -268,8 +288,9 @@ def tune(request: TuneRequest) -> TuneReport:
 
     manifest = _check_source(request.artifact)
     check_output(request.output, request.force, [request.artifact])
-    check_batches_fit(manifest.input, manifest.output, manifest.num_classes, list(request.batch_sizes))
     candidates, skipped = plan(request.calibration is not None, objective=request.objective)
+    request = request.with_batch_sizes_for(candidates)
+    check_batches_fit(manifest.input, manifest.output, manifest.num_classes, list(request.batch_sizes))
     keys = list(dict.fromkeys(c.artifact_key for c in candidates))
     results = {c: CandidateResult(c) for c in candidates}
     with (
