@@ -41,12 +41,16 @@ def test_the_device_path_answers_as_session_run_and_reuses_its_buffers(device_ru
     rng = np.random.default_rng(0)
     first, second = (rng.standard_normal((2, 3, 224, 224), dtype=np.float32) for _ in range(2))
     np.testing.assert_allclose(runner.infer({name: first})["logits"], plain.infer({name: first})["logits"], atol=1e-5)
-    buffer = runner._device_state()["inputs"][name][1]
+    buffers = runner._device_state()["inputs"][name]
+    (buffer,) = buffers.values()
     np.testing.assert_allclose(runner.infer({name: second})["logits"], plain.infer({name: second})["logits"], atol=1e-5)
-    assert runner._device_state()["inputs"][name][1] is buffer  # refreshed in place, not made again
+    assert list(buffers.values()) == [buffer]  # refreshed in place, not made again
     third = rng.standard_normal((3, 3, 224, 224), dtype=np.float32)  # another batch size: a buffer of its own
     np.testing.assert_allclose(runner.infer({name: third})["logits"], plain.infer({name: third})["logits"], atol=1e-5)
-    assert runner._device_state()["inputs"][name][1] is not buffer
+    assert len(buffers) == 2 and next(iter(buffers.values())) is buffer
+    for size in range(4, 8):  # shapes beyond the few kept: the least recently used buffers go
+        runner.infer({name: np.zeros((size, 3, 224, 224), dtype=np.float32)})
+    assert len(buffers) == 4 and buffer not in buffers.values()
 
 
 def test_arrays_already_on_the_device_are_bound_where_they_lie(device_runner) -> None:
@@ -99,3 +103,61 @@ def test_the_callers_arrays_are_never_the_device_buffers(device_runner) -> None:
     runner.infer({name: first})
     runner.infer({name: np.zeros((1, 3, 224, 224), dtype=np.float32)})
     assert (first == 1).all()  # refreshing the buffer did not write into the first caller's array
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """The host standing in for the device's memory (pinned staging and device copies through ``memmove``)."""
+    from tvdeploy.runtime.device_memory import HostStandIn
+
+    memory = HostStandIn()
+    monkeypatch.setattr("tvdeploy.runtime.runners.onnx.device_memory", lambda index: memory)
+    return memory
+
+
+def test_a_batch_filled_in_pinned_staging_is_copied_on_the_threads_stream(device_runner, stand_in) -> None:
+    plain, runner, name = device_runner
+    images = np.random.default_rng(2).standard_normal((2, 3, 224, 224), dtype=np.float32)
+    staging = runner.staging(name, images.shape, np.float32)
+    assert staging is not None and stand_in.pinned_bytes == images.nbytes
+    np.copyto(staging, images)  # the caller fills it in place (the classifier stacks its batch there)
+    got = runner.infer({name: staging})["logits"]
+    np.testing.assert_allclose(got, plain.infer({name: images})["logits"], atol=1e-5)
+    assert stand_in.copies == 1  # the pinned copy, not ONNX Runtime's pageable one
+    runner.infer({name: images})  # an ordinary array: ONNX Runtime's copy
+    assert stand_in.copies == 1
+    smaller = runner.staging(name, (1, 3, 224, 224), np.float32)  # a smaller batch reuses the buffer
+    assert smaller is not None and stand_in.pinned_bytes == images.nbytes
+
+
+def test_a_device_input_filled_on_the_device_is_bound_without_a_copy(device_runner, stand_in) -> None:
+    plain, runner, name = device_runner
+    images = np.random.default_rng(3).standard_normal((2, 3, 224, 224), dtype=np.float32)
+    target = runner.device_input(name, images.shape, np.float32)
+    for row in range(2):  # as a decoder gathers its images into the batch
+        stand_in.copy(target.address + row * images[row].nbytes, images[row].ctypes.data, images[row].nbytes)
+    got = runner.infer({name: target})["logits"]
+    np.testing.assert_allclose(got, plain.infer({name: images})["logits"], atol=1e-5)
+    assert stand_in.copies == 2  # the gathering alone
+
+
+def test_under_cuda_graphs_every_call_of_a_shape_runs_on_the_same_buffers(device_runner, stand_in, monkeypatch) -> None:
+    from tvdeploy.runtime.runners.onnx import OnnxRunner
+
+    plain, runner, name = device_runner
+    monkeypatch.setattr(OnnxRunner, "cuda_graph", property(lambda self: True))
+    rng = np.random.default_rng(4)
+    first, second = (rng.standard_normal((2, 3, 224, 224), dtype=np.float32) for _ in range(2))
+    np.testing.assert_allclose(runner.infer({name: first})["logits"], plain.infer({name: first})["logits"], atol=1e-5)
+    state = runner._device_state()
+    (outputs,) = state["outputs"].values()
+    addresses = {key: value.data_ptr() for key, value in outputs.items()}
+    elsewhere = _DeviceArray(second)  # a device array elsewhere is copied into the captured input buffer
+    np.testing.assert_allclose(
+        runner.infer({name: elsewhere})["logits"], plain.infer({name: second})["logits"], atol=1e-5
+    )
+    assert stand_in.copies == 1
+    assert {key: value.data_ptr() for key, value in state["outputs"][((2, 3, 224, 224),)].items()} == addresses
+    runner.infer({name: np.zeros((1, 3, 224, 224), dtype=np.float32)})  # another batch: another graph
+    graphs = state["graphs"]
+    assert [o.get_run_config_entry("gpu_graph_id") for o in graphs.values()] == ["1", "2"]

@@ -138,8 +138,14 @@ class Classifier:
         run in separate calls (a batch of images shares one size)."""
         results: list[list[Prediction]] = []
         for group in _same_shape_runs(arrays):
-            results.extend(decode_outputs(self.outputs(np.stack(group)), self.manifest.output, self.labels, top_k))
+            results.extend(decode_outputs(self.outputs(self._stack(group)), self.manifest.output, self.labels, top_k))
         return results
+
+    def _stack(self, group: list[np.ndarray]) -> np.ndarray:
+        """One batch of rows, stacked where the runner copies from fastest (pinned staging on a GPU)."""
+        dtype = np.uint8 if self.takes_images else np.float32
+        staging = self.runner.staging(self.manifest.input.name, (len(group), *group[0].shape), dtype)
+        return np.stack(group, out=staging) if staging is not None else np.stack(group)
 
     def predict(self, images: ImageSource | Sequence[ImageSource], top_k: int = 5) -> list[list[Prediction]]:
         """Top-k predictions per image, best first, in input order; batches internally.

@@ -125,6 +125,11 @@ class Runner(ABC):
             self.activate()
         return self._infer(feeds)
 
+    def staging(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray | None:
+        """A host array for a batch of input ``name`` that the caller fills in place and passes to :meth:`infer`,
+        where the backend copies from such memory faster (pinned memory on a GPU); None: use an ordinary array."""
+        return None
+
     def bare_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any] | None:
         """A call of the backend's own API on ``feeds`` with none of the runner's wrapping, for measuring
         the runner's overhead; ``None`` where the backend has no such call apart from :meth:`infer`."""

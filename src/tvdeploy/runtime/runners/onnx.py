@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from tvdeploy.errors import ArtifactError
+from tvdeploy.errors import ArtifactError, ProviderError
+from tvdeploy.runtime.device_memory import DeviceArray, DeviceMemory, cuda_memory
 from tvdeploy.runtime.host import cpu_signature
 from tvdeploy.runtime.manifest import Manifest, OptimizedGraph
 from tvdeploy.runtime.precisions import get_precision
@@ -37,13 +38,16 @@ _ORT_TYPES = {
     "tensor(uint8)": "uint8",
     "tensor(int8)": "int8",
 }
+#: Device buffers kept per input and thread, one per shape, the least recently used dropped beyond this (an
+#: artifact that takes images of any size sees many shapes; a CUDA graph keeps every shape it captured).
+_BUFFERS_PER_INPUT = 4
 
 
 class OnnxRunner(Runner):
     """Runs an ``.onnx`` file with ONNX Runtime on a chosen execution provider.
 
-    On CUDA and TensorRT, inputs and outputs go through I/O binding: the input is
-    copied to the device once and outputs are allocated there, then copied back.
+    On CUDA and TensorRT, inputs and outputs go through I/O binding on device buffers kept per thread and shape
+    (see :meth:`_infer_on_device`).
     """
 
     backend = "onnx"
@@ -56,6 +60,8 @@ class OnnxRunner(Runner):
         self.config = config or SessionConfig()
         self.session: Any = None
         self._device = threading.local()
+        self._pinned: list[np.ndarray] = []
+        self._pinned_lock = threading.Lock()
 
     @classmethod
     def available_providers(cls) -> list[str]:
@@ -126,42 +132,170 @@ class OnnxRunner(Runner):
             return self._infer_on_device(feeds, names)
         return dict(zip(names, self.session.run(names, feeds), strict=False))
 
-    def _infer_on_device(self, feeds: dict[str, Any], names: list[str]) -> dict[str, np.ndarray]:
-        """One call with inputs and outputs on the device: a host array is copied into this thread's device buffer
-        for that input (made once per shape and dtype, then refreshed in place: no allocation per call), an array
-        already on the device (``__cuda_array_interface__``: a decoder's, CuPy's, torch's) is bound where it lies,
-        and the outputs are made on the device and only they are copied back."""
+    @property
+    def device(self) -> Device:
+        """Where the model runs: the provider's device and the ``device_id`` it was given."""
+        return Device(get_provider(self.provider).device, int(self.config.provider_options.get("device_id", 0)))
+
+    @property
+    def memory(self) -> DeviceMemory | None:
+        """The device's memory functions (pinned staging, device-to-device copies), or None on the CPU and where
+        no CUDA runtime loads (host arrays then reach the device through ONNX Runtime's own pageable copy)."""
+        if not on_gpu(self.provider):
+            return None
+        return device_memory(self.device.index)
+
+    @property
+    def cuda_graph(self) -> bool:
+        """Whether the session replays CUDA graphs (``enable_cuda_graph``): every call then runs on the same input
+        and output buffers of its shape, one graph captured per shape."""
+        return bool(self.config.provider_options.get("enable_cuda_graph"))
+
+    def staging(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray | None:
+        """A host array in pinned memory for a batch of input ``name`` that the caller fills in place (e.g.
+        ``np.stack(images, out=...)``) and passes to :meth:`infer`: its copy to the device then runs from pinned
+        memory, on this thread's own stream. One per thread and input, grown as needed; None where there is no
+        device or no CUDA runtime (fill an ordinary array)."""
+        memory = self.memory
+        if memory is None:
+            return None
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        held = self._device_state()["staging"]
+        buffer = held.get(name)
+        if buffer is None or buffer.nbytes < nbytes:
+            buffer = held[name] = memory.pinned(nbytes)
+            with self._pinned_lock:
+                self._pinned = [b for b in self._pinned if b is not None] + [buffer]
+        return buffer[:nbytes].view(dtype).reshape(shape)
+
+    def device_input(self, name: str, shape: tuple[int, ...], dtype: Any) -> DeviceArray:
+        """This thread's device buffer for a batch of input ``name`` of that shape (made once per shape), for a
+        caller that fills it on the device (a decoder gathering images with :meth:`DeviceMemory.copy`) and passes
+        it to :meth:`infer`, which then binds it without a copy."""
+        self.activate()
+        value = self._input_buffer(self._device_state(), name, tuple(shape), np.dtype(dtype))
+        return DeviceArray(int(value.data_ptr()), tuple(shape), np.dtype(dtype))
+
+    def _input_buffer(self, state: dict[str, Any], name: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
         import onnxruntime as ort
 
-        device = Device(get_provider(self.provider).device, int(self.config.provider_options.get("device_id", 0)))
-        where = (device.kind.value, device.index)
+        key = (shape, dtype.str)
+        buffers = state["inputs"].setdefault(name, {})
+        if key in buffers:
+            buffers[key] = buffers.pop(key)  # the most recently used last
+        else:  # a buffer of its own (never the caller's memory)
+            if len(buffers) >= _BUFFERS_PER_INPUT and not self.cuda_graph:  # images of many sizes: the oldest goes
+                buffers.pop(next(iter(buffers)))
+            device = self.device
+            buffers[key] = ort.OrtValue.ortvalue_from_shape_and_type(
+                list(shape), dtype.type, device.kind.value, device.index
+            )
+        return buffers[key]
+
+    def _pinned_source(self, array: np.ndarray) -> bool:
+        """Whether ``array`` lies in one of this runner's pinned staging buffers."""
+        start, end = array.ctypes.data, array.ctypes.data + array.nbytes
+        with self._pinned_lock:
+            buffers = list(self._pinned)
+        return any(b.ctypes.data <= start and end <= b.ctypes.data + b.nbytes for b in buffers)
+
+    def _infer_on_device(self, feeds: dict[str, Any], names: list[str]) -> dict[str, np.ndarray]:
+        """One call with inputs and outputs on the device.
+
+        A host array goes into this thread's device buffer for its input and shape (made once, then refreshed:
+        no allocation per call): from pinned staging (:meth:`staging`) with an asynchronous copy on this thread's
+        stream, otherwise with ONNX Runtime's copy. An array already on the device (``__cuda_array_interface__``:
+        a decoder's, CuPy's, torch's, :meth:`device_input`) is bound where it lies, or, under CUDA graphs, copied
+        into the buffer the graph was captured on. Outputs are made on the device and only they are copied back.
+        """
         state = self._device_state()
         binding = state["binding"]
+        memory = self.memory
+        shapes = []
         for name, array in feeds.items():
             interface = getattr(array, "__cuda_array_interface__", None)
             if interface is not None:
-                dtype = np.dtype(interface["typestr"])
-                binding.bind_input(name, *where, dtype.type, list(interface["shape"]), interface["data"][0])
+                shape, dtype = tuple(interface["shape"]), np.dtype(interface["typestr"])
+                address = int(interface["data"][0])
+                buffer = self._input_buffer(state, name, shape, dtype) if self.cuda_graph else None
+                if buffer is not None and int(buffer.data_ptr()) != address:
+                    if memory is None:
+                        raise ProviderError("CUDA graphs need the CUDA runtime library to copy device inputs")
+                    memory.copy(int(buffer.data_ptr()), address, DeviceArray(address, shape, dtype).nbytes)
+                    address = int(buffer.data_ptr())
+                binding.bind_input(name, *self._where, dtype.type, list(shape), address)
+                shapes.append(shape)
                 continue
             host = np.ascontiguousarray(array)
-            key = (host.shape, host.dtype.str)
-            held = state["inputs"].get(name)
-            if held is None or held[0] != key:  # a buffer of its own (never the caller's memory), then the copy
-                held = (key, ort.OrtValue.ortvalue_from_shape_and_type(list(host.shape), host.dtype.type, *where))
-                state["inputs"][name] = held
-            held[1].update_inplace(host)
-            binding.bind_ortvalue_input(name, held[1])
-        for name in names:
-            binding.bind_output(name, *where)
-        self.session.run_with_iobinding(binding)
+            buffer = self._input_buffer(state, name, host.shape, host.dtype)
+            if memory is not None and self._pinned_source(host):
+                memory.copy(int(buffer.data_ptr()), host.ctypes.data, host.nbytes)
+            else:
+                buffer.update_inplace(host)
+            binding.bind_ortvalue_input(name, buffer)
+            shapes.append(host.shape)
+        run_options = None
+        if self.cuda_graph:
+            run_options = self._graph_run_options(state, tuple(shapes))
+            for name, value in self._output_buffers(state, tuple(shapes), names).items():
+                binding.bind_ortvalue_output(name, value)
+        else:
+            for name in names:
+                binding.bind_output(name, *self._where)
+        if run_options is None:
+            self.session.run_with_iobinding(binding)
+        else:
+            self.session.run_with_iobinding(binding, run_options)
         return dict(zip(names, binding.copy_outputs_to_cpu(), strict=False))
 
+    @property
+    def _where(self) -> tuple[str, int]:
+        device = self.device
+        return (device.kind.value, device.index)
+
+    def _graph_run_options(self, state: dict[str, Any], shapes: tuple[tuple[int, ...], ...]) -> Any:
+        """The run options that select the CUDA graph of these input shapes (``gpu_graph_id``, one per shape,
+        captured on its first call)."""
+        import onnxruntime as ort
+
+        graphs = state["graphs"]
+        if shapes not in graphs:
+            options = ort.RunOptions()
+            options.add_run_config_entry("gpu_graph_id", str(len(graphs) + 1))
+            graphs[shapes] = options
+        return graphs[shapes]
+
+    def _output_buffers(self, state: dict[str, Any], shapes: tuple[tuple[int, ...], ...], names: list[str]) -> Any:
+        """Output buffers of fixed addresses for a CUDA graph (made once per input shapes): each output's shape
+        is the model's with the batch axis of the first input."""
+        import onnxruntime as ort
+
+        held = state["outputs"]
+        if shapes not in held:
+            batch = shapes[0][0]
+            values = {}
+            for output in self.session.get_outputs():
+                dims = [batch if axis == 0 and not isinstance(d, int) else d for axis, d in enumerate(output.shape)]
+                if not all(isinstance(d, int) for d in dims):
+                    raise ProviderError(
+                        f"CUDA graphs need outputs of known shape; {output.name} has {output.shape}",
+                        hint="run without enable_cuda_graph",
+                    )
+                dtype = np.dtype(_ORT_TYPES.get(output.type, "float32"))
+                values[output.name] = ort.OrtValue.ortvalue_from_shape_and_type(dims, dtype.type, *self._where)
+            held[shapes] = values
+        return {name: held[shapes][name] for name in names}
+
     def _device_state(self) -> dict[str, Any]:
-        """This thread's I/O binding and device input buffers (ONNX Runtime's binding is not shared across
-        threads; each stream thread of a server or bench keeps its own)."""
+        """This thread's I/O binding, device buffers and pinned staging (ONNX Runtime's binding is not shared
+        across threads; each stream thread of a server or bench keeps its own)."""
         state = getattr(self._device, "state", None)
         if state is None or state["session"] is not self.session:
-            state = {"session": self.session, "binding": self.session.io_binding(), "inputs": {}}
+            state = {
+                "session": self.session, "binding": self.session.io_binding(), "inputs": {}, "outputs": {},
+                "staging": {}, "graphs": {},
+            }  # fmt: skip
             self._device.state = state
         return state
 
@@ -170,6 +304,11 @@ class OnnxRunner(Runner):
         self.activate()
         session = self.session
         return lambda: session.run(None, feeds)
+
+
+def device_memory(index: int) -> DeviceMemory | None:
+    """The memory functions of GPU ``index`` (a seam: the tests put the host stand-in here)."""
+    return cuda_memory(index)
 
 
 def check_optimized_graph(graph: OptimizedGraph, provider: str) -> None:
