@@ -18,7 +18,7 @@ SLOW_FIXTURES = frozenset(
     {
         "resnet18_artifacts", "ten_class_checkpoint", "resnet50_onnx", "tuned", "repository", "triton", "derived",
         "embedded", "edge_artifacts", "exported", "bench_run", "hostile", "server", "local_ray", "local_rows",
-        "ten_class_exports",
+        "ten_class_exports", "gpu_embedded",
     }
 )  # fmt: skip
 

@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``predict``."""
     from tvdeploy.cli.flags import add_option_flags
     from tvdeploy.runtime.execution import Execution
+    from tvdeploy.runtime.gpu_decode import DECODER_CHOICES, DECODER_HELP
     from tvdeploy.runtime.images import DECODE_MODES, DEFAULT_MAX_PIXELS
 
     p.add_argument("artifact", type=Path, metavar="ARTIFACT")
@@ -41,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="exact (default, matches torchvision to 1e-5) or fast: JPEGs decoded at reduced scale, large images "
         "box-reduced before the resize (much faster on phone photos, slightly different tensors)",
     )
+    p.add_argument("--decoder", default="cpu", choices=DECODER_CHOICES, help=DECODER_HELP)
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the model file")
     p.add_argument("--json", action="store_true", help="JSON on stdout: one line per input, as soon as it is done")
     ray = p.add_argument_group("Ray Data (--engine ray: past one machine; docs/batch.md)")
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         decode_workers=args.workers,
         decode=args.decode,
+        decoder=args.decoder,
     )
     failed = 0
     with classifier, _progress(len(inputs.files), enabled=not args.quiet) as bar:
@@ -93,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
             else:
                 bar.write(_format_result(result))
             bar.update(1)
+    pipeline = classifier.device_pipeline
+    if pipeline is not None and pipeline.decoder.pillow_fallbacks:
+        sys.stderr.write(
+            f"tvdeploy: {pipeline.decoder.pillow_fallbacks} of {len(inputs.files)} image(s) decoded by Pillow "
+            "(nvImageCodec does not decode them), the rest on the GPU\n"
+        )
     if failed:
         sys.stderr.write(f"tvdeploy: {failed} of {len(inputs.files)} input(s) failed\n")
     return EXIT_FAILED if failed else EXIT_OK
@@ -102,6 +111,11 @@ def _on_ray(args: argparse.Namespace) -> int:
     """``predict --engine ray``: the same rows on Ray Data, into ``--output``; exit 1 when any input failed."""
     from tvdeploy.batch.ray_job import DEFAULT_BATCH_SIZE, RayJob, run_ray_job
 
+    if args.decoder != "cpu":
+        raise UserInputError(
+            f"--decoder {args.decoder} applies to the local engine; Ray's actors decode with Pillow",
+            hint="drop --decoder, or run without --engine ray",
+        )
     if args.output is None:
         raise UserInputError("--engine ray writes its rows to --output", hint="e.g. --output predictions.jsonl")
     summary = run_ray_job(

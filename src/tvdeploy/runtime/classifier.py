@@ -21,6 +21,8 @@ import numpy as np
 from tvdeploy.errors import ArtifactError, ImageError, UserInputError
 from tvdeploy.runtime.decoder import ImageDecoder
 from tvdeploy.runtime.deployment import apply_deployment
+from tvdeploy.runtime.gpu_decode import DecoderFidelity, DecoderKind, GpuImageDecoder, resolve_decoder
+from tvdeploy.runtime.gpu_pipeline import DevicePipeline
 from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS, ImageSource, check_decode_mode, describe_source
 from tvdeploy.runtime.manifest import Manifest, read_manifest, verify_artifact_files
@@ -68,6 +70,7 @@ class Classifier:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         decode_workers: int | None = None,
         decode: str = "exact",
+        decoder: str = "cpu",
     ) -> None:
         if batch_size < 1:
             raise UserInputError(f"batch size must be >= 1, got {batch_size}")
@@ -80,6 +83,31 @@ class Classifier:
         self.takes_images = manifest.input.takes_images
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        #: where images are decoded and preprocessed on the model's GPU (``decoder`` gpu or auto), else None
+        self.device_pipeline: DevicePipeline | None = None
+        #: the GPU path's agreement with Pillow's on the bundled photos, where it was measured
+        self.decoder_fidelity: DecoderFidelity | None = None
+        provider = str(getattr(runner, "provider", "cpu"))
+        if resolve_decoder(decoder, self.takes_images, runner.memory, provider) == DecoderKind.GPU:
+            self._start_gpu_decoding(decoder, exif_transpose, max_pixels)
+
+    def _start_gpu_decoding(self, requested: str, exif_transpose: bool, max_pixels: int | None) -> None:
+        """Decode on the GPU once the bundled photos pass the gate there (``gpu``: else an error; ``auto``: else
+        the CPU path, saying why)."""
+        device = int(getattr(getattr(self.runner, "device", None), "index", 0))
+        gpu_decoder = GpuImageDecoder(device, self.decoder, exif_transpose=exif_transpose, max_pixels=max_pixels)
+        pipeline = DevicePipeline(self.runner, self.manifest, gpu_decoder, self.batch_size)
+        fidelity = pipeline.fidelity(self._predict_on_host)
+        self.decoder_fidelity = fidelity
+        if not fidelity.passed:
+            if requested == DecoderKind.GPU:
+                raise UserInputError(
+                    f"--decoder gpu: {fidelity.describe()}: below the gate", hint="use --decoder cpu (Pillow)"
+                )
+            logger.warning("decoder auto: decoding on the CPU: %s: below the gate", fidelity.describe())
+            return
+        logger.info("decoding on GPU %d (nvImageCodec): %s", device, fidelity.describe())
+        self.device_pipeline = pipeline
 
     @property
     def labels(self) -> list[str]:
@@ -157,9 +185,21 @@ class Classifier:
         check_top_k(top_k, self.manifest.output, len(self.labels))
         if _is_single(images):
             images = [images]  # type: ignore[list-item]
+        if self.device_pipeline is not None:
+            results = []
+            for chunk in _chunks(list(images), self.batch_size):  # type: ignore[arg-type]
+                for answer in self.device_pipeline.predict(chunk, top_k):
+                    if isinstance(answer, str):
+                        raise ImageError(answer)
+                    results.append(answer)
+            return results
+        return self._predict_on_host(images, top_k)  # type: ignore[arg-type]
+
+    def _predict_on_host(self, images: Sequence[ImageSource], top_k: int) -> list[list[Prediction]]:
+        """:meth:`predict` with decoding and preprocessing on the host (Pillow, NumPy)."""
         results: list[list[Prediction]] = []
         # a batch per stream at a time: on parallel streams, outputs() runs the batches of a chunk at once
-        for chunk in _chunks(list(images), self.batch_size * self.runner.concurrency):  # type: ignore[arg-type]
+        for chunk in _chunks(list(images), self.batch_size * self.runner.concurrency):
             arrays = [self.preprocess(chunk[0])] if len(chunk) == 1 else list(self.pool.map(self.preprocess, chunk))
             results.extend(self.predict_arrays(arrays, top_k))
         return results
@@ -174,6 +214,9 @@ class Classifier:
         result with ``error`` set and the others go on.
         """
         check_top_k(top_k, self.manifest.output, len(self.labels))
+        if self.device_pipeline is not None:
+            yield from self._stream_on_device(sources, top_k)
+            return
         pool = executor or self.pool
         streams = self.runner.concurrency
         iterator = iter(sources)
@@ -194,6 +237,17 @@ class Classifier:
                     yield PredictionResult(describe_source(source), predictions=next(predictions))
                 else:
                     yield PredictionResult(describe_source(source), error=arr)
+
+    def _stream_on_device(self, sources: Iterable[ImageSource], top_k: int) -> Iterator[PredictionResult]:
+        """:meth:`predict_stream` with decoding on the GPU, a batch of files at a time."""
+        assert self.device_pipeline is not None
+        iterator = iter(sources)
+        while chunk := list(islice(iterator, self.batch_size)):
+            for source, answer in zip(chunk, self.device_pipeline.predict(chunk, top_k), strict=True):
+                if isinstance(answer, str):
+                    yield PredictionResult(describe_source(source), error=answer)
+                else:
+                    yield PredictionResult(describe_source(source), predictions=answer)
 
     def _run_predictions(self, arrays: list[np.ndarray], top_k: int, streams: int) -> Future[list[list[Prediction]]]:
         """One batch's predictions: on a stream thread where the runner has parallel streams (the caller goes on
@@ -253,6 +307,7 @@ def load(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     decode_workers: int | None = None,
     decode: str = "exact",
+    decoder: str = "cpu",
 ) -> Classifier:
     """Load an artifact directory for inference.
 
@@ -271,6 +326,9 @@ def load(
             core; more only oversubscribe the cores the CPU provider already runs on).
         decode: ``exact`` (default; within 1e-5 of torchvision) or ``fast`` (JPEGs decoded at a reduced scale
             and large images box-reduced to the size the resize needs: much faster on phone photos, not exact).
+        decoder: ``cpu`` (Pillow), ``gpu`` (nvImageCodec on the model's GPU, for an artifact that takes uint8
+            images; an error where it cannot run or fails its gate on the photos) or ``auto`` (``gpu`` where it
+            can, else ``cpu``, logged); see :mod:`tvdeploy.runtime.gpu_decode`.
     """
     check_decode_mode(decode)  # before the model is loaded
     directory = Path(artifact_dir)
@@ -290,13 +348,18 @@ def load(
             f"{directory}'s manifest does not describe its model: " + "; ".join(problems),
             hint="re-export the artifact, or restore the manifest export wrote",
         )
-    return Classifier(
-        directory,
-        manifest,
-        runner,
-        batch_size=applied.batch_size or DEFAULT_BATCH_SIZE,
-        exif_transpose=exif_transpose,
-        max_pixels=max_pixels,
-        decode_workers=decode_workers,
-        decode=decode,
-    )
+    try:
+        return Classifier(
+            directory,
+            manifest,
+            runner,
+            batch_size=applied.batch_size or DEFAULT_BATCH_SIZE,
+            exif_transpose=exif_transpose,
+            max_pixels=max_pixels,
+            decode_workers=decode_workers,
+            decode=decode,
+            decoder=decoder,
+        )
+    except BaseException:  # a decoder that cannot run: the model goes with it
+        runner.deactivate()
+        raise

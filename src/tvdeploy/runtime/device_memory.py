@@ -54,6 +54,11 @@ class DeviceMemory(Protocol):
         """Copy ``nbytes`` between two addresses (host or device, either way) on this thread's stream and wait."""
         ...
 
+    def copy_rows(self, destination: int, source: int, row_bytes: int, rows: int, source_pitch: int) -> None:
+        """Copy ``rows`` rows of ``row_bytes`` from rows ``source_pitch`` apart to packed rows, and wait (an image
+        whose rows are padded into a batch)."""
+        ...
+
 
 @dataclass
 class _Stream:
@@ -114,6 +119,18 @@ class CudaMemory:
         )  # fmt: skip
         self._check(self._cuda.cudaStreamSynchronize(stream.handle), "cudaStreamSynchronize")
 
+    def copy_rows(self, destination: int, source: int, row_bytes: int, rows: int, source_pitch: int) -> None:
+        stream = self._stream()
+        size = ctypes.c_size_t
+        self._check(
+            self._cuda.cudaMemcpy2DAsync(
+                ctypes.c_void_p(destination), size(row_bytes), ctypes.c_void_p(source), size(source_pitch),
+                size(row_bytes), size(rows), _COPY_DEFAULT, stream.handle,
+            ),
+            "cudaMemcpy2DAsync",
+        )  # fmt: skip
+        self._check(self._cuda.cudaStreamSynchronize(stream.handle), "cudaStreamSynchronize")
+
 
 class HostStandIn:
     """:class:`DeviceMemory` on host memory: the CPU standing in for the device in tests (and counting its
@@ -132,6 +149,11 @@ class HostStandIn:
     def copy(self, destination: int, source: int, nbytes: int) -> None:
         self.copies += 1
         ctypes.memmove(destination, source, nbytes)
+
+    def copy_rows(self, destination: int, source: int, row_bytes: int, rows: int, source_pitch: int) -> None:
+        self.copies += 1
+        for row in range(rows):
+            ctypes.memmove(destination + row * row_bytes, source + row * source_pitch, row_bytes)
 
 
 def _cudart_candidates() -> list[str]:

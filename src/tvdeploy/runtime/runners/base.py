@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from tvdeploy.runtime.device_memory import DeviceArray, DeviceMemory
     from tvdeploy.runtime.manifest import Manifest, OutputSpec, TensorSpec
     from tvdeploy.runtime.providers import SessionConfig
 
@@ -124,6 +125,16 @@ class Runner(ABC):
         if not self._active:
             self.activate()
         return self._infer(feeds)
+
+    @property
+    def memory(self) -> DeviceMemory | None:
+        """The memory functions of the device the model runs on (pinned staging, device copies); None on the CPU."""
+        return None
+
+    def device_input(self, name: str, shape: tuple[int, ...], dtype: Any) -> DeviceArray:
+        """A device buffer for a batch of input ``name`` that the caller fills on the device (see
+        :attr:`memory`) and passes to :meth:`infer`; only runners on a device have one."""
+        raise NotImplementedError(f"{type(self).__name__} has no device inputs")
 
     def staging(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray | None:
         """A host array for a batch of input ``name`` that the caller fills in place and passes to :meth:`infer`,

@@ -1,0 +1,195 @@
+"""GPU JPEG decoding (``--decoder``), exercised with the host standing in for the GPU: a stand-in for nvImageCodec
+decodes with Pillow into "device" buffers (some with padded rows, as nvImageCodec's may be), the host's memory is
+the device's, and the CPU provider runs the graph. What it proves: the batching by size, the gathering into the
+runner's device input, the Pillow fallback and its count, a corrupt file failing alone, the fidelity gate, and the
+refusals where the GPU path cannot run."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.cli_helpers import run_cli
+from tvdeploy.errors import UserInputError
+from tvdeploy.runtime import load
+from tvdeploy.runtime.device_memory import HostStandIn
+from tvdeploy.runtime.gpu_decode import MIN_COSINE, decoder_fidelity
+from tvdeploy.runtime.postprocess import Prediction
+
+
+class _DeviceImage:
+    """An image in "device" memory as nvImageCodec returns one: HxWx3 uint8, rows possibly padded to a pitch."""
+
+    def __init__(self, pixels: np.ndarray, pad: int) -> None:
+        height, width, _ = pixels.shape
+        self.memory = np.zeros((height, width * 3 + pad), dtype=np.uint8)
+        self.memory[:, : width * 3] = pixels.reshape(height, width * 3)
+        self.shape = pixels.shape
+        self.__cuda_array_interface__ = {
+            "shape": pixels.shape, "typestr": "|u1", "data": (self.memory.ctypes.data, False), "version": 3,
+            "strides": (width * 3 + pad, 3, 1) if pad else None,
+        }  # fmt: skip
+
+
+class _Codec:
+    """A stand-in for ``nvidia.nvimgcodec``: JPEGs decoded by Pillow (``transform`` may alter the pixels), anything
+    else not decoded (None), as nvImageCodec answers for what it cannot read."""
+
+    ColorSpec = SimpleNamespace(SRGB="srgb")
+
+    def __init__(self, transform: Any = None) -> None:
+        self.calls: list[int] = []
+        self.transform = transform or (lambda pixels: pixels)
+        codec = self
+
+        class Decoder:
+            def __init__(self, device_id: int) -> None:
+                self.device_id = device_id
+
+            def decode(self, streams: list[bytes], params: Any = None) -> list[Any]:
+                codec.calls.append(len(streams))
+                images = []
+                for index, data in enumerate(streams):
+                    try:
+                        image = Image.open(io.BytesIO(data))
+                        assert image.format == "JPEG"
+                        pixels = np.asarray(image.convert("RGB"))
+                    except Exception:
+                        images.append(None)
+                        continue
+                    images.append(_DeviceImage(codec.transform(pixels), pad=16 * (index % 2)))
+                return images
+
+        self.Decoder = Decoder
+        self.DecodeParams = lambda **kwargs: kwargs
+
+
+@pytest.fixture(scope="module")
+def gpu_embedded(resnet18_artifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """resnet18 taking uint8 images, ending in softmax + top-5 (what GPU decoding feeds)."""
+    from tvdeploy.cli import main
+
+    out = tmp_path_factory.mktemp("gpu") / "embedded"
+    argv = ["optimize", str(resnet18_artifacts["onnx"]), "--output", str(out), "--embed-preprocess",
+            "--embed-postprocess", "5"]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
+@pytest.fixture
+def on_gpu(monkeypatch) -> HostStandIn:
+    """The CPU provider standing in for a GPU one, the host's memory for the device's."""
+    memory = HostStandIn()
+    monkeypatch.setattr("tvdeploy.runtime.runners.onnx.on_gpu", lambda provider: True)
+    monkeypatch.setattr("tvdeploy.runtime.runners.onnx.device_memory", lambda index: memory)
+    return memory
+
+
+def _use_codec(monkeypatch, codec: _Codec) -> None:
+    monkeypatch.setattr("tvdeploy.runtime.gpu_decode.nvimgcodec_module", lambda: codec)
+
+
+def _files(photo_files: list[Path], tmp_path: Path) -> list[Path]:
+    """The photos, one as PNG (nvImageCodec's stand-in does not decode it), and a corrupt JPEG."""
+    png = tmp_path / "as.png"
+    Image.open(photo_files[0]).save(png)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(photo_files[1].read_bytes()[:300])
+    return [*photo_files, png, corrupt]
+
+
+def test_gpu_decoding_answers_as_pillow_and_batches_by_size(
+    gpu_embedded, photo_files, tmp_path, on_gpu, monkeypatch
+) -> None:
+    codec = _Codec()
+    _use_codec(monkeypatch, codec)
+    files = _files(photo_files, tmp_path)
+    with load(gpu_embedded, decoder="cpu") as host:
+        expected = list(host.predict_stream(files))
+    with load(gpu_embedded, decoder="gpu", batch_size=64) as classifier:
+        pipeline = classifier.device_pipeline
+        assert pipeline is not None
+        fidelity = classifier.decoder_fidelity
+        assert fidelity is not None and fidelity.passed and fidelity.images == 6
+        assert fidelity.top1_agreement == 1.0 and fidelity.min_cosine > 0.99999
+        calls = []
+        infer = classifier.runner.infer
+        monkeypatch.setattr(classifier.runner, "infer", lambda feeds: calls.append(feeds) or infer(feeds))
+        got = list(classifier.predict_stream(files))
+    assert [r.source for r in got] == [r.source for r in expected]
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.ok == theirs.ok
+        if mine.ok:
+            assert [p.index for p in mine.predictions] == [p.index for p in theirs.predictions]
+            np.testing.assert_allclose(
+                [p.probability for p in mine.predictions], [p.probability for p in theirs.predictions], atol=1e-5
+            )
+    assert not got[-1].ok and "corrupt.jpg" in got[-1].error  # a corrupt file fails alone
+    assert pipeline.decoder.pillow_fallbacks == 1  # the PNG (the gate's photos are JPEGs)
+    sizes = {Image.open(f).size for f in photo_files} | {Image.open(photo_files[0]).size}
+    assert len(calls) == len(sizes)  # one model call per image size, each fed from the device input
+    assert all(hasattr(feeds["images"], "__cuda_array_interface__") for feeds in calls)
+    assert codec.calls[-1] == len(files) - 1  # one decoder call for the batch (the corrupt header stopped first)
+
+
+def test_predict_cli_decodes_on_the_gpu_and_counts_pillows_share(
+    gpu_embedded, photo_files, tmp_path, on_gpu, monkeypatch, capsys
+) -> None:
+    _use_codec(monkeypatch, _Codec())
+    files = _files(photo_files, tmp_path)
+    code, out, err = run_cli(capsys, "predict", str(gpu_embedded), *map(str, files), "--decoder", "gpu", "--json")
+    assert code == 1  # the corrupt file
+    assert out.count('"predictions"') == len(files) - 1 and out.count('"error"') == 1
+    assert "1 of 8 image(s) decoded by Pillow" in err and "1 of 8 input(s) failed" in err
+
+
+def test_a_gpu_path_below_the_gate_is_refused_or_passed_over(gpu_embedded, on_gpu, monkeypatch, caplog) -> None:
+    _use_codec(monkeypatch, _Codec(transform=lambda pixels: 255 - pixels))  # a decoder that gets colours wrong
+    with pytest.raises(UserInputError, match="below the gate") as raised:
+        load(gpu_embedded, decoder="gpu")
+    assert "top-1 agreement" in raised.value.message
+    with caplog.at_level(logging.WARNING, logger="tvdeploy"), load(gpu_embedded, decoder="auto") as classifier:
+        assert classifier.device_pipeline is None and classifier.decoder_fidelity is not None
+    assert "decoding on the CPU" in caplog.text
+
+
+def test_gpu_decoding_where_it_cannot_run_is_exit_2_naming_why(
+    gpu_embedded, resnet18_artifacts, photo_files, capsys, monkeypatch
+) -> None:
+    photo = str(photo_files[0])
+    code, _, err = run_cli(capsys, "predict", str(gpu_embedded), photo, "--decoder", "gpu")
+    assert code == 2 and "not on an NVIDIA GPU" in err and "--provider cuda" in err
+    code, _, err = run_cli(capsys, "predict", str(resnet18_artifacts["onnx"]), photo, "--decoder", "gpu")
+    assert code == 2 and "--embed-preprocess" in err
+    code, out, err = run_cli(capsys, "predict", str(gpu_embedded), photo, "--decoder", "auto")
+    assert code == 0 and "%" in out and "decoder auto: decoding on the CPU (Pillow): the model runs on cpu" in err
+    monkeypatch.setattr("tvdeploy.runtime.runners.onnx.on_gpu", lambda provider: True)
+    monkeypatch.setattr("tvdeploy.runtime.runners.onnx.device_memory", lambda index: HostStandIn())
+
+    def missing() -> None:
+        raise ImportError("No module named 'nvidia.nvimgcodec'")
+
+    monkeypatch.setattr("tvdeploy.runtime.gpu_decode.nvimgcodec_module", missing)
+    code, _, err = run_cli(capsys, "predict", str(gpu_embedded), photo, "--decoder", "gpu")
+    assert code == 2 and "nvImageCodec is not installed" in err and "tvdeploy[gpu-decode]" in err
+    code, _, err = run_cli(capsys, "predict", str(gpu_embedded), photo, "--decoder", "gpu", "--engine", "ray")
+    assert code == 2 and "applies to the local engine" in err
+
+
+def test_fidelity_compares_top1_and_the_scores_over_both_top_ks() -> None:
+    def row(*pairs: tuple[int, float]) -> list[Prediction]:
+        return [Prediction(label=str(i), index=i, probability=p) for i, p in pairs]
+
+    same = decoder_fidelity([row((1, 0.9), (2, 0.1))], [row((1, 0.9), (2, 0.1))])
+    assert same.passed and same.min_cosine == pytest.approx(1.0)
+    swapped = decoder_fidelity([row((2, 0.6), (1, 0.4))], [row((1, 0.6), (2, 0.4))])
+    assert swapped.top1_agreement == 0.0 and not swapped.passed
+    apart = decoder_fidelity([row((1, 0.9), (3, 0.1))], [row((1, 0.5), (2, 0.5))])
+    assert apart.top1_agreement == 1.0 and apart.min_cosine < MIN_COSINE and not apart.passed
