@@ -193,3 +193,36 @@ def test_fidelity_compares_top1_and_the_scores_over_both_top_ks() -> None:
     assert swapped.top1_agreement == 0.0 and not swapped.passed
     apart = decoder_fidelity([row((1, 0.9), (3, 0.1))], [row((1, 0.5), (2, 0.5))])
     assert apart.top1_agreement == 1.0 and apart.min_cosine < MIN_COSINE and not apart.passed
+
+
+def test_the_real_nvimagecodec_without_a_gpu_is_a_clear_error(capfd) -> None:
+    """nvImageCodec itself (the gpu-decode extra, in ``.[all]``): it imports on any host, without printing its
+    notices about the JPEG 2000 and TIFF codecs tvdeploy does not use, and fails to start without a GPU."""
+    from tvdeploy.runtime.gpu_decode import GpuImageDecoder, nvimgcodec_module
+
+    pytest.importorskip("nvidia.nvimgcodec", reason="the gpu-decode extra is not installed")
+    capfd.readouterr()
+    assert hasattr(nvimgcodec_module(), "Decoder")
+    assert "nvjpeg2k" not in capfd.readouterr().err.lower()
+    with pytest.raises(UserInputError, match="nvImageCodec could not start on GPU 0"):
+        GpuImageDecoder(0, cpu_decode=None)
+
+
+def test_bench_times_gpu_decoding_beside_pillows_in_one_run(gpu_embedded, on_gpu, monkeypatch, capsys) -> None:
+    import json
+
+    _use_codec(monkeypatch, _Codec())
+    argv = ["bench", str(gpu_embedded), "--e2e", "--decoder", "gpu", "--batch-sizes", "2", "--iterations", "2",
+            "--warmup", "1", "--no-cold-start", "--json"]  # fmt: skip
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0
+    rows = json.loads(out)["results"]
+    assert {row["mode"] for row in rows} == {"model", "e2e", "e2e-gpu"}
+    assert all(row["throughput_ips"] > 0 for row in rows)
+
+
+def test_bench_decoder_gpu_without_a_gpu_is_exit_2(gpu_embedded, capsys) -> None:
+    argv = ["bench", str(gpu_embedded), "--e2e", "--decoder", "gpu", "--batch-sizes", "1", "--iterations", "1",
+            "--no-cold-start"]  # fmt: skip
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "--decoder gpu cannot run here" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import statistics
 import threading
@@ -19,6 +20,7 @@ from tvdeploy.errors import UserInputError
 from tvdeploy.flags import flag, positive_int, positive_int_list
 from tvdeploy.runtime.execution import provider_flag, streams_flag, threads_flag
 from tvdeploy.runtime.formats import runs_on_torch
+from tvdeploy.runtime.gpu_decode import DECODER_CHOICES, DecoderKind, resolve_decoder
 from tvdeploy.runtime.manifest import OutputSpec
 from tvdeploy.runtime.memory import check_batches_fit
 from tvdeploy.runtime.providers import resolve_provider
@@ -50,6 +52,12 @@ class BenchConfig:
         "are timed in flight at once (default: the tuned deployment's, else 1)",
     )
     e2e: bool = flag(False, "also time the full predict path from image files")
+    decoder: str = flag(
+        "cpu",
+        "with --e2e: gpu or auto also time the path that decodes on the model's GPU (nvImageCodec; an artifact with "
+        "--embed-preprocess), as row e2e-gpu beside Pillow's e2e",
+        choices=DECODER_CHOICES,
+    )
     bare: bool = flag(
         False,
         "also time the backends' own call (session.run, infer_request.infer, ...) without tvdeploy's runner "
@@ -247,10 +255,22 @@ def _calls_for(
     if bare is not None:
         calls.append(_Call(target, "bare", bare))
     if config.e2e:
-        pipeline = target.end_to_end(runner)
         batch_files = [files[i % len(files)] for i in range(batch_size)]
-        calls.append(_Call(target, "e2e", lambda: pipeline(batch_files)))
+        for mode, decoder in _e2e_paths(target, runner, config.decoder):
+            calls.append(_Call(target, mode, functools.partial(target.end_to_end(runner, decoder=decoder), batch_files)))
     return calls
+
+
+def _e2e_paths(target: BenchTarget, runner: Any, decoder: str) -> list[tuple[str, str]]:
+    """The end-to-end rows of a target: Pillow's always, the GPU decoder's beside it where asked for and it can
+    run (``gpu`` where it cannot is an error naming why; ``auto`` logs why and leaves it out)."""
+    paths = [("e2e", DecoderKind.CPU.value)]
+    if decoder != DecoderKind.CPU and target.manifest is not None:
+        takes_images = target.manifest.input.takes_images
+        kind = resolve_decoder(decoder, takes_images, runner.memory, str(getattr(runner, "provider", "cpu")))
+        if kind == DecoderKind.GPU:
+            paths.append(("e2e-gpu", DecoderKind.GPU.value))
+    return paths
 
 
 def _time_interleaved(calls: list[_Call], config: BenchConfig) -> None:

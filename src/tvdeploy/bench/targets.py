@@ -106,11 +106,11 @@ class BenchTarget:
         applied = apply_deployment(self.manifest, config, None)
         return runner_for_artifact(self.artifact, applied.manifest, provider=provider, config=applied.session_config)
 
-    def end_to_end(self, runner: Runner, top_k: int = 5) -> Callable[[Sequence[bytes]], Any]:
+    def end_to_end(self, runner: Runner, top_k: int = 5, decoder: str = "cpu") -> Callable[[Sequence[bytes]], Any]:
         """The whole predict path on encoded image files, for ``--e2e``.
 
         Artifacts run tvdeploy's own path (Pillow decode, runtime preprocessing, the
-        runner, softmax + top-k). The eager backend runs the torchvision tutorial
+        runner, softmax + top-k; with ``decoder`` gpu, nvImageCodec on the runner's GPU feeding the graph). The eager backend runs the torchvision tutorial
         pipeline: PIL, torchvision's transforms, the eager model, ``softmax`` and ``topk``.
         """
         if self.backend == EAGER:
@@ -119,7 +119,7 @@ class BenchTarget:
 
         if self.artifact is None or self.manifest is None:
             raise UserInputError(f"bench target {self.name} has no artifact")
-        classifier = Classifier(self.artifact, self.manifest, runner, batch_size=1 << 30)
+        classifier = Classifier(self.artifact, self.manifest, runner, batch_size=1 << 30, decoder=decoder)
         return lambda files: classifier.predict(list(files), top_k=top_k)
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from tvdeploy.errors import ImageError, UserInputError
 from tvdeploy.runtime.device_memory import DeviceMemory
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source, image_pixels
+from tvdeploy.runtime.native_output import dropped_native_lines
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +58,16 @@ DECODER_HELP = (
 )
 
 
+#: What nvImageCodec prints on descriptor 2 about codecs tvdeploy does not use (JPEG 2000, TIFF: those files go
+#: through Pillow) and about each file it hands back undecoded (counted and decoded by Pillow instead).
+_NATIVE_NOTICES = ("nvjpeg2k", "nvJPEG2000", "nvtiff", "nvTIFF", "There will be None on corresponding output position")
+
+
 def nvimgcodec_module() -> Any:
     """nvImageCodec's Python module (a seam: the tests put a stand-in here); ImportError where not installed."""
-    nvidia = importlib.import_module("nvidia")
-    return importlib.import_module(f"{nvidia.__name__}.nvimgcodec")
+    with dropped_native_lines(containing=_NATIVE_NOTICES):
+        nvidia = importlib.import_module("nvidia")
+        return importlib.import_module(f"{nvidia.__name__}.nvimgcodec")
 
 
 def gpu_decode_problem(takes_images: bool, memory: DeviceMemory | None, provider: str) -> str | None:
@@ -129,7 +136,8 @@ class GpuImageDecoder:
     ) -> None:
         self.codec = nvimgcodec_module()
         try:
-            self._decoder = self.codec.Decoder(device_id=device)
+            with dropped_native_lines(containing=_NATIVE_NOTICES):
+                self._decoder = self.codec.Decoder(device_id=device)
             self._params = self.codec.DecodeParams(
                 apply_exif_orientation=exif_transpose, color_spec=self.codec.ColorSpec.SRGB
             )
@@ -159,7 +167,8 @@ class GpuImageDecoder:
                 items[index] = _named(source, exc)
         fallbacks = 0
         if encoded:
-            decoded = self._decoder.decode([data for _, data in encoded], params=self._params)
+            with dropped_native_lines(containing=_NATIVE_NOTICES):
+                decoded = self._decoder.decode([data for _, data in encoded], params=self._params)
             for (index, data), image in zip(encoded, decoded, strict=True):
                 if image is not None and _rgb_bytes(image):
                     items[index] = image
