@@ -257,7 +257,9 @@ def _calls_for(
     if config.e2e:
         batch_files = [files[i % len(files)] for i in range(batch_size)]
         for mode, decoder in _e2e_paths(target, runner, config.decoder):
-            calls.append(_Call(target, mode, functools.partial(target.end_to_end(runner, decoder=decoder), batch_files)))
+            calls.append(
+                _Call(target, mode, functools.partial(target.end_to_end(runner, decoder=decoder), batch_files))
+            )
     return calls
 
 
