@@ -226,3 +226,29 @@ def test_bench_decoder_gpu_without_a_gpu_is_exit_2(gpu_embedded, capsys) -> None
             "--no-cold-start"]  # fmt: skip
     code, _, err = run_cli(capsys, *argv)
     assert code == 2 and "--decoder gpu cannot run here" in err
+
+
+def test_a_server_decoding_on_the_gpu_answers_as_pillow_and_refuses_a_bad_image(
+    gpu_embedded, photo_files, on_gpu, monkeypatch
+) -> None:
+    import asyncio
+
+    from tvdeploy.serve.core import ModelCore
+    from tvdeploy.serve.failures import InvalidRequest
+    from tvdeploy.serve.options import ServeOptions
+
+    _use_codec(monkeypatch, _Codec())
+    images = [path.read_bytes() for path in photo_files[:3]]
+    cores = {decoder: ModelCore(gpu_embedded, ServeOptions(decoder=decoder)) for decoder in ("cpu", "gpu")}
+    try:
+        for core in cores.values():
+            core.load()
+        gpu = cores["gpu"]
+        assert gpu.classifier is not None and gpu.classifier.device_pipeline is not None
+        answers = {name: asyncio.run(core.classify(images, 3)) for name, core in cores.items()}
+        assert [[p.index for p in row] for row in answers["gpu"]] == [[p.index for p in row] for row in answers["cpu"]]
+        with pytest.raises(InvalidRequest, match=r"truncated|cannot read"):
+            asyncio.run(gpu.classify([images[0], images[1][:300]], 3))
+    finally:
+        for core in cores.values():
+            core.stop()

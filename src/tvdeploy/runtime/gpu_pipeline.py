@@ -46,20 +46,33 @@ class DevicePipeline:
 
     def predict(self, sources: Sequence[ImageSource], top_k: int) -> list[list[Prediction] | str]:
         """Per source, in order, its top-k predictions or the error that stopped it (the others go on)."""
+        outputs, errors = self.outputs(sources)
+        predictions = iter(
+            decode_outputs(outputs, self.manifest.output, self.manifest.labels, top_k) if outputs else []
+        )
+        return [error if error is not None else next(predictions) for error in errors]
+
+    def outputs(self, sources: Sequence[ImageSource]) -> tuple[dict[str, np.ndarray], list[str | None]]:
+        """The model's outputs for the sources that decoded, in order (empty where none did), and per source the
+        error that stopped it or None."""
         decoded = self.decoder.decode(sources)
-        results: list[list[Prediction] | str] = [item if isinstance(item, str) else [] for item in decoded.items]
+        errors = [item if isinstance(item, str) else None for item in decoded.items]
+        good = [index for index, error in enumerate(errors) if error is None]
+        row_of = {index: row for row, index in enumerate(good)}
         by_shape: dict[tuple[int, ...], list[int]] = {}
-        for index, item in enumerate(decoded.items):
-            if not isinstance(item, str):
-                by_shape.setdefault(tuple(int(n) for n in item.shape), []).append(index)
+        for index in good:
+            by_shape.setdefault(tuple(int(n) for n in decoded.items[index].shape), []).append(index)
+        gathered: dict[str, np.ndarray] = {}
         for shape, indices in by_shape.items():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
-                outputs = self._run([decoded.items[i] for i in chunk], shape)
-                predictions = decode_outputs(outputs, self.manifest.output, self.manifest.labels, top_k)
-                for index, prediction in zip(chunk, predictions, strict=True):
-                    results[index] = prediction
-        return results
+                part = self._run([decoded.items[i] for i in chunk], shape)
+                rows = [row_of[i] for i in chunk]
+                for name, values in part.items():
+                    if name not in gathered:
+                        gathered[name] = np.empty((len(good), *values.shape[1:]), dtype=values.dtype)
+                    gathered[name][rows] = values
+        return gathered, errors
 
     def _run(self, images: list[Any], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
         """One model call on images of one shape, gathered into the device input (padded to a fixed batch by

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ class ModelCore:
         self.batcher: DynamicBatcher | None = None
         #: why loading failed (the model then stays not ready); None while loading and once loaded
         self.load_error: str | None = None
+        #: the threads that decode and classify requests' images on the GPU (``--decoder gpu``), else None
+        self._device_calls: ThreadPoolExecutor | None = None
 
     # -- loading -----------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -70,8 +73,13 @@ class ModelCore:
             max_pixels=self.options.max_pixels,
             batch_size=self.options.max_batch_size,
             session_config=self.options.session_config(),
+            decoder=self.options.decoder,
         )
         self.classifier.outputs(self.manifest.input.example(1))  # warm-up: the first call allocates
+        if self.classifier.device_pipeline is not None:  # requests' images decoded on the GPU, that many at once
+            self._device_calls = ThreadPoolExecutor(
+                max_workers=self.classifier.runner.concurrency, thread_name_prefix="tvdeploy-gpu-decode"
+            )
         self.batcher = DynamicBatcher(
             self.name,
             self.classifier.outputs,
@@ -92,6 +100,8 @@ class ModelCore:
         """Release the batcher's thread and the model."""
         if self.batcher is not None:
             self.batcher.close()
+        if self._device_calls is not None:
+            self._device_calls.shutdown(wait=True, cancel_futures=True)
         if self.classifier is not None:
             self.classifier.close()
 
@@ -166,7 +176,7 @@ class ModelCore:
         except TvdeployError as exc:
             raise InvalidRequest(exc.message) from exc
         self.check_rows(len(images))
-        outputs = await self.infer(await self.decode(images))
+        outputs = await self.image_outputs(images)
         return decode_outputs(outputs, self.manifest.output, self.manifest.labels, top_k)
 
     async def infer(self, batches: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -191,6 +201,46 @@ class ModelCore:
             return parts[0]
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
+    async def image_outputs(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
+        """The model's outputs for a request's encoded images (whose rows the caller has checked): decoded on the
+        GPU and classified there in one call per image size where the server decodes on the GPU (``--decoder``),
+        else decoded on the host and queued for batched model calls. One bad image fails the request."""
+        if self.classifier is None or self.classifier.device_pipeline is None or self._device_calls is None:
+            return await self.infer(await self.decode(images))
+        pipeline, loop = self.classifier.device_pipeline, asyncio.get_running_loop()
+        await self._check_request_pixels(images)
+        try:
+            outputs, errors = await asyncio.wait_for(
+                loop.run_in_executor(self._device_calls, pipeline.outputs, images), self.options.request_timeout_s
+            )
+        except TimeoutError as exc:
+            metrics.INFERENCE_ERRORS.labels(self.name, "timeout").inc()
+            raise RequestTimeout(
+                f"model {self.name} did not answer within {self.options.request_timeout_s:g} s"
+            ) from exc
+        failed = [error for error in errors if error is not None]
+        if failed:
+            metrics.INFERENCE_ERRORS.labels(self.name, "bad_image").inc()
+            raise InvalidRequest(failed[0])
+        return outputs
+
+    async def _check_request_pixels(self, images: Sequence[bytes]) -> None:
+        """Refuse a request whose images' headers hold more pixels than ``--max-request-pixels``."""
+        if self.classifier is None or self.options.max_request_pixels is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            pixels = sum(await loop.run_in_executor(self.classifier.pool, self._header_pixels, images))
+        except ImageError as exc:
+            metrics.INFERENCE_ERRORS.labels(self.name, "bad_image").inc()
+            raise InvalidRequest(exc.message) from exc
+        if pixels > self.options.max_request_pixels:
+            raise InvalidRequest(
+                f"the request's {len(images)} image(s) hold {pixels:,} pixels, more than this server decodes "
+                f"for one request ({self.options.max_request_pixels:,}): send fewer or smaller images, or "
+                "start the server with a larger --max-request-pixels"
+            )
+
     async def decode(self, images: Sequence[bytes]) -> list[np.ndarray]:
         """Decode and preprocess encoded images off the event loop, as the runtime does, once their headers say
         that the request's pixels fit the server's budget (``--max-request-pixels``): the model batches (one per
@@ -198,15 +248,8 @@ class ModelCore:
         if self.classifier is None:
             raise RuntimeError(f"model {self.name} is not loaded")
         classifier, loop = self.classifier, asyncio.get_running_loop()
+        await self._check_request_pixels(images)
         try:
-            if self.options.max_request_pixels is not None:
-                pixels = sum(await loop.run_in_executor(classifier.pool, self._header_pixels, images))
-                if pixels > self.options.max_request_pixels:
-                    raise InvalidRequest(
-                        f"the request's {len(images)} image(s) hold {pixels:,} pixels, more than this server decodes "
-                        f"for one request ({self.options.max_request_pixels:,}): send fewer or smaller images, or "
-                        "start the server with a larger --max-request-pixels"
-                    )
             arrays = await asyncio.gather(
                 *(loop.run_in_executor(classifier.pool, classifier.preprocess, image) for image in images)
             )

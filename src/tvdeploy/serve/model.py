@@ -59,11 +59,10 @@ class ServedClassifier(Model):
 
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
         """Check the request, queue it for a batched model call, answer in the protocol's terms."""
-        outputs = await self.core.infer(await self._batches(payload))
-        return self._response(payload, outputs)
+        return self._response(payload, await self._outputs(payload))
 
-    async def _batches(self, payload: InferRequest) -> list[np.ndarray]:
-        """The request's one input as model batches."""
+    async def _outputs(self, payload: InferRequest) -> dict[str, np.ndarray]:
+        """The model's outputs for the request's one input (a tensor, or encoded images)."""
         if len(payload.inputs) != 1:
             raise InvalidRequest(
                 f"send exactly one input, '{self.manifest.input.name}' or '{ENCODED_IMAGES_INPUT}'; "
@@ -73,8 +72,8 @@ class ServedClassifier(Model):
         kind = self.core.check_input(tensor.name, tensor.datatype, list(tensor.shape))
         data = await self._as_numpy(tensor)
         if kind is InputKind.IMAGES:
-            return await self.core.decode([_encoded(image) for image in data.reshape(-1)])
-        return [data]
+            return await self.core.image_outputs([_encoded(image) for image in data.reshape(-1)])
+        return await self.core.infer([data])
 
     async def _as_numpy(self, tensor: Any) -> np.ndarray:
         """The input's data: from the request, or from the shared memory region it names (read off the loop)."""

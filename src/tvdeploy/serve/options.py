@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from tvdeploy.errors import UserInputError
 from tvdeploy.flags import finite_float, flag, positive_int
 from tvdeploy.runtime.execution import provider_flag
+from tvdeploy.runtime.gpu_decode import DECODER_CHOICES, DECODER_HELP
 from tvdeploy.runtime.host import usable_cores
 from tvdeploy.runtime.images import DEFAULT_MAX_PIXELS
 from tvdeploy.runtime.providers import SessionConfig
@@ -122,6 +123,7 @@ class ServeOptions:
         DEFAULT_MAX_CONNECTIONS, "open connections at most; more get 503 at once", parse=positive_int
     )
     provider: str | None = provider_flag()
+    decoder: str = flag("cpu", DECODER_HELP, choices=DECODER_CHOICES)
     grace_period_s: int = flag(30, "seconds in-flight requests may take on shutdown", name="--grace-period")
     shared_memory: bool = flag(
         False,
