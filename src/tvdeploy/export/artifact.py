@@ -17,6 +17,7 @@ from pathlib import Path
 from tvdeploy.errors import OutputExistsError, TvdeployError
 from tvdeploy.files import check_parent
 from tvdeploy.runtime.manifest import MANIFEST_NAME, read_manifest
+from tvdeploy.runtime.tensorrt_cache import is_cache_file
 from tvdeploy.text import printable
 
 #: How many of the files that stop ``--force`` an error names.
@@ -79,7 +80,7 @@ def not_replaceable(directory: Path) -> str | None:
         str(path.relative_to(directory))
         for path in directory.rglob("*")
         if not path.is_dir() or path.is_symlink()
-        if str(path.relative_to(directory)) not in listed
+        if str(path.relative_to(directory)) not in listed and not is_cache_file(path.relative_to(directory).as_posix())
     )
     if unlisted:
         named = ", ".join(printable(name) for name in unlisted[:_NAMED_FILES])

@@ -89,6 +89,9 @@ class ProviderSpec:
     #: what ``tune`` tries on it (GPU providers; the CPU's are tune's own plan): ONNX artifacts of a precision, run
     #: with provider options, under a label that names the options in the candidate's name
     tune_variants: tuple[TuneVariant, ...] = ()
+    #: builds engines worth keeping between starts (TensorRT): the artifact keeps them per GPU and release
+    #: (:mod:`tvdeploy.runtime.tensorrt_cache`)
+    engine_cache: bool = False
 
     @property
     def on_gpu(self) -> bool:
@@ -140,7 +143,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "tensorrt", "an NVIDIA GPU through TensorRT engines", DeviceKind.NVIDIA_GPU, "TensorrtExecutionProvider",
             ("CUDAExecutionProvider", "CPUExecutionProvider"), libraries=("libnvinfer.so.10",),
             libraries_of="TensorRT", tune_variants=(TuneVariant("fp16"), TuneVariant("int8")),
-            triton_accelerator="tensorrt",
+            triton_accelerator="tensorrt", engine_cache=True,
             options={
                 "device_id": int, "trt_fp16_enable": bool, "trt_int8_enable": bool, "trt_engine_cache_enable": bool,
                 "trt_engine_cache_path": str, "trt_timing_cache_enable": bool, "trt_timing_cache_path": str,

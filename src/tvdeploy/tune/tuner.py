@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from tvdeploy.runtime.memory import check_batches_fit
 from tvdeploy.runtime.precisions import Precision
 from tvdeploy.runtime.providers import on_gpu
 from tvdeploy.runtime.records import ParityReport
+from tvdeploy.runtime.tensorrt_cache import CACHE_FOLDER
 from tvdeploy.text import a
 from tvdeploy.tune.candidates import Candidate, Skipped, plan
 from tvdeploy.tune.trial import run_trial, trial_in_child
@@ -420,6 +422,11 @@ def _fill_figures(timed: list[CandidateResult], bench: BenchReport, macs: int | 
             result.figures[batch] = figures
 
 
+def _links(folder: str, names: list[str]) -> list[str]:
+    """The links among ``names`` (left behind when caches are copied: only files TensorRT wrote travel)."""
+    return [name for name in names if os.path.islink(os.path.join(folder, name))]
+
+
 def _write_winner(report: TuneReport, source_manifest: Manifest) -> None:
     """The winner's artifact, copied to the output with the deployment record in its manifest."""
     winner = report.winner
@@ -446,5 +453,8 @@ def _write_winner(report: TuneReport, source_manifest: Manifest) -> None:
             target = staging / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(entry.location(winner.artifact), target)
+        engines = winner.artifact / CACHE_FOLDER
+        if engines.is_dir() and not engines.is_symlink():  # TensorRT engines built while timing: no rebuild
+            shutil.copytree(engines, staging / CACHE_FOLDER, ignore=_links)
         write_manifest(tuned, staging)
     logger.info("wrote %s (%s)", report.request.output, winner.candidate.name)

@@ -26,6 +26,7 @@ from tvdeploy.runtime.providers import (
     ort_provider_list,
 )
 from tvdeploy.runtime.runners.base import Runner, TensorInfo
+from tvdeploy.runtime.tensorrt_cache import cache_options, current_key
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,14 @@ class OnnxRunner(Runner):
         needed = get_precision(manifest.precision).options_for(manifest.format, provider)
         if needed:  # the options the provider needs for this precision, under the caller's own
             config = dataclasses.replace(config, provider_options={**needed, **config.provider_options})
-        get_provider(provider).check_options(config.provider_options, f"{provider} provider options")
+        spec = get_provider(provider)
+        spec.check_options(config.provider_options, f"{provider} provider options")
+        if spec.engine_cache and "trt_engine_cache_path" not in config.provider_options:
+            key = current_key(int(config.provider_options.get("device_id", 0)))
+            if key is not None:  # engines kept in the artifact per GPU and TensorRT release
+                config = dataclasses.replace(
+                    config, provider_options={**config.provider_options, **cache_options(artifact_dir, key)}
+                )
         graph = manifest.optimized_graph
         if graph is not None:
             check_optimized_graph(graph, provider)
