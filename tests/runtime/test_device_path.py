@@ -142,10 +142,11 @@ def test_a_device_input_filled_on_the_device_is_bound_without_a_copy(device_runn
 
 
 def test_under_cuda_graphs_every_call_of_a_shape_runs_on_the_same_buffers(device_runner, stand_in, monkeypatch) -> None:
-    from tvdeploy.runtime.runners.onnx import OnnxRunner
+    from tvdeploy.runtime.runners import onnx
 
     plain, runner, name = device_runner
-    monkeypatch.setattr(OnnxRunner, "cuda_graph", property(lambda self: True))
+    monkeypatch.setattr(onnx.OnnxRunner, "cuda_graph", property(lambda self: True))
+    monkeypatch.setattr(onnx, "_MAX_GRAPHS", 2)
     rng = np.random.default_rng(4)
     first, second = (rng.standard_normal((2, 3, 224, 224), dtype=np.float32) for _ in range(2))
     np.testing.assert_allclose(runner.infer({name: first})["logits"], plain.infer({name: first})["logits"], atol=1e-5)
@@ -158,6 +159,22 @@ def test_under_cuda_graphs_every_call_of_a_shape_runs_on_the_same_buffers(device
     )
     assert stand_in.copies == 1
     assert {key: value.data_ptr() for key, value in state["outputs"][((2, 3, 224, 224),)].items()} == addresses
-    runner.infer({name: np.zeros((1, 3, 224, 224), dtype=np.float32)})  # another batch: another graph
-    graphs = state["graphs"]
-    assert [o.get_run_config_entry("gpu_graph_id") for o in graphs.values()] == ["1", "2"]
+    other_thread = threading.Thread(target=runner.infer, args=({name: first},))
+    other_thread.start()
+    other_thread.join()
+    assert runner._device_state() is state  # one state for every thread: the graph's addresses are the runner's
+    for size in (1, 3, 4):  # another batch: another graph, up to the limit; beyond it, none
+        runner.infer({name: np.zeros((size, 3, 224, 224), dtype=np.float32)})
+    ids = {shapes: o.get_run_config_entry("gpu_graph_id") for shapes, o in state["graphs"].items()}
+    assert ids == {((2, 3, 224, 224),): "1", ((1, 3, 224, 224),): "2", None: "-1"}
+    assert len(state["graph_inputs"][name]) == 2  # the buffers kept for good: the graphs' alone
+
+
+def test_cuda_graphs_on_parallel_streams_are_refused(tmp_path) -> None:
+    from tvdeploy.errors import ProviderError
+    from tvdeploy.runtime.providers import SessionConfig
+    from tvdeploy.runtime.runners.onnx import OnnxRunner
+
+    config = SessionConfig(streams=2, provider_options={"enable_cuda_graph": 1})
+    with pytest.raises(ProviderError, match="CUDA graphs run one call at a time"):
+        OnnxRunner(tmp_path / "model.onnx", "cuda", config)

@@ -54,10 +54,13 @@ def test_with_a_gpu_and_onnxruntime_gpu_cuda_and_tensorrt_are_candidates(monkeyp
     planned, skipped = plan(has_calibration=True, cores=2)
     gpu = [c for c in planned if c.provider != "cpu"]
     assert [c.name for c in gpu] == [
-        "onnx-fp32-cuda", "onnx-fp32-cuda-notf32", "onnx-fp16-cuda", "onnx-fp16-cuda-nhwc", "onnx-fp16-tensorrt",
-        "onnx-int8-tensorrt",
+        "onnx-fp32-cuda", "onnx-fp32-cuda-notf32", "onnx-fp16-cuda", "onnx-fp16-cuda-nhwc", "onnx-fp16-cuda-nhwc-graph",
+        "onnx-fp16-tensorrt", "onnx-int8-tensorrt",
     ]  # fmt: skip
     named = {c.name: c for c in gpu}
+    assert dict(named["onnx-fp16-cuda-nhwc-graph"].options) == {"prefer_nhwc": 1, "enable_cuda_graph": 1}
+    throughput = {c.name: c for c in plan(has_calibration=True, cores=2, objective="throughput")[0]}
+    assert throughput["onnx-fp16-cuda-nhwc-s2"].streams == 2  # copies of one call overlap another's compute
     assert dict(named["onnx-fp16-cuda-nhwc"].options) == {"prefer_nhwc": 1}  # NHWC convolutions, fp16
     assert dict(named["onnx-fp32-cuda-notf32"].options) == {"use_tf32": 0}  # fp32 without TF32: parity decides
     assert named["onnx-fp16-cuda-nhwc"].artifact_key == named["onnx-fp16-cuda"].artifact_key  # one derivation

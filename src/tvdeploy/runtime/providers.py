@@ -58,6 +58,9 @@ class TuneVariant:
     precision: str
     options: tuple[tuple[str, Any], ...] = ()
     label: str = ""
+    #: calls in flight at once (each thread its own device buffers, so one's copies overlap another's compute);
+    #: more than one is tried for ``--objective throughput`` only
+    streams: int = 1
 
 
 @dataclass(frozen=True)
@@ -130,10 +133,12 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "cuda", "an NVIDIA GPU through CUDA and cuDNN", DeviceKind.NVIDIA_GPU, "CUDAExecutionProvider",
             ("CPUExecutionProvider",), torch_device="cuda", auto_rank=1, options=_CUDA_OPTIONS,
             # TF32 is the CUDA provider's default for fp32 (parity decides whether it holds); NHWC convolutions gave
-            # fp16 1.4x on an H200
+            # fp16 1.4x on an H200; CUDA graphs replay a batch shape's kernels in one launch (one graph per shape)
             tune_variants=(
                 TuneVariant("fp32"), TuneVariant("fp32", (("use_tf32", 0),), "notf32"), TuneVariant("fp16"),
                 TuneVariant("fp16", (("prefer_nhwc", 1),), "nhwc"),
+                TuneVariant("fp16", (("prefer_nhwc", 1),), "nhwc-s2", streams=2),
+                TuneVariant("fp16", (("prefer_nhwc", 1), ("enable_cuda_graph", 1)), "nhwc-graph"),
             ),
             install_hint="pip uninstall onnxruntime && pip install onnxruntime-gpu (needs an NVIDIA driver and "
             "CUDA/cuDNN libraries)",

@@ -129,8 +129,13 @@ def plan(
         if reason:
             if not variant.label:  # one row per precision and provider says why
                 skipped.append(Skipped(fmt, precision, reason, provider))
-        else:
-            candidates.append(Candidate(fmt, precision, cores, provider, options=variant.options, label=variant.label))
+        elif variant.streams == 1 or objective == "throughput":
+            candidates.append(
+                Candidate(
+                    fmt, precision, cores, provider, streams=variant.streams, options=variant.options,
+                    label=variant.label,
+                )
+            )  # fmt: skip
     return candidates, skipped
 
 

@@ -42,6 +42,8 @@ _ORT_TYPES = {
 #: Device buffers kept per input and thread, one per shape, the least recently used dropped beyond this (an
 #: artifact that takes images of any size sees many shapes; a CUDA graph keeps every shape it captured).
 _BUFFERS_PER_INPUT = 4
+#: CUDA graphs captured per runner, one per input shape; calls of further shapes run without a graph.
+_MAX_GRAPHS = 8
 
 
 class OnnxRunner(Runner):
@@ -59,10 +61,17 @@ class OnnxRunner(Runner):
         self.model_path = Path(model_path)
         self.provider = provider
         self.config = config or SessionConfig()
+        if self.cuda_graph and (self.config.streams or 1) > 1:
+            raise ProviderError(
+                f"CUDA graphs run one call at a time (one set of captured buffers): streams {self.config.streams} "
+                "cannot run with enable_cuda_graph",
+                hint="--streams 1, or a deployment without enable_cuda_graph",
+            )
         self.session: Any = None
         self._device = threading.local()
         self._pinned: list[np.ndarray] = []
         self._pinned_lock = threading.Lock()
+        self._graph_lock = threading.Lock()
 
     @classmethod
     def available_providers(cls) -> list[str]:
@@ -137,6 +146,9 @@ class OnnxRunner(Runner):
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
         if on_gpu(self.provider):
+            if self.cuda_graph:
+                with self._graph_lock:  # one session's captured graphs: one call at a time
+                    return self._infer_on_device(feeds, names)
             return self._infer_on_device(feeds, names)
         return dict(zip(names, self.session.run(names, feeds), strict=False))
 
@@ -185,20 +197,21 @@ class OnnxRunner(Runner):
         value = self._input_buffer(self._device_state(), name, tuple(shape), np.dtype(dtype))
         return DeviceArray(int(value.data_ptr()), tuple(shape), np.dtype(dtype))
 
-    def _input_buffer(self, state: dict[str, Any], name: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
+    def _input_buffer(
+        self, state: dict[str, Any], name: str, shape: tuple[int, ...], dtype: np.dtype[Any], keep: bool = False
+    ) -> Any:
+        """This state's device buffer for an input of that shape: kept for good where a CUDA graph was captured on
+        it (``keep``), else among the few most recently used."""
         import onnxruntime as ort
 
         key = (shape, dtype.str)
-        buffers = state["inputs"].setdefault(name, {})
+        buffers = state["graph_inputs" if keep else "inputs"].setdefault(name, {})
         if key in buffers:
             buffers[key] = buffers.pop(key)  # the most recently used last
         else:  # a buffer of its own (never the caller's memory)
-            if len(buffers) >= _BUFFERS_PER_INPUT and not self.cuda_graph:  # images of many sizes: the oldest goes
+            if len(buffers) >= _BUFFERS_PER_INPUT and not keep:  # images of many sizes: the oldest goes
                 buffers.pop(next(iter(buffers)))
-            device = self.device
-            buffers[key] = ort.OrtValue.ortvalue_from_shape_and_type(
-                list(shape), dtype.type, device.kind.value, device.index
-            )
+            buffers[key] = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype.type, *self._where)
         return buffers[key]
 
     def _pinned_source(self, array: np.ndarray) -> bool:
@@ -211,50 +224,52 @@ class OnnxRunner(Runner):
     def _infer_on_device(self, feeds: dict[str, Any], names: list[str]) -> dict[str, np.ndarray]:
         """One call with inputs and outputs on the device.
 
-        A host array goes into this thread's device buffer for its input and shape (made once, then refreshed:
-        no allocation per call): from pinned staging (:meth:`staging`) with an asynchronous copy on this thread's
-        stream, otherwise with ONNX Runtime's copy. An array already on the device (``__cuda_array_interface__``:
-        a decoder's, CuPy's, torch's, :meth:`device_input`) is bound where it lies, or, under CUDA graphs, copied
-        into the buffer the graph was captured on. Outputs are made on the device and only they are copied back.
+        A host array goes into a device buffer for its input and shape (made once, then refreshed: no allocation
+        per call): from pinned staging (:meth:`staging`) with an asynchronous copy on this thread's stream,
+        otherwise with ONNX Runtime's copy. An array already on the device (``__cuda_array_interface__``: a
+        decoder's, CuPy's, torch's, :meth:`device_input`) is bound where it lies. Outputs are made on the device
+        and only they are copied back.
+
+        Under CUDA graphs, the first :data:`_MAX_GRAPHS` input shapes each get a graph captured on buffers kept for
+        good (a device array is copied into its shape's buffer; outputs go to fixed buffers too), and later shapes
+        run without a graph; the calls are serialized (one session, one set of captured addresses).
         """
         state = self._device_state()
         binding = state["binding"]
         memory = self.memory
-        shapes = []
+        shapes = tuple(_shape_of(array) for array in feeds.values())
+        graphed = self.cuda_graph and (shapes in state["graphs"] or len(state["graphs"]) < _MAX_GRAPHS)
         for name, array in feeds.items():
             interface = getattr(array, "__cuda_array_interface__", None)
             if interface is not None:
                 shape, dtype = tuple(interface["shape"]), np.dtype(interface["typestr"])
                 address = int(interface["data"][0])
-                buffer = self._input_buffer(state, name, shape, dtype) if self.cuda_graph else None
-                if buffer is not None and int(buffer.data_ptr()) != address:
-                    if memory is None:
-                        raise ProviderError("CUDA graphs need the CUDA runtime library to copy device inputs")
-                    memory.copy(int(buffer.data_ptr()), address, DeviceArray(address, shape, dtype).nbytes)
-                    address = int(buffer.data_ptr())
+                if graphed:
+                    buffer = self._input_buffer(state, name, shape, dtype, keep=True)
+                    if int(buffer.data_ptr()) != address:
+                        if memory is None:
+                            raise ProviderError("CUDA graphs need the CUDA runtime library to copy device inputs")
+                        memory.copy(int(buffer.data_ptr()), address, DeviceArray(address, shape, dtype).nbytes)
+                        address = int(buffer.data_ptr())
                 binding.bind_input(name, *self._where, dtype.type, list(shape), address)
-                shapes.append(shape)
                 continue
             host = np.ascontiguousarray(array)
-            buffer = self._input_buffer(state, name, host.shape, host.dtype)
+            buffer = self._input_buffer(state, name, host.shape, host.dtype, keep=graphed)
             if memory is not None and self._pinned_source(host):
                 memory.copy(int(buffer.data_ptr()), host.ctypes.data, host.nbytes)
             else:
                 buffer.update_inplace(host)
             binding.bind_ortvalue_input(name, buffer)
-            shapes.append(host.shape)
-        run_options = None
-        if self.cuda_graph:
-            run_options = self._graph_run_options(state, tuple(shapes))
-            for name, value in self._output_buffers(state, tuple(shapes), names).items():
+        if graphed:
+            for name, value in self._output_buffers(state, shapes, names).items():
                 binding.bind_ortvalue_output(name, value)
         else:
             for name in names:
                 binding.bind_output(name, *self._where)
-        if run_options is None:
-            self.session.run_with_iobinding(binding)
+        if self.cuda_graph:
+            self.session.run_with_iobinding(binding, self._graph_run_options(state, shapes if graphed else None))
         else:
-            self.session.run_with_iobinding(binding, run_options)
+            self.session.run_with_iobinding(binding)
         return dict(zip(names, binding.copy_outputs_to_cpu(), strict=False))
 
     @property
@@ -262,15 +277,15 @@ class OnnxRunner(Runner):
         device = self.device
         return (device.kind.value, device.index)
 
-    def _graph_run_options(self, state: dict[str, Any], shapes: tuple[tuple[int, ...], ...]) -> Any:
+    def _graph_run_options(self, state: dict[str, Any], shapes: tuple[tuple[int, ...], ...] | None) -> Any:
         """The run options that select the CUDA graph of these input shapes (``gpu_graph_id``, one per shape,
         captured on its first call)."""
         import onnxruntime as ort
 
         graphs = state["graphs"]
         if shapes not in graphs:
-            options = ort.RunOptions()
-            options.add_run_config_entry("gpu_graph_id", str(len(graphs) + 1))
+            options = ort.RunOptions()  # None: a shape beyond the graphs kept runs without one (-1)
+            options.add_run_config_entry("gpu_graph_id", "-1" if shapes is None else str(len(graphs) + 1))
             graphs[shapes] = options
         return graphs[shapes]
 
@@ -298,13 +313,14 @@ class OnnxRunner(Runner):
     def _device_state(self) -> dict[str, Any]:
         """This thread's I/O binding, device buffers and pinned staging (ONNX Runtime's binding is not shared
         across threads; each stream thread of a server or bench keeps its own)."""
-        state = getattr(self._device, "state", None)
+        holder: Any = self if self.cuda_graph else self._device  # CUDA graphs: one state for every thread
+        state = getattr(holder, "_device_state_held", None)
         if state is None or state["session"] is not self.session:
             state = {
-                "session": self.session, "binding": self.session.io_binding(), "inputs": {}, "outputs": {},
-                "staging": {}, "graphs": {},
+                "session": self.session, "binding": self.session.io_binding(), "inputs": {}, "graph_inputs": {},
+                "outputs": {}, "staging": {}, "graphs": {},
             }  # fmt: skip
-            self._device.state = state
+            holder._device_state_held = state
         return state
 
     def bare_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
@@ -312,6 +328,12 @@ class OnnxRunner(Runner):
         self.activate()
         session = self.session
         return lambda: session.run(None, feeds)
+
+
+def _shape_of(array: Any) -> tuple[int, ...]:
+    """The shape of a host or device array."""
+    interface = getattr(array, "__cuda_array_interface__", None)
+    return tuple(int(n) for n in (interface["shape"] if interface is not None else np.shape(array)))
 
 
 def device_memory(index: int) -> DeviceMemory | None:
