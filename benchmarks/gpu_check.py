@@ -5,7 +5,11 @@
 
 Steps, each a ``tvdeploy`` command with a timeout (a step that fails is reported, the next ones still run):
 export resnet50 (random weights) to ONNX; validate it on the GPU provider; ``predict --provider auto``; ``bench``
-on the GPU at batch 1, 64 and 256 (model-only figures, with the share of the GPU's datasheet peak); ``tune
+on the GPU at batch 1, 64 and 256 (model-only figures, with the share of the GPU's datasheet peak); the fp16
+artifact with embedded pre/post-processing: where ONNX Runtime places its nodes (``gpu_placement.py``), its speed
+from host uint8 images to top-5 against torch eager fp16 channels_last (``gpu_speed.py``: plain, NHWC, pinned
+staging, two streams, CUDA graphs), and ``bench --e2e --decoder auto`` from 2,048 JPEG files (Pillow beside
+nvImageCodec, with the decoder's fidelity gate on the photos); ``tune
 --objective throughput`` (which must finish whether or not TensorRT can start, naming each GPU configuration it did
 not try and why); and the manifest's recorded onnxruntime version and distribution. The report names the GPU, the
 driver and the versions.
@@ -53,6 +57,18 @@ def _script(name: str, argv: list[str], out: Path, timeout: float, steps: list[d
                   "stdout": done.stdout[-6000:], "stderr": done.stderr[-3000:]})  # fmt: skip
 
 
+def _jpeg_files(folder: Path, count: int) -> list[Path]:
+    """The bundled photos repeated to ``count`` files (the decoders see every file as new)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = sorted((Path(__file__).parents[1] / "src/tvdeploy/export/photos").glob("*.jpg"))
+    files = []
+    for index in range(count):
+        target = folder / f"{index:05d}-{photos[index % len(photos)].name}"
+        shutil.copyfile(photos[index % len(photos)], target)
+        files.append(target)
+    return files
+
+
 def _gpu_description() -> str:
     try:
         done = subprocess.run(
@@ -89,11 +105,22 @@ def main() -> int:
     embedded = work / f"{model}-fp16-pre-top5"
     _run("optimize_embedded", ["optimize", str(art), "--precision", "fp16", "--embed-preprocess",
                                "--embed-postprocess", "5", "--output", str(embedded), "--force"], out, 600, steps)  # fmt: skip
-    for nhwc in (False,) if args.dry_run else (False, True):  # prefer_nhwc is an option of the CUDA provider
-        name = "speed_nhwc" if nhwc else "speed"
+    _script("placement", [str(Path(__file__).parent / "gpu_placement.py"), str(embedded), "--out",
+                          str(out / "placement.json"), "--provider", provider], out, 120, steps)  # fmt: skip
+    # each a process of its own (a configuration that kills its process is a failed step); prefer_nhwc, CUDA graphs
+    # and streams are the CUDA provider's, pinned staging needs the CUDA runtime: the dry run times the plain path
+    variants = {"speed": []} if args.dry_run else {
+        "speed": [], "speed_nhwc": ["--nhwc"], "speed_nhwc_pinned": ["--nhwc", "--pinned"],
+        "speed_nhwc_pinned_s2": ["--nhwc", "--pinned", "--streams", "2"], "speed_nhwc_graph": ["--nhwc", "--graph"],
+    }  # fmt: skip
+    for name, flags in variants.items():
         _script(name, [str(Path(__file__).parent / "gpu_speed.py"), str(embedded), "--out", str(out / f"{name}.json"),
                        "--batches", "1,2" if args.dry_run else "1,64,256", "--provider", provider,
-                       "--seconds", "0.5" if args.dry_run else "3", *(["--nhwc"] if nhwc else [])], out, 300, steps)  # fmt: skip
+                       "--seconds", "0.5" if args.dry_run else "2", *flags], out, 240, steps)  # fmt: skip
+    files = _jpeg_files(work / "jpegs", 16 if args.dry_run else 2048)
+    _run("e2e", ["bench", str(embedded), "--provider", provider, "--e2e", "--decoder", "auto", "--images",
+                 *map(str, files), "--batch-sizes", "8" if args.dry_run else "256", "--time-budget", budget,
+                 "--no-cold-start"], out, 300, steps)  # fmt: skip
     _run("tune", ["tune", str(art), "--output", str(work / "tuned"), "--objective", "throughput", "--batch-sizes",
                   "1,2" if args.dry_run else "1,64", "--budget-s", budget, "--save-json", str(work / "tune.json"),
                   "--force"], out, 900, steps)  # fmt: skip
@@ -114,6 +141,11 @@ def main() -> int:
         "bench": "bench (the fp32 artifact, numpy in and out)",
         "speed": "speed (host uint8 images in, top-5 on the host; torch eager fp16 channels_last, input on the device)",
         "speed_nhwc": "speed with prefer_nhwc=1",
+        "speed_nhwc_pinned": "speed with prefer_nhwc=1, pinned staging",
+        "speed_nhwc_pinned_s2": "speed with prefer_nhwc=1, pinned staging, 2 streams",
+        "speed_nhwc_graph": "speed with prefer_nhwc=1 and CUDA graphs",
+        "placement": "Memcpy nodes ONNX Runtime adds (the fp16 embedded artifact)",
+        "e2e": "end to end from JPEG files: Pillow (e2e) and nvImageCodec (e2e-gpu)",
         "tune": "tune --objective throughput",
     }
     for step in steps:

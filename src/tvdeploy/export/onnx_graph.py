@@ -233,7 +233,7 @@ def _resize_crop_normalize_nodes(preprocess: PreprocessSpec, output_name: str) -
     crop_h, crop_w = preprocess.crop_hw
     inits = [
         _const(p + "crop", [crop_h, crop_w], np.int64),
-        _const(p + "two", [2.0], np.float32),
+        _const(p + "two", [2], np.int64),
         _const(p + "k255", 255.0, np.float32),
         _const(p + "mean", np.reshape(preprocess.mean, (1, 3, 1, 1)), np.float32),
         _const(p + "std", np.reshape(preprocess.std, (1, 3, 1, 1)), np.float32),
@@ -250,11 +250,18 @@ def _resize_crop_normalize_nodes(preprocess: PreprocessSpec, output_name: str) -
             coordinate_transformation_mode="half_pixel",  # Pillow samples pixel centers
             cubic_coeff_a=-0.5,
         ),
+        # start = round(excess / 2), half to even like Python's round, in int64 alone (excess >= 0: no padding), so
+        # that the whole size computation stays a shape computation that a GPU provider leaves on the host: q =
+        # excess // 2, plus one where excess is odd and q is odd
         helper.make_node("Sub", [p + "sizes_hw", p + "crop"], [p + "excess"]),
-        helper.make_node("Cast", [p + "excess"], [p + "excess_f"], to=TensorProto.FLOAT),
-        helper.make_node("Div", [p + "excess_f", p + "two"], [p + "half"]),
-        helper.make_node("Round", [p + "half"], [p + "half_r"]),  # half to even, like Python's round
-        helper.make_node("Cast", [p + "half_r"], [p + "start"], to=TensorProto.INT64),
+        helper.make_node("Div", [p + "excess", p + "two"], [p + "q"]),
+        helper.make_node("Mul", [p + "q", p + "two"], [p + "q2"]),
+        helper.make_node("Sub", [p + "excess", p + "q2"], [p + "odd_excess"]),
+        helper.make_node("Div", [p + "q", p + "two"], [p + "qh"]),
+        helper.make_node("Mul", [p + "qh", p + "two"], [p + "qh2"]),
+        helper.make_node("Sub", [p + "q", p + "qh2"], [p + "odd_q"]),
+        helper.make_node("Mul", [p + "odd_excess", p + "odd_q"], [p + "to_even"]),
+        helper.make_node("Add", [p + "q", p + "to_even"], [p + "start"]),
         helper.make_node("Add", [p + "start", p + "crop"], [p + "end"]),
         helper.make_node("Slice", [p + "resized", p + "start", p + "end", p + "axes"], [p + "cropped"]),
         helper.make_node("Cast", [p + "cropped"], [p + "pixels"], to=TensorProto.FLOAT),
