@@ -178,7 +178,7 @@ def test_gpu_decoding_where_it_cannot_run_is_exit_2_naming_why(
 
     monkeypatch.setattr("tvdeploy.runtime.gpu_decode.nvimgcodec_module", missing)
     code, _, err = run_cli(capsys, "predict", str(gpu_embedded), photo, "--decoder", "gpu")
-    assert code == 2 and "nvImageCodec is not installed" in err and "tvdeploy[gpu-decode]" in err
+    assert code == 2 and "nvImageCodec is not installed" in err and "nvidia-nvimgcodec-cu13" in err
     code, _, err = run_cli(capsys, "predict", str(gpu_embedded), photo, "--decoder", "gpu", "--engine", "ray")
     assert code == 2 and "applies to the local engine" in err
 
@@ -252,3 +252,19 @@ def test_a_server_decoding_on_the_gpu_answers_as_pillow_and_refuses_a_bad_image(
     finally:
         for core in cores.values():
             core.stop()
+
+
+def test_large_batches_decode_in_runs_that_overlap_the_model(gpu_embedded, photo_files, on_gpu, monkeypatch) -> None:
+    """A call's images are decoded in runs bounded by decoded pixels (here two photos' worth), the next run on the
+    pipeline's thread while the current one runs through the model; the answers stay in input order."""
+    codec = _Codec()
+    _use_codec(monkeypatch, codec)
+    monkeypatch.setattr("tvdeploy.runtime.gpu_pipeline.MAX_RUN_PIXELS", 2 * 640 * 640)
+    files = [*photo_files, *photo_files]
+    with load(gpu_embedded, decoder="cpu") as host:
+        expected = host.predict(files, top_k=3)
+    with load(gpu_embedded, decoder="gpu", batch_size=64) as classifier:
+        codec.calls.clear()
+        got = classifier.predict(files, top_k=3)
+    assert len(codec.calls) > 1 and max(codec.calls) < len(files) and sum(codec.calls) == len(files)
+    assert [[p.index for p in row] for row in got] == [[p.index for p in row] for row in expected]

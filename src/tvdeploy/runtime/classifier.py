@@ -34,6 +34,8 @@ from tvdeploy.runtime.runners.base import infer_in_batches, interface_mismatches
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 8
+#: Batches handed to the GPU pipeline at once by ``predict_stream`` (decoding overlaps the model within a call).
+_GPU_BATCHES_PER_CALL = 4
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class Classifier:
 
     def close(self) -> None:
         """Release the model and the decoding threads."""
+        if self.device_pipeline is not None:
+            self.device_pipeline.close()
         self.runner.deactivate()
         with self._pool_lock:
             pool, self._pool = self._pool, None
@@ -242,7 +246,8 @@ class Classifier:
         """:meth:`predict_stream` with decoding on the GPU, a batch of files at a time."""
         assert self.device_pipeline is not None
         iterator = iter(sources)
-        while chunk := list(islice(iterator, self.batch_size)):
+        # a few batches per call, so that the next batch decodes while the current one runs through the model
+        while chunk := list(islice(iterator, self.batch_size * _GPU_BATCHES_PER_CALL)):
             for source, answer in zip(chunk, self.device_pipeline.predict(chunk, top_k), strict=True):
                 if isinstance(answer, str):
                     yield PredictionResult(describe_source(source), error=answer)

@@ -2,7 +2,7 @@
 
 ``--decoder gpu|cpu|auto`` chooses where images are decoded. The GPU path needs three things: an artifact that
 takes uint8 images (``optimize --embed-preprocess``: the graph resizes, crops and normalizes, so the decoded image
-never leaves the device), a model on a GPU provider, and nvImageCodec (``pip install "tvdeploy[gpu-decode]"``).
+never leaves the device), a model on a GPU provider, and nvImageCodec (the ``gpu-decode`` extra).
 ``gpu`` without one of them is an error naming it; ``auto`` decodes on the CPU and logs why.
 
 A batch of files is decoded in one nvImageCodec call into device memory; images of one size are gathered into the
@@ -37,7 +37,10 @@ from tvdeploy.runtime.native_output import dropped_native_lines
 logger = logging.getLogger(__name__)
 
 #: The extra and the packages that bring nvImageCodec and nvJPEG (torch-free, CUDA 13 wheels).
-INSTALL_HINT = 'pip install "tvdeploy[gpu-decode]" (nvidia-nvimgcodec-cu13 and nvidia-nvjpeg-cu13)'
+INSTALL_HINT = (
+    'pip install nvidia-nvimgcodec-cu13 nvidia-nvjpeg (the gpu-decode extra: pip install -e ".[gpu-decode]" in a '
+    "checkout)"
+)
 #: The GPU path's gate on the bundled photos: every top-1 the same as Pillow's, and at least this cosine between
 #: the two paths' top-k scores (nvJPEG differs from libjpeg by about one grey level).
 MIN_COSINE = 0.999
@@ -115,6 +118,19 @@ class DecodedBatch:
     pillow_fallbacks: int = 0
 
 
+@dataclass(frozen=True)
+class EncodedImage:
+    """An encoded image read and its header checked: its bytes and its pixel count."""
+
+    data: bytes
+    pixels: int
+
+
+#: What :meth:`GpuImageDecoder.read` gives per input: the encoded image, an image already decoded (an array or a
+#: PIL image given as such, through the CPU path), or the error that stopped it.
+ReadItem = EncodedImage | np.ndarray | str
+
+
 class GpuImageDecoder:
     """Decodes encoded images on the GPU in batches (nvImageCodec), Pillow for what it cannot decode.
 
@@ -153,33 +169,42 @@ class GpuImageDecoder:
     def decode(self, sources: Sequence[ImageSource]) -> DecodedBatch:
         """Decode ``sources`` in order: device images (HxWx3 uint8, ``__cuda_array_interface__``), host arrays
         for those Pillow decoded, or an error message per input that failed."""
-        items: list[Any] = [None] * len(sources)
-        encoded: list[tuple[int, bytes]] = []
-        for index, source in enumerate(sources):
+        return self.decode_read(self.read(sources), sources)
+
+    def read(self, sources: Sequence[ImageSource]) -> list[ReadItem]:
+        """Each source's bytes with its header's pixel count (checked against ``max_pixels`` before any decoding),
+        an already decoded image through the CPU path, or the error that stopped it."""
+        items: list[ReadItem] = []
+        for source in sources:
             try:
                 data = _encoded_bytes(source)
                 if data is None:  # an array or a PIL image: already decoded, the CPU path takes it
-                    items[index] = self.cpu_decode(source)
+                    items.append(self.cpu_decode(source))
                     continue
-                image_pixels(data, self.max_pixels)  # the header's size, before any decoding
-                encoded.append((index, data))
+                items.append(EncodedImage(data, image_pixels(data, self.max_pixels)))
             except ImageError as exc:
-                items[index] = _named(source, exc)
+                items.append(_named(source, exc))
+        return items
+
+    def decode_read(self, items: Sequence[ReadItem], sources: Sequence[ImageSource]) -> DecodedBatch:
+        """Decode what :meth:`read` gave for ``sources`` (in one nvImageCodec call), Pillow for what it cannot."""
+        decoded_items: list[Any] = list(items)
+        encoded = [(index, item.data) for index, item in enumerate(items) if isinstance(item, EncodedImage)]
         fallbacks = 0
         if encoded:
             with dropped_native_lines(containing=_NATIVE_NOTICES):
                 decoded = self._decoder.decode([data for _, data in encoded], params=self._params)
             for (index, data), image in zip(encoded, decoded, strict=True):
                 if image is not None and _rgb_bytes(image):
-                    items[index] = image
+                    decoded_items[index] = image
                     continue
                 try:
-                    items[index] = self.cpu_decode(data)
+                    decoded_items[index] = self.cpu_decode(data)
                     fallbacks += 1
                 except ImageError as exc:
-                    items[index] = _named(sources[index], exc)
+                    decoded_items[index] = _named(sources[index], exc)
         self.pillow_fallbacks += fallbacks
-        return DecodedBatch(items, fallbacks)
+        return DecodedBatch(decoded_items, fallbacks)
 
 
 def _named(source: ImageSource, error: ImageError) -> str:

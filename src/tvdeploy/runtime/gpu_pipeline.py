@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from tvdeploy.runtime.device_memory import is_contiguous_on_device
-from tvdeploy.runtime.gpu_decode import DecoderFidelity, GpuImageDecoder, decoder_fidelity, photo_files
+from tvdeploy.runtime.gpu_decode import (
+    DecodedBatch,
+    DecoderFidelity,
+    EncodedImage,
+    GpuImageDecoder,
+    ReadItem,
+    decoder_fidelity,
+    photo_files,
+)
 from tvdeploy.runtime.images import ImageSource
 from tvdeploy.runtime.manifest import Manifest
 from tvdeploy.runtime.postprocess import Prediction, decode_outputs
@@ -25,8 +34,17 @@ from tvdeploy.runtime.runners import Runner
 logger = logging.getLogger(__name__)
 
 
+#: Decoded pixels one decoding run may hold on the device (RGB, 3 bytes each: 384 MiB), so that a folder of
+#: 12-megapixel photos at batch 256 does not ask the GPU for 9 GB at once.
+MAX_RUN_PIXELS = 128 * 1024 * 1024
+
+
 class DevicePipeline:
     """Classify encoded images with decoding and preprocessing on the model's GPU.
+
+    The inputs of a call are cut into runs of at most ``batch_size`` images and :data:`MAX_RUN_PIXELS` decoded
+    pixels (from their headers); the next run is decoded on the pipeline's own thread while the current one runs
+    through the model.
 
     Args:
         runner: an active runner on a GPU (its :attr:`~Runner.memory` is not None).
@@ -43,6 +61,11 @@ class DevicePipeline:
         spec = manifest.input
         self.fixed_batch = spec.fixed_batch
         self.batch_size = spec.fixed_batch or min(batch_size, spec.max_batch or batch_size)
+        self._decoding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tvdeploy-gpu-decode")
+
+    def close(self) -> None:
+        """Stop the decoding thread."""
+        self._decoding.shutdown(wait=True, cancel_futures=True)
 
     def predict(self, sources: Sequence[ImageSource], top_k: int) -> list[list[Prediction] | str]:
         """Per source, in order, its top-k predictions or the error that stopped it (the others go on)."""
@@ -55,24 +78,50 @@ class DevicePipeline:
     def outputs(self, sources: Sequence[ImageSource]) -> tuple[dict[str, np.ndarray], list[str | None]]:
         """The model's outputs for the sources that decoded, in order (empty where none did), and per source the
         error that stopped it or None."""
-        decoded = self.decoder.decode(sources)
-        errors = [item if isinstance(item, str) else None for item in decoded.items]
-        good = [index for index, error in enumerate(errors) if error is None]
-        row_of = {index: row for row, index in enumerate(good)}
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for index in good:
-            by_shape.setdefault(tuple(int(n) for n in decoded.items[index].shape), []).append(index)
-        gathered: dict[str, np.ndarray] = {}
-        for shape, indices in by_shape.items():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
-                part = self._run([decoded.items[i] for i in chunk], shape)
-                rows = [row_of[i] for i in chunk]
-                for name, values in part.items():
-                    if name not in gathered:
-                        gathered[name] = np.empty((len(good), *values.shape[1:]), dtype=values.dtype)
-                    gathered[name][rows] = values
+        read = self.decoder.read(sources)
+        errors: list[str | None] = [item if isinstance(item, str) else None for item in read]
+        runs = self._runs(read)
+        rows: dict[int, dict[str, np.ndarray]] = {}
+
+        def decode(run: list[int]) -> Future[DecodedBatch]:
+            return self._decoding.submit(self.decoder.decode_read, [read[i] for i in run], [sources[i] for i in run])
+
+        pending = decode(runs[0]) if runs else None
+        for position, run in enumerate(runs):
+            assert pending is not None
+            decoded = pending.result()
+            pending = decode(runs[position + 1]) if position + 1 < len(runs) else None
+            by_shape: dict[tuple[int, ...], list[tuple[int, Any]]] = {}
+            for index, item in zip(run, decoded.items, strict=True):
+                if isinstance(item, str):
+                    errors[index] = item
+                else:
+                    by_shape.setdefault(tuple(int(n) for n in item.shape), []).append((index, item))
+            for shape, members in by_shape.items():
+                part = self._run([item for _, item in members], shape)
+                for row, (index, _) in enumerate(members):
+                    rows[index] = {name: values[row] for name, values in part.items()}
+        good = sorted(rows)
+        gathered = (
+            {name: np.stack([rows[i][name] for i in good]) for name in self.manifest.output.names} if good else {}
+        )
         return gathered, errors
+
+    def _runs(self, read: list[ReadItem]) -> list[list[int]]:
+        """The readable inputs cut into decoding runs: at most a model batch of images and :data:`MAX_RUN_PIXELS`
+        decoded pixels each (an image larger than that alone)."""
+        runs: list[list[int]] = []
+        pixels = 0
+        for index, item in enumerate(read):
+            if isinstance(item, str):
+                continue
+            size = item.pixels if isinstance(item, EncodedImage) else int(item.shape[0] * item.shape[1])
+            if not runs or len(runs[-1]) >= self.batch_size or pixels + size > MAX_RUN_PIXELS:
+                runs.append([])
+                pixels = 0
+            runs[-1].append(index)
+            pixels += size
+        return runs
 
     def _run(self, images: list[Any], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
         """One model call on images of one shape, gathered into the device input (padded to a fixed batch by
