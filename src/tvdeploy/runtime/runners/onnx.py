@@ -181,7 +181,7 @@ class OnnxRunner(Runner):
             return None
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape)) * dtype.itemsize
-        held = self._device_state()["staging"]
+        held = self._device.__dict__.setdefault("staging", {})  # per thread even where CUDA graphs share the state
         buffer = held.get(name)
         if buffer is None or buffer.nbytes < nbytes:
             buffer = held[name] = memory.pinned(nbytes)
@@ -318,7 +318,7 @@ class OnnxRunner(Runner):
         if state is None or state["session"] is not self.session:
             state = {
                 "session": self.session, "binding": self.session.io_binding(), "inputs": {}, "graph_inputs": {},
-                "outputs": {}, "staging": {}, "graphs": {},
+                "outputs": {}, "graphs": {},
             }  # fmt: skip
             holder._device_state_held = state
         return state
