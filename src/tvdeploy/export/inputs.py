@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from tvdeploy.runtime.images import load_image
 from tvdeploy.runtime.manifest import PreprocessSpec
+from tvdeploy.runtime.photos import photo_paths  # also imported from here (README, bench, tools)
 from tvdeploy.runtime.preprocess import ImagePreprocessor
-
-PHOTO_NAMES = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "china.jpg", "flower.jpg")
-
-
-def photo_paths() -> list[Path]:
-    """The real photos shipped with tvdeploy (see ``export/photos/README.md`` for their sources)."""
-    root = resources.files("tvdeploy.export") / "photos"
-    return [Path(str(root / name)) for name in PHOTO_NAMES]
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,11 @@ agree on every top-1 with a minimum cosine of :data:`MIN_COSINE` on the top-k sc
 
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -166,11 +164,6 @@ class GpuImageDecoder:
         self.max_pixels = max_pixels
         self.pillow_fallbacks = 0
 
-    def decode(self, sources: Sequence[ImageSource]) -> DecodedBatch:
-        """Decode ``sources`` in order: device images (HxWx3 uint8, ``__cuda_array_interface__``), host arrays
-        for those Pillow decoded, or an error message per input that failed."""
-        return self.decode_read(self.read(sources), sources)
-
     def read(self, sources: Sequence[ImageSource]) -> list[ReadItem]:
         """Each source's bytes with its header's pixel count (checked against ``max_pixels`` before any decoding),
         an already decoded image through the CPU path, or the error that stopped it."""
@@ -187,7 +180,9 @@ class GpuImageDecoder:
         return items
 
     def decode_read(self, items: Sequence[ReadItem], sources: Sequence[ImageSource]) -> DecodedBatch:
-        """Decode what :meth:`read` gave for ``sources`` (in one nvImageCodec call), Pillow for what it cannot."""
+        """Decode what :meth:`read` gave for ``sources`` (in one nvImageCodec call), Pillow for what it cannot: per
+        input in order, a device image (HxWx3 uint8, ``__cuda_array_interface__``), a host array Pillow decoded, or
+        the error that stopped it."""
         decoded_items: list[Any] = list(items)
         encoded = [(index, item.data) for index, item in enumerate(items) if isinstance(item, EncodedImage)]
         fallbacks = 0
@@ -270,10 +265,3 @@ def decoder_fidelity(gpu: Sequence[Sequence[Any]], cpu: Sequence[Sequence[Any]])
         cosines.append(float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12)))
     count = len(cosines)
     return DecoderFidelity(count, agree / count if count else 0.0, min(cosines) if cosines else 0.0)
-
-
-@functools.cache
-def photo_files() -> tuple[Path, ...]:
-    """The photos shipped with tvdeploy (the GPU decode gate's inputs)."""
-    root = resources.files("tvdeploy.export") / "photos"
-    return tuple(sorted(Path(str(path)) for path in root.iterdir() if str(path).endswith(".jpg")))

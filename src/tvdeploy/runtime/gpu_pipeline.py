@@ -24,10 +24,10 @@ from tvdeploy.runtime.gpu_decode import (
     GpuImageDecoder,
     ReadItem,
     decoder_fidelity,
-    photo_files,
 )
 from tvdeploy.runtime.images import ImageSource
 from tvdeploy.runtime.manifest import Manifest
+from tvdeploy.runtime.photos import photo_paths
 from tvdeploy.runtime.postprocess import Prediction, decode_outputs
 from tvdeploy.runtime.runners import Runner
 
@@ -61,11 +61,12 @@ class DevicePipeline:
         spec = manifest.input
         self.fixed_batch = spec.fixed_batch
         self.batch_size = spec.fixed_batch or min(batch_size, spec.max_batch or batch_size)
-        self._decoding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tvdeploy-gpu-decode")
+        self._decoding: ThreadPoolExecutor | None = None  # made by the first call with more than one run
 
     def close(self) -> None:
-        """Stop the decoding thread."""
-        self._decoding.shutdown(wait=True, cancel_futures=True)
+        """Stop the decoding thread (where one was started)."""
+        if self._decoding is not None:
+            self._decoding.shutdown(wait=True, cancel_futures=True)
 
     def predict(self, sources: Sequence[ImageSource], top_k: int) -> list[list[Prediction] | str]:
         """Per source, in order, its top-k predictions or the error that stopped it (the others go on)."""
@@ -83,14 +84,18 @@ class DevicePipeline:
         runs = self._runs(read)
         rows: dict[int, dict[str, np.ndarray]] = {}
 
-        def decode(run: list[int]) -> Future[DecodedBatch]:
-            return self._decoding.submit(self.decoder.decode_read, [read[i] for i in run], [sources[i] for i in run])
+        def decode(run: list[int]) -> DecodedBatch:
+            return self.decoder.decode_read([read[i] for i in run], [sources[i] for i in run])
 
-        pending = decode(runs[0]) if runs else None
+        if len(runs) > 1 and self._decoding is None:
+            self._decoding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tvdeploy-gpu-decode")
+        pending: Future[DecodedBatch] | None = None
         for position, run in enumerate(runs):
-            assert pending is not None
-            decoded = pending.result()
-            pending = decode(runs[position + 1]) if position + 1 < len(runs) else None
+            decoded = pending.result() if pending is not None else decode(run)
+            pending = None
+            if position + 1 < len(runs):  # the next run decodes on the pipeline's thread meanwhile
+                assert self._decoding is not None
+                pending = self._decoding.submit(decode, runs[position + 1])
             by_shape: dict[tuple[int, ...], list[tuple[int, Any]]] = {}
             for index, item in zip(run, decoded.items, strict=True):
                 if isinstance(item, str):
@@ -152,7 +157,7 @@ class DevicePipeline:
     def fidelity(self, cpu_predict: Any, top_k: int = 5) -> DecoderFidelity:
         """The GPU path against ``cpu_predict`` (the classifier's Pillow path, a list of sources -> predictions)
         on the bundled photos."""
-        photos = [path.read_bytes() for path in photo_files()]
+        photos = [path.read_bytes() for path in photo_paths()]
         gpu = self.predict(photos, top_k)
         failed = [str(p) for p in gpu if isinstance(p, str)]
         if failed:

@@ -184,9 +184,10 @@ class OnnxRunner(Runner):
         held = self._device.__dict__.setdefault("staging", {})  # per thread even where CUDA graphs share the state
         buffer = held.get(name)
         if buffer is None or buffer.nbytes < nbytes:
-            buffer = held[name] = memory.pinned(nbytes)
-            with self._pinned_lock:
-                self._pinned = [b for b in self._pinned if b is not None] + [buffer]
+            grown, buffer = buffer, memory.pinned(nbytes)
+            held[name] = buffer
+            with self._pinned_lock:  # the outgrown buffer is let go (freed with its last view)
+                self._pinned = [b for b in self._pinned if b is not grown] + [buffer]
         return buffer[:nbytes].view(dtype).reshape(shape)
 
     def device_input(self, name: str, shape: tuple[int, ...], dtype: Any) -> DeviceArray:
