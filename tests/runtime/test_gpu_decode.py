@@ -268,3 +268,16 @@ def test_large_batches_decode_in_runs_that_overlap_the_model(gpu_embedded, photo
         got = classifier.predict(files, top_k=3)
     assert len(codec.calls) > 1 and max(codec.calls) < len(files) and sum(codec.calls) == len(files)
     assert [[p.index for p in row] for row in got] == [[p.index for p in row] for row in expected]
+
+
+def test_sizes_are_checked_from_headers_before_a_file_is_read(gpu_embedded, photo_files, on_gpu, monkeypatch) -> None:
+    """--max-pixels refuses a large image from its header alone (the file is never read whole); the gate's own
+    photos are not held to the user's limit."""
+    _use_codec(monkeypatch, _Codec())
+    read = []
+    monkeypatch.setattr("tvdeploy.runtime.gpu_decode._file_bytes", lambda path: read.append(path) or b"")
+    with load(gpu_embedded, decoder="gpu", max_pixels=1000) as classifier:
+        assert classifier.decoder_fidelity is not None and classifier.decoder_fidelity.passed
+        results = list(classifier.predict_stream(photo_files))
+    assert all(not r.ok and "exceeds the limit of 1,000" in r.error for r in results)
+    assert read == []

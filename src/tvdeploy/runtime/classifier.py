@@ -97,9 +97,12 @@ class Classifier:
         """Decode on the GPU once the bundled photos pass the gate there (``gpu``: else an error; ``auto``: else
         the CPU path, saying why)."""
         device = int(getattr(getattr(self.runner, "device", None), "index", 0))
-        gpu_decoder = GpuImageDecoder(device, self.decoder, exif_transpose=exif_transpose, max_pixels=max_pixels)
+        # the gate's photos are tvdeploy's own: no pixel limit for them, and the exact Pillow path as the reference
+        gpu_decoder = GpuImageDecoder(device, self.decoder, exif_transpose=exif_transpose, max_pixels=None)
         pipeline = DevicePipeline(self.runner, self.manifest, gpu_decoder, self.batch_size)
-        fidelity = pipeline.fidelity(self._predict_on_host)
+        reference = ImageDecoder(self.manifest, exif_transpose=exif_transpose, max_pixels=None)
+        fidelity = pipeline.fidelity(lambda photos, k: self.predict_arrays([reference(p) for p in photos], k))
+        gpu_decoder.max_pixels = max_pixels
         self.decoder_fidelity = fidelity
         if not fidelity.passed:
             if requested == DecoderKind.GPU:

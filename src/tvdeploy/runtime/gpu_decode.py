@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -170,6 +171,10 @@ class GpuImageDecoder:
         items: list[ReadItem] = []
         for source in sources:
             try:
+                if isinstance(source, (str, os.PathLike)):  # the header first (Pillow reads no more), then the file
+                    pixels = image_pixels(source, self.max_pixels)
+                    items.append(EncodedImage(_file_bytes(source), pixels))
+                    continue
                 data = _encoded_bytes(source)
                 if data is None:  # an array or a PIL image: already decoded, the CPU path takes it
                     items.append(self.cpu_decode(source))
@@ -219,17 +224,20 @@ def _rgb_bytes(image: Any) -> bool:
     return len(shape) == 3 and shape[2] == 3 and np.dtype(interface["typestr"]) == np.uint8
 
 
+def _file_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes once its header was read; an :class:`ImageError` naming it where it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{describe_source(path)}: cannot read ({exc.strerror or exc})") from exc
+
+
 def _encoded_bytes(source: ImageSource) -> bytes | None:
-    """The encoded bytes of a path, bytes-like or file object; None for an already decoded image."""
+    """The encoded bytes of a bytes-like or file object; None for an already decoded image."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     if hasattr(source, "read"):
         return bytes(source.read())
-    if isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
-        try:
-            return Path(source).read_bytes()
-        except OSError as exc:
-            raise ImageError(f"{describe_source(source)}: cannot read ({exc.strerror or exc})") from exc
     return None
 
 
