@@ -82,3 +82,11 @@ def test_a_tensorrt_runner_gets_the_artifacts_cache_and_force_may_replace_it(
         config=SessionConfig(provider_options={"trt_engine_cache_path": "/x"}),
     )  # fmt: skip
     assert chosen.config.provider_options["trt_engine_cache_path"] == "/x"  # the caller's own path is kept
+
+
+def test_an_oversized_key_file_is_refused_unread(tmp_path) -> None:
+    folder = tmp_path / CACHE_FOLDER / H200.folder
+    folder.mkdir(parents=True)
+    (folder / "key.json").write_text(json.dumps({"gpu": "x" * 5000}))
+    with pytest.raises(ArtifactError, match="larger than 4096 bytes"):
+        cache_options(tmp_path, H200)

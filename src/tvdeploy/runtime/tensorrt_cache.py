@@ -25,12 +25,14 @@ from typing import Any
 
 from tvdeploy.errors import ArtifactError
 from tvdeploy.runtime.host import nvidia_gpus
+from tvdeploy.text import printable
 
 logger = logging.getLogger(__name__)
 
 #: The artifact's folder of TensorRT caches (not listed in the manifest: the runtime writes it).
 CACHE_FOLDER = "tensorrt-cache"
 KEY_FILE = "key.json"
+_MAX_KEY_BYTES = 4096  # a key file is two short fields; a larger one is not read
 #: TensorRT's runtime library (TensorRT 10), whose ``getInferLibVersion`` gives its version.
 LIBRARY = "libnvinfer.so.10"
 
@@ -94,12 +96,16 @@ def cache_options(artifact_dir: Path, key: CacheKey) -> dict[str, Any]:
     key_file = folder / KEY_FILE
     if key_file.is_file():
         try:
+            if key_file.stat().st_size > _MAX_KEY_BYTES:
+                raise ValueError(f"larger than {_MAX_KEY_BYTES} bytes")
             recorded = json.loads(key_file.read_text())
         except (OSError, ValueError) as exc:
-            raise ArtifactError(f"{key_file} is not readable: {exc}", hint=f"delete {folder} to rebuild") from exc
+            raise ArtifactError(
+                f"{key_file} is not readable: {printable(str(exc))}", hint=f"delete {folder} to rebuild"
+            ) from exc
         if recorded != key.to_dict():
             raise ArtifactError(
-                f"{folder} holds TensorRT engines built for {recorded}, not for this {key.gpu} with TensorRT "
+                f"{folder} holds TensorRT engines built for {printable(str(recorded))}, not for this {key.gpu} with TensorRT "
                 f"{key.tensorrt}: an engine runs only where it was built",
                 hint=f"delete {folder}; the next start builds engines for this GPU",
             )
